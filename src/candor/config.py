@@ -1,0 +1,21 @@
+"""Where candor keeps its data and which defaults are in force (environment first, then defaults)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "candor"
+
+
+def data_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """The data directory: the explicit argument, else ``CANDOR_DATA_DIR``, else the default."""
+    chosen = explicit or os.environ.get("CANDOR_DATA_DIR") or DEFAULT_DATA_DIR
+    path = Path(chosen).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def default_backend() -> str:
+    """The model backend used when none is named: ``CANDOR_BACKEND`` or ``dlib``."""
+    return os.environ.get("CANDOR_BACKEND", "dlib")
