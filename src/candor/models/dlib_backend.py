@@ -1,0 +1,92 @@
+"""The reference backend: dlib's own detectors, shape predictors and ResNet, as shipped in
+``face_recognition_models``. Every other backend is measured against this one."""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+
+import dlib
+import numpy as np
+
+from candor.errors import InvalidParameter
+from candor.models import model_path
+from candor.models.base import CHIP_PADDING, CHIP_SIZE, EMBEDDING_SIZE, Detection
+
+SHAPE_MODELS = {5: "shape_predictor_5_face_landmarks.dat", 68: "shape_predictor_68_face_landmarks.dat"}
+
+
+def to_rect(box: Detection) -> dlib.rectangle:
+    return dlib.rectangle(int(round(box.left)), int(round(box.top)),
+                          int(round(box.right)), int(round(box.bottom)))
+
+
+def to_shape(points: np.ndarray) -> dlib.full_object_detection:
+    """Rebuild dlib's shape object from (N, 2) points (the rect is not used by chip extraction)."""
+    xs, ys = points[:, 0], points[:, 1]
+    rect = dlib.rectangle(int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
+    return dlib.full_object_detection(rect, [dlib.point(int(round(x)), int(round(y))) for x, y in points])
+
+
+class DlibBackend:
+    """dlib on the CPU. Models load lazily, once; the networks are guarded by locks because
+    dlib's DNN objects keep per-call state and are not safe to share between threads."""
+
+    name = "dlib"
+
+    def __init__(self) -> None:
+        self._net_lock = threading.Lock()
+        self._cnn_lock = threading.Lock()
+
+    @cached_property
+    def hog(self):
+        return dlib.get_frontal_face_detector()
+
+    @cached_property
+    def cnn(self):
+        return dlib.cnn_face_detection_model_v1(str(model_path("mmod_human_face_detector.dat")))
+
+    @cached_property
+    def shape_predictors(self) -> dict[int, dlib.shape_predictor]:
+        return {n: dlib.shape_predictor(str(model_path(f))) for n, f in SHAPE_MODELS.items()}
+
+    @cached_property
+    def resnet(self):
+        return dlib.face_recognition_model_v1(str(model_path("dlib_face_recognition_resnet_model_v1.dat")))
+
+    def detect(self, image: np.ndarray, detector: str = "hog", upsample: int = 1) -> list[Detection]:
+        if detector == "hog":
+            rects, scores, _ = self.hog.run(image, upsample, 0.0)
+            return [Detection(r.left(), r.top(), r.right() + 1, r.bottom() + 1, float(s), "hog")
+                    for r, s in zip(rects, scores)]
+        if detector == "cnn":
+            with self._cnn_lock:
+                found = self.cnn(image, upsample)
+            return [Detection(d.rect.left(), d.rect.top(), d.rect.right() + 1, d.rect.bottom() + 1,
+                              float(d.confidence), "cnn") for d in found]
+        raise InvalidParameter(f"unknown detector {detector!r}; choose hog or cnn")
+
+    def landmarks(self, image: np.ndarray, boxes: list[Detection], points: int) -> list[np.ndarray]:
+        predictor = self.shape_predictors[points]
+        out = []
+        for box in boxes:
+            shape = predictor(image, to_rect(box))
+            out.append(np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32))
+        return out
+
+    def chips(self, image: np.ndarray, landmarks5: list[np.ndarray]) -> np.ndarray:
+        if not landmarks5:
+            return np.zeros((0, CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
+        shapes = dlib.full_object_detections()
+        for pts in landmarks5:
+            shapes.append(to_shape(pts))
+        chips = dlib.get_face_chips(image, shapes, size=CHIP_SIZE, padding=CHIP_PADDING)
+        return np.stack([np.asarray(c, dtype=np.uint8) for c in chips])
+
+    def embed(self, chips: np.ndarray) -> np.ndarray:
+        if len(chips) == 0:
+            return np.zeros((0, EMBEDDING_SIZE), np.float32)
+        batch = [np.ascontiguousarray(c) for c in chips]
+        with self._net_lock:
+            vectors = self.resnet.compute_face_descriptor(batch)
+        return np.array([np.asarray(v) for v in vectors], dtype=np.float32)
