@@ -1,0 +1,76 @@
+"""The operations, with Rekognition semantics, transport-free: one function per operation.
+
+Every door (Python API, CLI, HTTP) calls :meth:`Service.call` with the operation's
+Rekognition name and its request as a dict of wire names (``{"Image": {"Bytes": b"..."}}``,
+bytes already base64-decoded), and gets the response dict back. Governance wraps ``call``,
+so no door can bypass it.
+
+Operations live in the submodules (``faces``: DetectFaces, CompareFaces; ``collections``:
+collections, faces, users, search) and register themselves with :func:`operation`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from candor import config
+from candor.errors import InvalidParameter
+
+Handler = Callable[["Service", dict[str, Any]], dict[str, Any]]
+OPERATIONS: dict[str, Handler] = {}
+
+
+def operation(name: str) -> Callable[[Handler], Handler]:
+    """Register ``fn`` as the handler of Rekognition operation ``name``."""
+
+    def register(fn: Handler) -> Handler:
+        OPERATIONS[name] = fn
+        return fn
+
+    return register
+
+
+class Service:
+    """One candor instance: a data directory, a model backend and the engine over it."""
+
+    def __init__(self, data_dir: str | os.PathLike | None = None, backend: str | None = None,
+                 detector: str | None = None) -> None:
+        self._data_dir_arg = data_dir
+        self.backend_name = backend or config.default_backend()
+        self.detector = detector
+
+    @cached_property
+    def data_dir(self) -> Path:
+        return config.data_dir(self._data_dir_arg)
+
+    @cached_property
+    def engine(self):
+        from candor.engine import Engine
+
+        return Engine(backend=self.backend_name, detector=self.detector)
+
+    def call(self, name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run operation ``name`` on ``params`` and return its response dict."""
+        _load_operations()
+        handler = OPERATIONS.get(name)
+        if handler is None:
+            raise InvalidParameter(f"unknown operation {name!r}")
+        if params is not None and not isinstance(params, dict):
+            raise InvalidParameter("the request must be a JSON object")
+        return handler(self, dict(params or {}))
+
+
+def _load_operations() -> None:
+    """Import the operation modules once so that they register their handlers."""
+    import importlib
+
+    for module in ("faces", "collections"):
+        try:
+            importlib.import_module(f"candor.service.{module}")
+        except ModuleNotFoundError as exc:  # a module not written yet is simply absent
+            if exc.name != f"candor.service.{module}":
+                raise
