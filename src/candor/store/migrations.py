@@ -1,0 +1,75 @@
+"""Schema versions: an ordered list of migrations, applied once each, in one transaction each.
+
+The scheme, kept deliberately small (no Alembic dependency):
+
+- ``MIGRATIONS`` is a list of ``(version, name, fn)``; ``fn(conn)`` runs DDL/DML on a
+  connection inside a transaction. Versions are consecutive integers starting at 1.
+- ``schema_migrations`` records each applied version; the current version is its maximum.
+- A migration is never edited once released: a schema change is a new entry at the end (explicit
+  ``ALTER TABLE`` / ``CREATE TABLE`` for that one change) *plus* the matching edit in
+  ``schema.py``. ``tests/test_store.py`` checks that migrating an empty database gives exactly
+  the tables and columns ``schema.py`` declares.
+- A database newer than this code (a version we do not know) is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from sqlalchemy import Connection, Engine, inspect, select
+
+from candor.store import schema
+
+#: tables that version 1 created, in dependency order
+_V1_TABLES = ["settings", "collections", "users", "faces", "idempotency_tokens", "access_keys",
+              "audit_records"]
+
+
+def _v1_initial(conn: Connection) -> None:
+    """Collections, users, faces, idempotency tokens, access keys, audit records, settings."""
+    tables = [schema.metadata.tables[name] for name in _V1_TABLES]
+    schema.metadata.create_all(conn, tables=tables)
+    conn.execute(schema.settings.insert(), [
+        {"key": "token_key", "value": secrets.token_hex(32)},
+        {"key": "instance_id", "value": str(uuid.uuid4())},
+    ])
+
+
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (1, "initial schema", _v1_initial),
+]
+
+LATEST = MIGRATIONS[-1][0]
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer candor."""
+
+
+def current_version(conn: Connection) -> int:
+    if not inspect(conn).has_table("schema_migrations"):
+        return 0
+    versions = conn.execute(select(schema.schema_migrations.c.version)).scalars().all()
+    return max(versions, default=0)
+
+
+def migrate(engine: Engine) -> int:
+    """Bring the database at ``engine`` to the latest version; returns that version."""
+    with engine.begin() as conn:
+        schema.schema_migrations.create(conn, checkfirst=True)
+    while True:
+        with engine.begin() as conn:
+            version = current_version(conn)
+            if version > LATEST:
+                raise SchemaTooNew(f"database schema version {version} is newer than this candor "
+                                   f"({LATEST}); upgrade candor")
+            pending = [m for m in MIGRATIONS if m[0] == version + 1]
+            if not pending:
+                return version
+            number, name, fn = pending[0]
+            fn(conn)
+            conn.execute(schema.schema_migrations.insert().values(
+                version=number, name=name, applied_at=datetime.now(timezone.utc)))

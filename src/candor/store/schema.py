@@ -1,0 +1,155 @@
+"""The database schema: every table candor keeps, in one SQLAlchemy metadata.
+
+Portable SQL only (SQLite today, PostgreSQL later): integer surrogate keys, UUID strings for
+the ids users see, embeddings as raw float32 bytes, JSON columns for small structured values.
+The tables here describe the *current* schema; :mod:`candor.store.migrations` brings any older
+database to it, and a test checks that a freshly migrated database matches these definitions.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+#: a 64-bit key that is SQLite's rowid alias there (so AUTOINCREMENT applies) and BIGINT elsewhere
+Key = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+#: which migrations have been applied (see migrations.py)
+schema_migrations = Table(
+    "schema_migrations", metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(200), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
+#: instance-wide settings: the pagination-token key, this database's instance id
+settings = Table(
+    "settings", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(1024), nullable=False),
+)
+
+collections = Table(
+    "collections", metadata,
+    Column("id", Key, primary_key=True, autoincrement=True),
+    Column("collection_id", String(255), nullable=False, unique=True),
+    Column("face_model_version", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("tags", JSON, nullable=False, default=dict),
+    # bumped in the same transaction as every change to the collection's faces / users, so an
+    # in-memory vector index can tell in one cheap query whether it is stale
+    Column("face_generation", BigInteger, nullable=False, default=0),
+    Column("user_generation", BigInteger, nullable=False, default=0),
+    # for the governance layer's retention purge; NULL = keep until deleted
+    Column("retention_days", Integer, nullable=True),
+    sqlite_autoincrement=True,
+)
+
+users = Table(
+    "users", metadata,
+    Column("id", Key, primary_key=True, autoincrement=True),
+    Column("collection_pk", Key, ForeignKey("collections.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", String(128), nullable=False),
+    Column("status", String(16), nullable=False),  # CREATED (no faces) or ACTIVE
+    Column("face_count", Integer, nullable=False, default=0),
+    # unit mean of the associated faces' embeddings (float32 bytes); NULL while it has none
+    Column("embedding", LargeBinary, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("collection_pk", "user_id"),
+    sqlite_autoincrement=True,
+)
+
+faces = Table(
+    "faces", metadata,
+    # never reused (AUTOINCREMENT): the vector index and pagination tokens refer to it
+    Column("id", Key, primary_key=True, autoincrement=True),
+    Column("collection_pk", Key, ForeignKey("collections.id", ondelete="CASCADE"), nullable=False),
+    Column("face_id", String(36), nullable=False, unique=True),
+    Column("image_id", String(36), nullable=False),
+    Column("external_image_id", String(255), nullable=True),
+    Column("image_sha256", String(64), nullable=True),
+    Column("bbox_width", Float, nullable=False),
+    Column("bbox_height", Float, nullable=False),
+    Column("bbox_left", Float, nullable=False),
+    Column("bbox_top", Float, nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("model_version", String(32), nullable=False),
+    Column("embedding", LargeBinary, nullable=False),  # 128 float32, unit length
+    Column("user_pk", Key, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index(None, "collection_pk", "id"),
+    Index(None, "collection_pk", "external_image_id"),
+    Index(None, "user_pk"),
+    sqlite_autoincrement=True,
+)
+
+#: ClientRequestToken idempotency for CreateUser, DeleteUser, AssociateFaces, DisassociateFaces
+idempotency_tokens = Table(
+    "idempotency_tokens", metadata,
+    Column("id", Key, primary_key=True, autoincrement=True),
+    Column("collection_id", String(255), nullable=False),
+    Column("operation", String(64), nullable=False),
+    Column("token", String(64), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("response", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("collection_id", "operation", "token"),
+)
+
+#: access keys issued to organisations (logic: the api/governance layers)
+access_keys = Table(
+    "access_keys", metadata,
+    Column("access_key_id", String(128), primary_key=True),
+    Column("secret", String(256), nullable=False),
+    Column("org", String(255), nullable=False),
+    Column("category", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+#: the hash-chained audit ledger (logic: governance). ``ts`` is text (ISO 8601, UTC) so that the
+#: hashed form of a record is byte-for-byte what is stored, on every database.
+audit_records = Table(
+    "audit_records", metadata,
+    Column("seq", Key, primary_key=True, autoincrement=True),
+    Column("ts", String(64), nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column("principal", String(128), nullable=True),
+    Column("org", String(255), nullable=True),
+    Column("category", String(64), nullable=True),
+    Column("operation", String(64), nullable=False),
+    Column("collection", String(255), nullable=True),
+    Column("image_sha256", JSON, nullable=True),
+    Column("faces_found", Integer, nullable=True),
+    Column("matches", JSON, nullable=True),
+    Column("threshold", Float, nullable=True),
+    Column("decision", String(16), nullable=False),
+    Column("rule", String(255), nullable=True),
+    Column("scoring", String(255), nullable=True),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False, unique=True),
+    Index(None, "ts"),
+    Index(None, "org", "operation"),
+    sqlite_autoincrement=True,
+)
