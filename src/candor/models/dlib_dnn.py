@@ -380,7 +380,7 @@ def resolve(net: Network, expected: list[str]) -> Network:
     if len(expected) != len(net.layers):
         raise DlibFormatError(f"expected {len(expected)} layers, file has {len(net.layers)}")
     out = []
-    for token, layer in zip(expected, net.layers):
+    for token, layer in zip(expected, net.layers, strict=True):
         m = re.fullmatch(r"(tag|skip|add_prev)(\d+)", token)
         kind, ident = (m.group(1), int(m.group(2))) if m else (token, None)
         ok = layer.kind == kind or (layer.kind == "tag_or_skip" and kind in ("tag", "skip"))

@@ -83,8 +83,10 @@ def _chain(g: _Graph, x: str, shape: tuple[int, int, int], layers: list[Layer]):
                 b = b * gamma + beta
                 i += 1
             (py, px), (sy, sx) = a["padding"], a["stride"]
-            x = g.op("Conv", [x, g.const("W", w.astype(np.float32)), g.const("B", b.astype(np.float32))],
-                     kernel_shape=[a["nr"], a["nc"]], strides=[sy, sx], pads=[py, px, py, px])
+            wname = g.const("W", w.astype(np.float32))
+            x = g.op("Conv", [x, wname, g.const("B", b.astype(np.float32))],
+                     kernel_shape=[a["nr"], a["nc"]],
+                     strides=[sy, sx], pads=[py, px, py, px])
             shape = (a["num_filters"], _conv_out(shape[1], a["nr"], sy, py),
                      _conv_out(shape[2], a["nc"], sx, px))
         elif layer.kind == "affine":
@@ -117,7 +119,7 @@ def _chain(g: _Graph, x: str, shape: tuple[int, int, int], layers: list[Layer]):
             y, yshape = tags[a["id"]]
             # dlib's add_prev: output has the larger of each dimension and the smaller
             # operand is zero-padded at the high end (tt::add on mismatched tensors).
-            out = tuple(max(p, q) for p, q in zip(shape, yshape))
+            out = tuple(max(p, q) for p, q in zip(shape, yshape, strict=True))
             x = _pad_to(g, x, shape, out)
             y = _pad_to(g, y, yshape, out)
             x = g.op("Add", [x, y])
