@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import uuid
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -130,7 +131,8 @@ def _check(shape, value, where: str, errors: list[str]) -> None:
             errors.append(f"Value {shown} at '{where}' failed to satisfy constraint: Member "
                           f"must have value less than or equal to {meta['max']}")
         return
-    if t == "blob" and not isinstance(value, (bytes, bytearray, memoryview)):
+    if t == "blob" and not isinstance(value, (bytes, bytearray, memoryview)) \
+            and not hasattr(value, "pixels"):  # in-process callers may pass a decoded Image
         errors.append(f"Value at '{where}' failed to satisfy constraint: Member must be bytes")
     if t == "map" and not isinstance(value, dict):
         errors.append(f"Value at '{where}' failed to satisfy constraint: Member must be a map")
@@ -177,27 +179,28 @@ def face_dict(face: FaceRow) -> dict[str, Any]:
     return out
 
 
-def _load_image(service: Service, image: dict):
-    """Pixels from a wire ``Image`` ({"Bytes": ...} or {"S3Object": ...})."""
-    from candor import imaging
+@dataclass
+class _Face:
+    """What this module needs of an engine face: wire detail, pixel box, unit embedding."""
 
-    if image.get("Bytes") is not None and image.get("S3Object") is not None:
-        raise InvalidParameter("Image: give either Bytes or S3Object, not both")
-    if image.get("Bytes") is not None:
-        return imaging.load_image(image["Bytes"])
-    if image.get("S3Object") is not None:
-        loader = getattr(imaging, "load_s3_object", None)
-        if loader is None:
-            raise InvalidParameter("S3Object images are not supported by this candor; "
-                                   "send the image bytes")
-        return loader(image["S3Object"])
-    raise InvalidParameter("Image: give Bytes or S3Object")
+    detail: dict
+    box: Any
+    embedding: np.ndarray | None
 
 
-def _analyse(service: Service, image_param: dict, attributes=("DEFAULT",)):
-    image = _load_image(service, image_param)
-    faces = service.engine.analyse(image, attributes=tuple(attributes))
-    return image, list(faces)
+def _analyse(service: Service, params: dict, attributes=("DEFAULT",), embed: str = "all"):
+    """Decode the request's image and find its faces, largest first. ``embed``: ``all``,
+    ``largest`` (search needs only that one) or ``none``. Returns (image, faces)."""
+    from candor.service.faces import request_image
+
+    image = request_image(params)
+    engine = service.engine
+    image, found = engine.analyse(image, attributes=list(attributes), embed=(embed == "all"))
+    if embed == "largest" and found:
+        engine.embed(image, found[:1])
+    faces = [_Face(detail=f.detail.to_dict() if hasattr(f.detail, "to_dict") else dict(f.detail),
+                   box=f.box, embedding=f.embedding) for f in found]
+    return image, faces
 
 
 def quality_reasons(face, bar: str) -> list[str]:
@@ -323,7 +326,7 @@ def index_faces(service: Service, params: dict) -> dict:
     max_faces = min(int(params.get("MaxFaces", MAX_FACES_PER_IMAGE)), MAX_FACES_PER_IMAGE)
     bar = params.get("QualityFilter", "AUTO")
     attributes = params.get("DetectionAttributes") or ["DEFAULT"]
-    image, faces = _analyse(service, params["Image"], attributes)
+    image, faces = _analyse(service, params, attributes)
 
     image_id = str(uuid.uuid4())
     keep, unindexed = [], []
@@ -398,7 +401,7 @@ def search_faces(service: Service, params: dict) -> dict:
 
 def _largest_face(service: Service, params: dict, bar: str):
     """The largest face of the request's image that passes ``bar``, and the other faces."""
-    _, faces = _analyse(service, params["Image"])
+    _, faces = _analyse(service, params, embed="largest")
     if not faces:
         raise InvalidParameter("There are no faces in the image. Should be at least 1.")
     largest, others = faces[0], faces[1:]
@@ -618,7 +621,7 @@ def search_users_by_image(service: Service, params: dict) -> dict:
     store = store_of(service)
     coll = store.collection(params["CollectionId"])
     bar = params.get("QualityFilter", "NONE")
-    _, faces = _analyse(service, params["Image"])
+    _, faces = _analyse(service, params, embed="largest")
     out: dict[str, Any] = {"UserMatches": [], "FaceModelVersion": coll.face_model_version}
     unsearched = [{"FaceDetails": f.detail, "Reasons": ["FACE_NOT_LARGEST"]} for f in faces[1:]]
     if faces:
