@@ -1,0 +1,261 @@
+"""The HTTP door: Amazon Rekognition's AWS JSON 1.1 protocol over the service layer.
+
+``POST /`` with ``X-Amz-Target: RekognitionService.<Operation>``: the body is read under a cap
+sized for the operation (refused before it is read whole), the SigV4 signature is verified,
+the JSON is checked against botocore's model, and the operation runs on a pool of worker
+threads (dlib and onnxruntime release the GIL, so threads use every core while the event loop
+stays free). :meth:`Gateway.invoke` is the one place where the authenticated principal meets
+the service, so governance wraps exactly that call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+from candor.api import protocol, sigv4
+from candor.api.keys import ActiveKey, KeyStore
+from candor.errors import CandorError, ImageTooLarge, InvalidParameter
+
+log = logging.getLogger("candor.api")
+
+#: 5 MB of image bytes is this many base64 characters
+IMAGE_BASE64_CHARS = 4 * math.ceil(5 * 1024 * 1024 / 3)
+#: room for everything in a request that is not image bytes
+BODY_SLACK = 256 * 1024
+REQUEST_ID_HEADER = "x-amzn-RequestId"
+
+
+def body_limit(images: int) -> int:
+    """The largest body an operation carrying ``images`` images may send."""
+    return images * IMAGE_BASE64_CHARS + BODY_SLACK
+
+
+class InternalServerError(CandorError):
+    code = "InternalServerError"
+    http_status = 500
+
+
+class Gateway:
+    """What a request needs once it is past HTTP: keys, the service, the worker pool, metrics."""
+
+    def __init__(self, service, keys: KeyStore, workers: int | None = None) -> None:
+        self.service = service
+        self.keys = keys
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="candor-op")
+        self.registry = CollectorRegistry()
+        self.requests = Counter("candor_http_requests", "Requests by operation and HTTP status",
+                                ["operation", "status"], registry=self.registry)
+        self.errors = Counter("candor_http_errors", "Error responses by operation and error code",
+                              ["operation", "code"], registry=self.registry)
+        self.latency = Histogram(
+            "candor_http_request_duration_seconds", "Request latency by operation",
+            ["operation"], registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+
+    def authenticate(self, request: Request, body: bytes) -> tuple[sigv4.Verified, ActiveKey]:
+        """Verify the SigV4 signature; the key record comes back with the proof."""
+        found: dict[str, ActiveKey] = {}
+
+        def secret_for(key_id: str) -> str | None:
+            key = self.keys.lookup(key_id)
+            if key is None:
+                return None
+            found["key"] = key
+            return key.secret
+
+        headers = [(k.decode("latin-1"), v.decode("latin-1"))
+                   for k, v in request.scope["headers"]]
+        raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
+        verified = sigv4.verify(request.method, raw_path.decode("latin-1"),
+                                request.scope.get("query_string", b"").decode("latin-1"),
+                                headers, body, secret_for)
+        return verified, found["key"]
+
+    def invoke(self, principal, operation: str, params: dict[str, Any],
+               request_id: str) -> dict[str, Any]:
+        """Run one operation for an authenticated principal: the seam governance wraps."""
+        return self.service.call(operation, params)
+
+    def supported(self, operation: str) -> bool:
+        from candor.service import OPERATIONS, _load_operations
+
+        _load_operations()
+        return operation in OPERATIONS
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        close = getattr(self.service, "close", None)
+        if callable(close):
+            close()
+
+
+def principal_for(key: ActiveKey):
+    """The governance principal an access key stands for."""
+    from candor.governance.principal import Principal
+
+    return Principal(name=key.access_key_id, org=key.org, category=key.category, kind="key")
+
+
+class RequestIdMiddleware:
+    """Give every response, whatever route produced it, an ``x-amzn-RequestId`` header."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request_id = str(uuid.uuid4())
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(k.lower() == b"x-amzn-requestid" for k, _ in headers):
+                    headers.append((b"x-amzn-requestid", request_id.encode()))
+                message = dict(message, headers=headers)
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+async def read_body(request: Request, limit: int, too_large: type[CandorError]) -> bytes:
+    """The body, refused as soon as it is known to exceed ``limit`` (never buffered past it)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise InvalidParameter("Content-Length is not a number") from None
+        if size > limit:
+            raise too_large(f"Request body of {size} bytes exceeds the limit of {limit} bytes "
+                            "for this operation (image bytes are limited to 5 MB)")
+    buf = bytearray()
+    async for chunk in request.stream():
+        buf += chunk
+        if len(buf) > limit:
+            raise too_large(f"Request body exceeds the limit of {limit} bytes for this "
+                            "operation (image bytes are limited to 5 MB)")
+    return bytes(buf)
+
+
+def create_app(gateway: Gateway, warmup: bool = True) -> FastAPI:
+    """The ASGI app over ``gateway``."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        if warmup:
+            await asyncio.get_running_loop().run_in_executor(gateway.pool, _warm_up, gateway)
+        yield
+        await anyio.to_thread.run_sync(gateway.close)
+
+    app = FastAPI(title="candor", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
+    app.add_middleware(RequestIdMiddleware)
+    app.state.gateway = gateway
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok", "workers": gateway.workers}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(gateway.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/")
+    async def rekognition(request: Request) -> Response:
+        return await handle(gateway, request)
+
+    return app
+
+
+async def handle(gateway: Gateway, request: Request) -> Response:
+    """One AWS JSON 1.1 request, start to finish; every failure becomes AWS's error shape."""
+    request_id = request.scope["state"]["request_id"]
+    started = time.perf_counter()
+    target = request.headers.get("x-amz-target", "")
+    operation = target[len(protocol.TARGET_PREFIX):] if target.startswith(
+        protocol.TARGET_PREFIX) else ""
+    op_model = protocol.operation_model(operation) if operation else None
+    label = operation if op_model is not None else "unknown"
+    key_id = "-"
+    try:
+        images = protocol.image_count(op_model) if op_model is not None else 0
+        body = await read_body(request, body_limit(images),
+                               ImageTooLarge if images else InvalidParameter)
+        verified, key = await anyio.to_thread.run_sync(gateway.authenticate, request, body)
+        key_id = verified.access_key_id
+        if op_model is None:
+            raise protocol.UnknownOperation(
+                f"Unknown operation {target!r}: expected X-Amz-Target: "
+                f"{protocol.TARGET_PREFIX}<Operation>" if target else
+                "Missing X-Amz-Target header: expected RekognitionService.<Operation>")
+        if not gateway.supported(operation):
+            raise protocol.UnknownOperation(
+                f"candor does not implement {operation}; see docs/http-api.md for the "
+                "supported operations")
+        params = await anyio.to_thread.run_sync(_decode, op_model, body)
+        principal = principal_for(key)
+        result = await asyncio.get_running_loop().run_in_executor(
+            gateway.pool, gateway.invoke, principal, operation, params, request_id)
+        payload = await anyio.to_thread.run_sync(protocol.encode_output, result)
+        status = 200
+        response = Response(payload, status_code=200, media_type=protocol.CONTENT_TYPE)
+    except CandorError as exc:
+        status = exc.http_status
+        response = _error_response(exc)
+        gateway.errors.labels(label, exc.code).inc()
+    except Exception:  # a real bug: logged with the request id, reported as AWS's 500
+        log.exception("request %s (%s) failed", request_id, label)
+        exc = InternalServerError(f"Internal server error; request id {request_id}")
+        status = 500
+        response = _error_response(exc)
+        gateway.errors.labels(label, exc.code).inc()
+    elapsed = time.perf_counter() - started
+    gateway.requests.labels(label, str(status)).inc()
+    gateway.latency.labels(label).observe(elapsed)
+    log.info("%s %s key=%s status=%s %.1fms", request_id, label, key_id, status, elapsed * 1e3)
+    response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+def _decode(op_model, body: bytes) -> dict[str, Any]:
+    return protocol.decode_input(op_model, protocol.parse_body(body))
+
+
+def _error_response(exc: CandorError) -> Response:
+    return Response(protocol.encode_error(exc), status_code=exc.http_status,
+                    media_type=protocol.CONTENT_TYPE, headers={"x-amzn-ErrorType": exc.code})
+
+
+def _warm_up(gateway: Gateway) -> None:
+    """Load the models before the first request, so that it is not the one that waits."""
+    try:
+        import numpy as np
+
+        from candor.imaging import Image
+
+        blank = Image(pixels=np.zeros((120, 120, 3), np.uint8), format="PNG", sha256="0" * 64)
+        gateway.service.call("DetectFaces", {"Image": {"Bytes": blank}})
+    except Exception as exc:  # warm-up is an optimisation; the first request will say what is wrong
+        log.warning("warm-up failed: %s", exc)

@@ -1,0 +1,137 @@
+"""``candor serve`` (Rekognition's HTTP API for any AWS SDK) and ``candor keys create|list|revoke``.
+
+Registered on the main ``candor`` app by one line in ``cli.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from candor.cli_common import (
+    BackendOption,
+    DataDirOption,
+    DetectorOption,
+    JsonOption,
+    cli_errors,
+    console,
+    print_json,
+)
+
+
+def _key_lines(key_id: str, secret: str) -> str:
+    return f"AWS_ACCESS_KEY_ID={key_id}\nAWS_SECRET_ACCESS_KEY={secret}\n"
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    data_dir: DataDirOption = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1,
+        help="Operations run in parallel (worker threads) [default: number of cores].")] = None,
+    s3_endpoint_url: Annotated[str | None, typer.Option(
+        "--s3-endpoint-url", envvar="CANDOR_S3_ENDPOINT_URL",
+        help="S3-compatible endpoint for Image.S3Object (credentials from the usual AWS "
+             "environment variables).")] = None,
+    backend: BackendOption = None,
+    detector: DetectorOption = "hog",
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Serve Amazon Rekognition's API (AWS JSON 1.1, SigV4) so any AWS SDK can use candor.
+
+    Point the SDK at it with endpoint_url (boto3) or --endpoint-url (aws CLI). On first start,
+    when no access key exists, one admin key is created and printed.
+    """
+    import uvicorn
+
+    from candor.api.app import Gateway, create_app
+    from candor.api.keys import KeyStore
+    from candor.cli_common import make_service
+
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if s3_endpoint_url:
+        os.environ["CANDOR_S3_ENDPOINT_URL"] = s3_endpoint_url
+    with cli_errors():
+        service = make_service(data_dir, backend, detector)
+        keys = KeyStore.open(service.data_dir)
+        first = keys.ensure_admin_key()
+    if first is not None:
+        key, secret = first
+        # shown once, on stdout, for the operator; never written to the log
+        sys.stdout.write("candor: no access keys yet; created an admin key. Use it with any "
+                         "AWS SDK:\n" + _key_lines(key.access_key_id, secret))
+        sys.stdout.flush()
+    gateway = Gateway(service, keys, workers)
+    app = create_app(gateway)
+    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False,
+                server_header=False)
+
+
+keys_app = typer.Typer(help="Access keys for the HTTP API: one per organisation and use case.",
+                       no_args_is_help=True)
+
+OrgOption = Annotated[str, typer.Option("--org", help="The organisation the key is issued to.")]
+CategoryOption = Annotated[str, typer.Option(
+    "--category", help="Declared use-case category: general, identity_verification, media, "
+                       "research, child_safety, law_enforcement, or one the policy declares.")]
+
+
+def _keys(data_dir):
+    from candor.api.keys import KeyStore
+    from candor.config import data_dir as resolve
+
+    return KeyStore.open(resolve(data_dir))
+
+
+@keys_app.command("create")
+def keys_create(org: OrgOption, category: CategoryOption = "general",
+                data_dir: DataDirOption = None, json_output: JsonOption = False) -> None:
+    """Issue a key; the secret is printed once and cannot be shown again."""
+    with cli_errors():
+        key, secret = _keys(data_dir).create(org, category)
+    if json_output:
+        print_json({"AccessKeyId": key.access_key_id, "SecretAccessKey": secret,
+                    "Org": key.org, "Category": key.category})
+    else:
+        sys.stdout.write(_key_lines(key.access_key_id, secret))
+
+
+@keys_app.command("list")
+def keys_list(data_dir: DataDirOption = None, json_output: JsonOption = False) -> None:
+    """List issued keys (never their secrets)."""
+    with cli_errors():
+        rows = _keys(data_dir).list()
+    if json_output:
+        print_json([{"AccessKeyId": k.access_key_id, "Org": k.org, "Category": k.category,
+                     "CreatedAt": k.created_at, "RevokedAt": k.revoked_at} for k in rows])
+        return
+    table = Table(title=f"{len(rows)} access key(s)")
+    for column in ("access key id", "org", "category", "created", "status"):
+        table.add_column(column)
+    for k in rows:
+        table.add_row(k.access_key_id, k.org, k.category, f"{k.created_at:%Y-%m-%d %H:%M}",
+                      "active" if k.active else f"revoked {k.revoked_at:%Y-%m-%d %H:%M}")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(access_key_id: Annotated[str, typer.Argument(help="The key to revoke.")],
+                data_dir: DataDirOption = None) -> None:
+    """Revoke a key; requests signed with it are refused from the next one on."""
+    with cli_errors():
+        key = _keys(data_dir).revoke(access_key_id)
+    console.print(f"revoked {key.access_key_id} ({key.org}, {key.category})")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` and ``keys`` to the main ``candor`` command."""
+    app.command("serve")(serve)
+    app.add_typer(keys_app, name="keys")
