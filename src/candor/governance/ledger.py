@@ -1,0 +1,309 @@
+"""The tamper-evident audit ledger: one hash-chained record per call, in ``audit_records``.
+
+Each record's ``hash`` is SHA-256 over the canonical JSON of its fields, which include its
+``seq`` and the previous record's hash (``prev_hash``). Editing a record breaks its own hash;
+deleting, inserting or reordering breaks the next link (or the sequence); so :meth:`verify`
+reports the first broken link. Deleting the newest records leaves a shorter chain that is
+still consistent; an *anchor* (the head's seq and hash, kept outside the database and
+updated on every append) catches that too.
+
+The canonical form leaves out fields that are null, so that a nullable column added to the
+table later does not change the hashes of records written before it existed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import String, Table, and_, cast, func, insert, select, true
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+
+from candor.errors import CandorError
+from candor.store.schema import audit_records
+
+log = logging.getLogger(__name__)
+
+GENESIS = "0" * 64
+
+# Fields a caller may give; seq, prev_hash and hash are the ledger's own.
+RECORD_FIELDS = ("ts", "request_id", "principal", "org", "category", "operation", "collection",
+                 "image_sha256", "faces_found", "matches", "threshold", "decision", "rule",
+                 "scoring")
+DECISIONS = ("allow", "deny", "failed", "erasure", "purge")
+
+
+class AuditUnavailable(CandorError):
+    """The record could not be written, so the operation is refused: no unaudited work."""
+
+    code = "InternalServerError"
+    http_status = 500
+
+
+def iso(at: datetime | None = None) -> str:
+    """Fixed-width UTC timestamp (``2020-06-10T12:00:00.000000Z``): sorts as text."""
+    at = at or datetime.now(timezone.utc)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    return at.astimezone(timezone.utc).replace(tzinfo=None).isoformat(
+        timespec="microseconds") + "Z"
+
+
+def canonical(record: Mapping[str, Any]) -> bytes:
+    """The bytes that are hashed: sorted keys, no whitespace, no nulls, no ``hash``."""
+    body = {k: v for k, v in record.items() if k != "hash" and v is not None}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def record_hash(record: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical(record)).hexdigest()
+
+
+def _normalise(record: dict[str, Any]) -> dict[str, Any]:
+    """The values exactly as the database will give them back (JSON round trip, float threshold)."""
+    out = dict(record)
+    if out.get("threshold") is not None:
+        out["threshold"] = float(out["threshold"])
+    if out.get("faces_found") is not None:
+        out["faces_found"] = int(out["faces_found"])
+    for key, value in out.items():
+        if isinstance(value, (list, tuple, dict)):
+            out[key] = json.loads(json.dumps(value, allow_nan=False))
+    return out
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """What :meth:`Ledger.verify` found: ``ok``, or the first broken record and why."""
+
+    ok: bool
+    checked: int
+    head_seq: int
+    head_hash: str
+    broken_seq: int | None = None
+    problem: str = ""
+
+    def __str__(self) -> str:
+        if self.ok:
+            return (f"ok: {self.checked} records, chain intact, "
+                    f"head {self.head_seq} {self.head_hash}")
+        return f"BROKEN at record {self.broken_seq}: {self.problem} ({self.checked} checked)"
+
+
+class Ledger:
+    """Append, verify and read the audit chain stored in ``table`` through ``engine``."""
+
+    def __init__(self, engine: Engine, table: Table = audit_records,
+                 anchor_path: str | os.PathLike | None = None, retries: int = 20):
+        self.engine = engine
+        self.table = table
+        self.anchor_path = Path(anchor_path) if anchor_path else None
+        self.retries = retries
+        self._lock = threading.Lock()
+        self._columns = set(table.c.keys())
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def append(self, **fields: Any) -> dict[str, Any]:
+        """Write one record and return it with seq and hashes; raise AuditUnavailable on failure.
+
+        The next seq is last+1, inserted explicitly: two writers that read the same head collide
+        on the primary key, and the loser retries on the new head, so the chain never forks.
+        """
+        unknown = set(fields) - set(RECORD_FIELDS) - self._columns
+        if unknown:
+            raise ValueError(f"unknown audit fields: {sorted(unknown)}")
+        if not fields.get("operation") or fields.get("decision") not in DECISIONS:
+            raise ValueError("an audit record needs an operation and a decision in "
+                             f"{DECISIONS}, got {fields.get('decision')!r}")
+        ts = fields.get("ts")
+        fields["ts"] = iso(ts) if isinstance(ts, datetime) or ts is None else ts
+        fields.setdefault("request_id", None)
+        fields["request_id"] = fields["request_id"] or str(uuid.uuid4())
+        try:
+            body = _normalise({k: v for k, v in fields.items() if k in self._columns})
+        except (TypeError, ValueError) as exc:
+            raise AuditUnavailable(f"audit record not serialisable: {exc}") from exc
+        last_exc: Exception | None = None
+        with self._lock:
+            for attempt in range(self.retries):
+                try:
+                    row = self._append_once(body)
+                except (IntegrityError, OperationalError) as exc:  # lost a race, or locked
+                    last_exc = exc
+                    time.sleep(min(0.005 * (2 ** attempt), 0.25))
+                    continue
+                except SQLAlchemyError as exc:
+                    last_exc = exc
+                    break
+                self._write_anchor(row["seq"], row["hash"])
+                return row
+        log.error("audit ledger write failed: %s", last_exc)
+        raise AuditUnavailable("the audit ledger cannot be written, so the operation was "
+                               "refused (no unaudited biometric work)") from last_exc
+
+    def _append_once(self, body: dict[str, Any]) -> dict[str, Any]:
+        t = self.table
+        with self.engine.begin() as conn:
+            head = conn.execute(
+                select(t.c.seq, t.c.hash).order_by(t.c.seq.desc()).limit(1)).first()
+            seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
+            row = {**{k: None for k in self._columns}, **body, "seq": seq, "prev_hash": prev}
+            row["hash"] = record_hash(row)
+            conn.execute(insert(t).values(**row))
+        return row
+
+    def _write_anchor(self, seq: int, digest: str) -> None:
+        if self.anchor_path is None:
+            return
+        try:
+            tmp = self.anchor_path.with_suffix(".tmp")
+            tmp.write_text(f"{seq} {digest}\n", encoding="ascii")
+            os.replace(tmp, self.anchor_path)
+        except OSError as exc:  # the record itself is written; the anchor is a second witness
+            log.warning("could not update the ledger anchor %s: %s", self.anchor_path, exc)
+
+    def read_anchor(self) -> tuple[int, str] | None:
+        if self.anchor_path is None or not self.anchor_path.exists():
+            return None
+        seq, digest = self.anchor_path.read_text(encoding="ascii").split()
+        return int(seq), digest
+
+    # -- checking ------------------------------------------------------------------------------
+
+    def verify(self, anchor: tuple[int, str] | None = None, batch: int = 1000) -> VerifyResult:
+        """Walk the chain from the first record; report the first record that breaks it.
+
+        ``anchor`` (seq, hash) is a head recorded earlier (by default the anchor file): the
+        chain must still contain that record unchanged, which catches deletion of the newest
+        records and a wholesale rewrite.
+        """
+        anchor = anchor if anchor is not None else self.read_anchor()
+        t = self.table
+        prev_hash, expect_seq, checked = GENESIS, 1, 0
+        anchor_seen = anchor is None
+        with self.engine.connect() as conn:
+            while True:
+                rows = conn.execute(select(t).where(t.c.seq >= expect_seq)
+                                    .order_by(t.c.seq).limit(batch)).mappings().all()
+                if not rows:
+                    break
+                for r in rows:
+                    rec = dict(r)
+                    seq = rec["seq"]
+                    if seq != expect_seq:
+                        return self._broken(checked, expect_seq - 1, prev_hash, seq,
+                                            f"record {expect_seq} is missing (the sequence jumps "
+                                            f"from {expect_seq - 1} to {seq}): deleted")
+                    if rec["prev_hash"] != prev_hash:
+                        return self._broken(checked, seq - 1, prev_hash, seq,
+                                            f"its prev_hash does not match record {seq - 1}'s "
+                                            "hash: a record was edited, inserted, deleted or "
+                                            "moved here")
+                    if record_hash(rec) != rec["hash"]:
+                        return self._broken(checked, seq - 1, prev_hash, seq,
+                                            "its contents do not match its hash: edited")
+                    if anchor is not None and seq == anchor[0]:
+                        if rec["hash"] != anchor[1]:
+                            return self._broken(checked, seq - 1, prev_hash, seq,
+                                                "it differs from the anchored head: the chain "
+                                                "was rewritten")
+                        anchor_seen = True
+                    prev_hash, expect_seq, checked = rec["hash"], seq + 1, checked + 1
+        if not anchor_seen:
+            return self._broken(checked, expect_seq - 1, prev_hash, expect_seq,
+                                f"the chain ends at {expect_seq - 1} but the anchor records "
+                                f"record {anchor[0]}: newest records deleted")
+        return VerifyResult(True, checked, expect_seq - 1, prev_hash)
+
+    @staticmethod
+    def _broken(checked: int, head_seq: int, head_hash: str, at: int, why: str) -> VerifyResult:
+        return VerifyResult(False, checked, head_seq, head_hash, at, why)
+
+    def head(self) -> tuple[int, str] | None:
+        """The newest record's (seq, hash): publish it to let others check the chain later."""
+        t = self.table
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.c.seq, t.c.hash).order_by(t.c.seq.desc()).limit(1)).first()
+        return (row[0], row[1]) if row else None
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def tail(self, n: int = 20) -> list[dict[str, Any]]:
+        """The newest ``n`` records, oldest first."""
+        t = self.table
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t).order_by(t.c.seq.desc()).limit(n)).mappings().all()
+        return [dict(r) for r in reversed(rows)]
+
+    def _where(self, since: datetime | str | None = None, until: datetime | str | None = None,
+               image_sha256: str | None = None, face_id: str | None = None, **eq: Any):
+        t = self.table
+        conds = []
+        for key, value in eq.items():
+            if value is None:
+                continue
+            if key not in self._columns:
+                raise ValueError(f"cannot search audit records by {key!r}")
+            conds.append(t.c[key] == value)
+        if since is not None:
+            conds.append(t.c.ts >= (iso(since) if isinstance(since, datetime) else since))
+        if until is not None:
+            conds.append(t.c.ts < (iso(until) if isinstance(until, datetime) else until))
+        if image_sha256:
+            conds.append(cast(t.c.image_sha256, String).like(f'%"{image_sha256.lower()}"%'))
+        if face_id:
+            conds.append(cast(t.c.matches, String).like(f'%"{face_id}"%'))
+        return and_(true(), *conds)
+
+    def search(self, limit: int | None = 100, **filters: Any) -> list[dict[str, Any]]:
+        """Records matching every filter given (column equality; ``since``/``until`` on ts;
+        ``image_sha256`` and ``face_id`` within their JSON lists), oldest first."""
+        t = self.table
+        q = select(t).where(self._where(**filters)).order_by(t.c.seq)
+        if limit is not None:
+            q = q.limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings().all()]
+
+    def iter_records(self, batch: int = 1000, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Every matching record, oldest first, read in batches (for reports over long periods)."""
+        t = self.table
+        after = 0
+        while True:
+            q = (select(t).where(self._where(**filters), t.c.seq > after)
+                 .order_by(t.c.seq).limit(batch))
+            with self.engine.connect() as conn:
+                rows = conn.execute(q).mappings().all()
+            if not rows:
+                return
+            for r in rows:
+                yield dict(r)
+            after = rows[-1]["seq"]
+
+    def count(self, **filters: Any) -> int:
+        t = self.table
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(t)
+                                .where(self._where(**filters))).scalar_one()
+
+    def usage(self, rule: str, org: str, since: datetime) -> int:
+        """Calls ``org`` made under ``rule`` since ``since`` (the policy's daily caps)."""
+        t = self.table
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.count()).select_from(t).where(
+                    t.c.rule == rule, t.c.org == org, t.c.ts >= iso(since),
+                    t.c.decision.in_(("allow", "failed")))).scalar_one()
