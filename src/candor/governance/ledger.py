@@ -134,6 +134,7 @@ class Ledger:
         fields["request_id"] = fields["request_id"] or str(uuid.uuid4())
         try:
             body = _normalise({k: v for k, v in fields.items() if k in self._columns})
+            canonical(body)
         except (TypeError, ValueError) as exc:
             raise AuditUnavailable(f"audit record not serialisable: {exc}") from exc
         last_exc: Exception | None = None

@@ -1,0 +1,259 @@
+"""The gate in front of the service layer: principal -> policy decision -> operation -> record.
+
+Every door calls :meth:`Gate.call` (HTTP with the key's principal, CLI and Python API with a
+local one) instead of :meth:`candor.service.Service.call`, so no door runs an operation
+without a decision and an audit record. A denied call does no work, is recorded, and raises
+AccessDeniedException naming the rule. An allowed biometric call is recorded before its
+response is returned; if the record cannot be written the call fails (and an IndexFaces whose
+record failed is undone), so there is no unaudited biometric work.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from candor.errors import AccessDenied, CandorError
+from candor.governance.ledger import AuditUnavailable, Ledger
+from candor.governance.policy import (
+    DEFAULT_THRESHOLD,
+    THRESHOLD_PARAMS,
+    Decision,
+    Policy,
+    PolicyStore,
+    Request,
+    load_policy,
+    resolve_policy_path,
+    shipped_policy_path,
+)
+from candor.governance.principal import Principal
+
+log = logging.getLogger(__name__)
+
+#: operations that read, create, search or destroy face data: always recorded
+BIOMETRIC_OPERATIONS = frozenset({
+    "DetectFaces", "CompareFaces", "IndexFaces", "SearchFaces", "SearchFacesByImage",
+    "SearchUsers", "SearchUsersByImage", "ListFaces", "DeleteFaces", "AssociateFaces",
+    "DisassociateFaces", "DeleteUser", "DeleteCollection", "StartFaceSearch", "GetFaceSearch",
+    "StartFaceDetection", "GetFaceDetection", "RecognizeCelebrities",
+})
+
+_IMAGE_PARAMS = ("Image", "SourceImage", "TargetImage")
+
+
+def image_digests(params: dict[str, Any]) -> list[str] | None:
+    """SHA-256 of each input image (never the image). An S3 image is named by a hash of its
+    location, prefixed ``s3:``, because the gate does not fetch it."""
+    out: list[str] = []
+    for key in _IMAGE_PARAMS:
+        img = params.get(key)
+        if not isinstance(img, dict):
+            continue
+        data = img.get("Bytes")
+        if data is not None:
+            digest = getattr(data, "sha256", None)  # candor.imaging.Image, already hashed
+            if isinstance(digest, str):
+                out.append(digest)
+            elif isinstance(data, (bytes, bytearray, memoryview)):
+                out.append(hashlib.sha256(data).hexdigest())
+            elif isinstance(data, str):
+                try:
+                    raw = base64.b64decode(data, validate=True)
+                except (binascii.Error, ValueError):
+                    raw = data.encode("utf-8")
+                out.append(hashlib.sha256(raw).hexdigest())
+        elif isinstance(img.get("S3Object"), dict):
+            s3 = img["S3Object"]
+            where = f"s3://{s3.get('Bucket')}/{s3.get('Name')}?{s3.get('Version') or ''}"
+            out.append("s3:" + hashlib.sha256(where.encode("utf-8")).hexdigest())
+    return out or None
+
+
+def effective_threshold(operation: str, params: dict[str, Any]) -> float | None:
+    """The match threshold the call runs with (Rekognition's default 80 when none is given)."""
+    pname = THRESHOLD_PARAMS.get(operation)
+    if pname is None:
+        return None
+    value = params.get(pname, DEFAULT_THRESHOLD)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _length(value: Any) -> int:
+    return len(value) if isinstance(value, list) else 0
+
+
+def faces_found(operation: str, resp: dict[str, Any]) -> int | None:
+    """How many faces the operation found in its input image(s)."""
+    if operation == "DetectFaces":
+        return _length(resp.get("FaceDetails"))
+    if operation == "IndexFaces":
+        return _length(resp.get("FaceRecords")) + _length(resp.get("UnindexedFaces"))
+    if operation == "CompareFaces":
+        return ((1 if resp.get("SourceImageFace") else 0) + _length(resp.get("FaceMatches"))
+                + _length(resp.get("UnmatchedFaces")))
+    if operation == "SearchFacesByImage":
+        return 1 if resp.get("SearchedFaceBoundingBox") else 0
+    if operation == "SearchUsersByImage":
+        return (1 if resp.get("SearchedFace") else 0) + _length(resp.get("UnsearchedFaces"))
+    return None
+
+
+def matches_returned(operation: str, resp: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The matches the caller received (FaceIds / UserIds and similarities); for IndexFaces the
+    FaceIds created, so that erasure and audits can follow a face from its indexing."""
+    if operation in ("SearchFaces", "SearchFacesByImage"):
+        return [{"FaceId": (m.get("Face") or {}).get("FaceId"), "Similarity": m.get("Similarity")}
+                for m in resp.get("FaceMatches") or []]
+    if operation in ("SearchUsers", "SearchUsersByImage"):
+        return [{"UserId": (m.get("User") or {}).get("UserId"), "Similarity": m.get("Similarity")}
+                for m in resp.get("UserMatches") or []]
+    if operation == "CompareFaces":
+        return [{"Similarity": m.get("Similarity")} for m in resp.get("FaceMatches") or []]
+    if operation == "IndexFaces":
+        return [{"FaceId": (r.get("Face") or {}).get("FaceId"), "Indexed": True}
+                for r in resp.get("FaceRecords") or []]
+    return None
+
+
+class Gate:
+    """Wraps one service: ``call(principal, operation, params)`` is the only way in.
+
+    ``policy`` is a :class:`PolicyStore` (hot-reloaded), a :class:`Policy`, a path or a shipped
+    policy's name; ``None`` means the shipped ``open`` policy (allow all, audit all).
+    """
+
+    def __init__(self, service: Any, ledger: Ledger,
+                 policy: PolicyStore | Policy | str | None = None,
+                 clock: Callable[[], datetime] | None = None, scoring: str | None = None):
+        self.service = service
+        self.ledger = ledger
+        if policy is None:
+            policy = load_policy(shipped_policy_path("open"))
+        elif isinstance(policy, str):
+            policy = PolicyStore(resolve_policy_path(policy))
+        self._policy = policy
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.scoring = scoring
+
+    @property
+    def policy(self) -> Policy:
+        """The policy in force now (re-read by a PolicyStore when its file changed)."""
+        p = self._policy
+        return p.policy if isinstance(p, PolicyStore) else p
+
+    def decide(self, principal: Principal, operation: str, params: dict[str, Any] | None = None,
+               authorization_reference: str | None = None) -> Decision:
+        """The decision alone, without running or recording anything (``candor policy check``)."""
+        req = Request(principal, operation, dict(params or {}), self.clock(),
+                      authorization_reference)
+        return self.policy.decide(req, usage=self.ledger.usage)
+
+    def call(self, principal: Principal, operation: str, params: dict[str, Any] | None = None,
+             request_id: str | None = None, *,
+             authorization_reference: str | None = None) -> dict[str, Any]:
+        """Decide, run and record one operation for ``principal``; return its response."""
+        if not isinstance(principal, Principal):
+            raise AccessDenied("no principal: every call must be made by a known principal")
+        at = self.clock()
+        request_id = request_id or str(uuid.uuid4())
+        if params is None:
+            params = {}
+        safe = params if isinstance(params, dict) else {}
+        policy = self.policy
+        decision = policy.decide(
+            Request(principal, operation, safe, at, authorization_reference),
+            usage=self.ledger.usage)
+        collection = safe.get("CollectionId")
+        base: dict[str, Any] = {
+            "ts": at, "request_id": request_id, "principal": principal.name,
+            "org": principal.org, "category": principal.category, "operation": operation,
+            "collection": collection if isinstance(collection, str) else None,
+            "image_sha256": image_digests(safe),
+            "threshold": effective_threshold(operation, safe),
+            "rule": decision.rule,
+        }
+        details = {k: v for k, v in (("authorization_reference", authorization_reference),
+                                     ("constraints", decision.constraints or None)) if v}
+        if not decision.allowed:
+            self._record(base, details, decision="deny")
+            raise AccessDenied(decision.denial_text())
+
+        audited = policy.audit == "all" or operation in BIOMETRIC_OPERATIONS
+        # a non-dict request goes on unchanged, for the service to refuse as it would anyway
+        run_params = {**safe, **decision.param_overrides} if params is safe else params
+        try:
+            resp = self.service.call(operation, run_params)
+        except Exception as exc:
+            if audited:
+                code = exc.code if isinstance(exc, CandorError) else "InternalServerError"
+                self._record(base, {**details, "error": code}, decision="failed")
+            raise
+        if audited:
+            try:
+                self._record(base, details, decision="allow",
+                             faces_found=faces_found(operation, resp),
+                             matches=matches_returned(operation, resp),
+                             scoring=self._scoring() if base["threshold"] is not None else None)
+            except AuditUnavailable:
+                self._undo(operation, run_params, resp)
+                raise
+        return resp
+
+    # Same shape as the HTTP gateway's seam: ``invoke(principal, operation, params, request_id)``.
+    invoke = call
+
+    def as_principal(self, principal: Principal) -> BoundGate:
+        """A service-like object (``.call(operation, params)``) that acts as ``principal``."""
+        return BoundGate(self, principal)
+
+    def _scoring(self) -> str | None:
+        if self.scoring:
+            return self.scoring
+        backend = getattr(self.service, "backend_name", None)
+        return f"{backend}" if backend else None
+
+    def _record(self, base: dict[str, Any], details: dict[str, Any], **fields: Any) -> None:
+        record = {**base, **fields}
+        if details and "details" in self.ledger.table.c:
+            record["details"] = details
+        self.ledger.append(**record)
+
+    def _undo(self, operation: str, params: dict[str, Any], resp: dict[str, Any]) -> None:
+        """Remove faces indexed by a call whose audit record could not be written."""
+        if operation != "IndexFaces":
+            return
+        ids = [r["Face"]["FaceId"] for r in resp.get("FaceRecords") or []
+               if (r.get("Face") or {}).get("FaceId")]
+        if not ids:
+            return
+        try:
+            self.service.call("DeleteFaces", {"CollectionId": params.get("CollectionId"),
+                                              "FaceIds": ids})
+        except Exception:
+            log.exception("could not undo unaudited IndexFaces of %s", ids)
+
+
+class BoundGate:
+    """The gate for one principal, with the service's ``call(operation, params)`` shape, so the
+    CLI and the Python API can use it wherever they would have used the service."""
+
+    def __init__(self, gate: Gate, principal: Principal):
+        self.gate = gate
+        self.principal = principal
+
+    def call(self, operation: str, params: dict[str, Any] | None = None,
+             request_id: str | None = None, *,
+             authorization_reference: str | None = None) -> dict[str, Any]:
+        return self.gate.call(self.principal, operation, params, request_id,
+                              authorization_reference=authorization_reference)
+
+    def __getattr__(self, name: str) -> Any:  # data_dir, engine, ... of the wrapped service
+        return getattr(self.gate.service, name)
