@@ -143,6 +143,14 @@ class Gate:
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.scoring = scoring
 
+    @classmethod
+    def for_service(cls, service: Any, policy: PolicyStore | Policy | str | None = None,
+                    **kw: Any) -> Gate:
+        """A gate over ``service`` whose ledger lives in the service's own store."""
+        from candor.store import open_store
+
+        return cls(service, Ledger.for_store(open_store(service.data_dir)), policy, **kw)
+
     @property
     def policy(self) -> Policy:
         """The policy in force now (re-read by a PolicyStore when its file changed)."""

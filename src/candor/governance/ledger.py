@@ -106,13 +106,21 @@ class Ledger:
     """Append, verify and read the audit chain stored in ``table`` through ``engine``."""
 
     def __init__(self, engine: Engine, table: Table = audit_records,
-                 anchor_path: str | os.PathLike | None = None, retries: int = 20):
+                 anchor_path: str | os.PathLike | None = None, retries: int = 20,
+                 writer: Engine | None = None):
         self.engine = engine
+        self.writer = writer or engine  # appends go here (the store's BEGIN IMMEDIATE engine)
         self.table = table
         self.anchor_path = Path(anchor_path) if anchor_path else None
         self.retries = retries
         self._lock = threading.Lock()
         self._columns = set(table.c.keys())
+
+    @classmethod
+    def for_store(cls, store: Any, anchor: bool = True) -> Ledger:
+        """The ledger of a :class:`candor.store.Store`, anchored in its data dir."""
+        anchor_path = Path(store.data_dir) / "ledger.head" if anchor else None
+        return cls(store.engine, writer=getattr(store, "writer", None), anchor_path=anchor_path)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -157,7 +165,7 @@ class Ledger:
 
     def _append_once(self, body: dict[str, Any]) -> dict[str, Any]:
         t = self.table
-        with self.engine.begin() as conn:
+        with self.writer.begin() as conn:
             head = conn.execute(
                 select(t.c.seq, t.c.hash).order_by(t.c.seq.desc()).limit(1)).first()
             seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
