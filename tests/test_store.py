@@ -1,0 +1,191 @@
+"""The store on its own (no face models): schema and migrations, durability settings, the FAISS
+index kept in step with the database across instances, and pagination tokens."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+from sqlalchemy import create_engine, inspect, text
+
+from candor.errors import InvalidPaginationToken, ResourceAlreadyExists, ResourceNotFound
+from candor.store import Store, migrations, schema
+
+BOX = {"Width": 0.2, "Height": 0.3, "Left": 0.1, "Top": 0.1}
+
+
+def unit_vectors(n: int, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal((n, 128)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def face_rows(vectors: np.ndarray, external: str = "x") -> list[dict]:
+    return [{"embedding": v, "bbox": BOX, "confidence": 99.0, "image_id": "img",
+             "external_image_id": external, "model_version": "1.0"} for v in vectors]
+
+
+@pytest.fixture()
+def store(tmp_path):
+    s = Store(tmp_path)
+    yield s
+    s.close()
+
+
+def test_fresh_database_matches_schema_module(tmp_path):
+    """Migrating an empty database must give exactly the tables and columns schema.py declares
+    (this is what keeps the migration list and the schema module honest)."""
+    Store(tmp_path).close()
+    engine = create_engine(f"sqlite:///{tmp_path / 'candor.db'}")
+    insp = inspect(engine)
+    assert set(insp.get_table_names()) == set(schema.metadata.tables)
+    for name, table in schema.metadata.tables.items():
+        assert {c["name"] for c in insp.get_columns(name)} == set(table.columns.keys()), name
+    with engine.connect() as conn:
+        assert migrations.current_version(conn) == migrations.LATEST
+
+
+def test_migrations_run_once_and_refuse_newer_schema(tmp_path):
+    Store(tmp_path).close()
+    Store(tmp_path).close()  # second open: nothing to do, no duplicate rows
+    engine = create_engine(f"sqlite:///{tmp_path / 'candor.db'}")
+    with engine.begin() as conn:
+        versions = conn.execute(text("SELECT version FROM schema_migrations")).scalars().all()
+        assert versions == list(range(1, migrations.LATEST + 1))
+        conn.execute(text("INSERT INTO schema_migrations VALUES (999, 'future', '2030-01-01')"))
+    with pytest.raises(migrations.SchemaTooNew):
+        Store(tmp_path)
+
+
+def test_sqlite_is_durable_wal(store):
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    assert store.integrity_check() == "ok"
+
+
+def test_collection_lifecycle_errors(store):
+    store.create_collection("c", "1.0")
+    with pytest.raises(ResourceAlreadyExists):
+        store.create_collection("c", "1.0")
+    store.delete_collection("c")
+    with pytest.raises(ResourceNotFound):
+        store.collection("c")
+    with pytest.raises(ResourceNotFound):
+        store.delete_collection("c")
+
+
+def test_index_search_is_exact_and_deletions_immediate(store):
+    store.create_collection("c", "1.0")
+    vectors = unit_vectors(200)
+    rows = store.add_faces("c", face_rows(vectors))
+    coll = store.collection("c")
+    cosines, keys = store.face_index(coll.id).search(vectors[17], 3)
+    assert keys[0] == rows[17].key and cosines[0] == pytest.approx(1.0, abs=1e-5)
+    # brute force agrees with the index on the whole top 10
+    want = np.argsort(-(vectors @ vectors[3]))[:10]
+    _, got = store.face_index(coll.id).search(vectors[3], 10)
+    assert [rows[i].key for i in want] == list(got)
+
+    deleted, failed = store.delete_faces("c", [rows[17].face_id, "no-such-face"])
+    assert deleted == [rows[17].face_id]
+    assert failed == [{"FaceId": "no-such-face", "Reasons": ["FACE_NOT_FOUND"]}]
+    _, keys = store.face_index(coll.id).search(vectors[17], 200)
+    assert rows[17].key not in set(keys) and len(keys) == 199
+
+
+def test_other_instance_sees_changes_at_once(tmp_path):
+    """Two stores on one data dir stand for two processes: each change one makes is visible to
+    the other's next search (the generation check), deletions included."""
+    a, b = Store(tmp_path), Store(tmp_path)
+    a.create_collection("c", "1.0")
+    vectors = unit_vectors(50, seed=1)
+    rows = a.add_faces("c", face_rows(vectors))
+    pk = a.collection("c").id
+    assert b.face_index(pk).ntotal == 50
+    a.delete_faces("c", [r.face_id for r in rows[:10]])
+    extra = a.add_faces("c", face_rows(unit_vectors(5, seed=2)))
+    index_b = b.face_index(pk)
+    assert set(index_b.keys()) == {r.key for r in rows[10:]} | {r.key for r in extra}
+    _, keys = index_b.search(vectors[0], 60)
+    assert rows[0].key not in set(keys)
+    a.close()
+    b.close()
+
+
+def test_saved_index_is_repaired_when_stale_and_rebuilt_when_missing_or_corrupt(tmp_path):
+    s = Store(tmp_path)
+    s.create_collection("c", "1.0")
+    vectors = unit_vectors(100, seed=3)
+    rows = s.add_faces("c", face_rows(vectors))
+    pk = s.collection("c").id
+    s.face_index(pk)
+    s.close()  # saves the index file
+    path = s._index_path(("faces", pk))
+    assert path.exists()
+
+    # change the database behind the saved file's back
+    other = Store(tmp_path)
+    other.delete_faces("c", [rows[0].face_id])
+    more = other.add_faces("c", face_rows(unit_vectors(3, seed=4)))
+    other.engine.dispose()  # no save: the file is now stale
+
+    expected = {r.key for r in rows[1:]} | {r.key for r in more}
+    fresh = Store(tmp_path)
+    assert set(fresh.face_index(pk).keys()) == expected
+    fresh.engine.dispose()
+
+    path.unlink()
+    rebuilt = Store(tmp_path)
+    assert set(rebuilt.face_index(pk).keys()) == expected
+    rebuilt.engine.dispose()
+
+    path.write_bytes(b"not a faiss index")
+    repaired = Store(tmp_path)
+    assert set(repaired.face_index(pk).keys()) == expected
+    repaired.close()
+
+
+def test_keys_are_never_reused(store):
+    """The index and page tokens name faces by integer key: a deleted key must not come back."""
+    store.create_collection("c", "1.0")
+    rows = store.add_faces("c", face_rows(unit_vectors(3)))
+    store.delete_faces("c", [rows[-1].face_id])
+    again = store.add_faces("c", face_rows(unit_vectors(1, seed=9)))
+    assert again[0].key > rows[-1].key
+
+
+def test_pagination_tokens_are_signed_and_scoped(store):
+    token = store.make_token("faces:abc", 42)
+    assert store.read_token(token, "faces:abc") == 42
+    _, mac = token.rsplit(".", 1)
+
+    forged = base64.urlsafe_b64encode(json.dumps(["faces:abc", 1]).encode()).decode()
+    for bad in (f"{forged}.{mac}", token[:-1] + ("0" if token[-1] != "0" else "1"), "garbage",
+                ""):
+        with pytest.raises(InvalidPaginationToken):
+            store.read_token(bad, "faces:abc")
+    with pytest.raises(InvalidPaginationToken):
+        store.read_token(token, "faces:other")
+
+
+def test_index_survives_wrong_instance_file(tmp_path):
+    """An index file left by another database (same path, different instance) is ignored."""
+    s = Store(tmp_path / "a")
+    s.create_collection("c", "1.0")
+    s.add_faces("c", face_rows(unit_vectors(5)))
+    pk = s.collection("c").id
+    s.face_index(pk)
+    s.close()
+    t = Store(tmp_path / "b")
+    t.create_collection("c", "1.0")
+    t.add_faces("c", face_rows(unit_vectors(2, seed=5)))
+    target = t._index_path(("faces", pk))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    src = s._index_path(("faces", pk))
+    target.write_bytes(src.read_bytes())
+    target.with_suffix(".json").write_bytes(src.with_suffix(".json").read_bytes())
+    assert t.face_index(pk).ntotal == 2
+    t.close()
