@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -71,7 +72,7 @@ class Server:
         self.stderr_path = tmp / "serve.err"
         self.proc = subprocess.Popen(
             [*CANDOR, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
-             "--workers", "2"],
+             "--workers", "2", "--policy", "moratorium-2020"],
             stdout=self.stdout_path.open("w"), stderr=self.stderr_path.open("w"))
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -360,6 +361,22 @@ def test_stale_and_tampered_requests_are_refused_and_nothing_runs(server, rek):
     assert (status, body["__type"]) == (403, "InvalidSignatureException")
     assert not exists(rek, "tamper-a") and not exists(rek, "tamper-b")
 
+
+
+def test_policy_decides_by_the_key_category_and_calls_are_audited(server):
+    key_id, secret = key_lines(run_cli("keys", "create", "--org", "metro-police", "--category",
+                                       "law_enforcement", data_dir=server.data_dir))
+    police = server.client(key_id, secret)
+    with pytest.raises(police.exceptions.AccessDeniedException, match="moratorium"):
+        police.compare_faces(SourceImage={"Bytes": photo("identities/obama/obama.jpg")},
+                             TargetImage={"Bytes": photo("identities/obama/obama2.jpg")})
+    assert len(police.detect_faces(Image={"Bytes": photo("identities/biden/biden.jpg")})
+               ["FaceDetails"]) == 1
+    with sqlite3.connect(server.data_dir / "candor.db") as db:
+        rows = db.execute("SELECT org, category, operation, decision FROM audit_records "
+                          "WHERE principal = ? ORDER BY seq", (key_id,)).fetchall()
+    assert rows == [("metro-police", "law_enforcement", "CompareFaces", "deny"),
+                    ("metro-police", "law_enforcement", "DetectFaces", "allow")]
 
 
 # ------------------------------------------------------------------ aws CLI

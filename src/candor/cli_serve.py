@@ -40,6 +40,10 @@ def serve(
         "--s3-endpoint-url", envvar="CANDOR_S3_ENDPOINT_URL",
         help="S3-compatible endpoint for Image.S3Object (credentials from the usual AWS "
              "environment variables).")] = None,
+    policy: Annotated[str | None, typer.Option(
+        "--policy", envvar="CANDOR_POLICY",
+        help="Policy file, or a shipped policy's name (moratorium-2020, eu-ai-act, open) "
+             "[default: open: allow all, audit all]. Re-read when the file changes.")] = None,
     backend: BackendOption = None,
     detector: DetectorOption = "hog",
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
@@ -54,6 +58,7 @@ def serve(
     from candor.api.app import Gateway, create_app
     from candor.api.keys import KeyStore
     from candor.cli_common import make_service
+    from candor.governance.gate import Gate
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -62,6 +67,7 @@ def serve(
     with cli_errors():
         service = make_service(data_dir, backend, detector)
         keys = KeyStore.open(service.data_dir)
+        gate = Gate.for_service(service, policy)
         first = keys.ensure_admin_key()
     if first is not None:
         key, secret = first
@@ -69,7 +75,7 @@ def serve(
         sys.stdout.write("candor: no access keys yet; created an admin key. Use it with any "
                          "AWS SDK:\n" + _key_lines(key.access_key_id, secret))
         sys.stdout.flush()
-    gateway = Gateway(service, keys, workers)
+    gateway = Gateway(service, keys, workers, gate=gate)
     app = create_app(gateway)
     uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False,
                 server_header=False)

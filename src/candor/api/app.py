@@ -57,9 +57,12 @@ class InternalServerError(CandorError):
 class Gateway:
     """What a request needs once it is past HTTP: keys, the service, the worker pool, metrics."""
 
-    def __init__(self, service, keys: KeyStore, workers: int | None = None) -> None:
+    def __init__(self, service, keys: KeyStore, workers: int | None = None, gate=None) -> None:
         self.service = service
         self.keys = keys
+        #: governance: ``gate.invoke(principal, operation, params, request_id)`` decides,
+        #: runs and records each call (see :mod:`candor.governance.gate`)
+        self.gate = gate
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="candor-op")
         self.registry = CollectorRegistry()
@@ -93,7 +96,13 @@ class Gateway:
 
     def invoke(self, principal, operation: str, params: dict[str, Any],
                request_id: str) -> dict[str, Any]:
-        """Run one operation for an authenticated principal: the seam governance wraps."""
+        """Run one operation for an authenticated principal: the seam governance wraps.
+
+        With a gate (as ``candor serve`` always builds it) the policy decides and the call is
+        recorded in the audit ledger; without one (tests of the protocol alone) it runs as is.
+        """
+        if self.gate is not None:
+            return self.gate.invoke(principal, operation, params, request_id)
         return self.service.call(operation, params)
 
     def supported(self, operation: str) -> bool:
