@@ -38,8 +38,16 @@ def _v1_initial(conn: Connection) -> None:
     ])
 
 
+def _v2_audit_details(conn: Connection) -> None:
+    """audit_records.details (JSON, nullable): authorisation references, constraints, receipts.
+    Version 1 creates tables from the current schema, so the column may already be there."""
+    if "details" not in {c["name"] for c in inspect(conn).get_columns("audit_records")}:
+        conn.exec_driver_sql("ALTER TABLE audit_records ADD COLUMN details JSON")
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _v1_initial),
+    (2, "audit_records.details", _v2_audit_details),
 ]
 
 LATEST = MIGRATIONS[-1][0]

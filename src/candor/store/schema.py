@@ -147,6 +147,9 @@ audit_records = Table(
     Column("decision", String(16), nullable=False),
     Column("rule", String(255), nullable=True),
     Column("scoring", String(255), nullable=True),
+    # anything else the record must carry (authorisation reference, policy constraints such as
+    # human review, error code of a failed call, erasure receipts); NULL is left out of the hash
+    Column("details", JSON, nullable=True),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False, unique=True),
     Index(None, "ts"),
