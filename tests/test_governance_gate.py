@@ -120,6 +120,20 @@ def test_failed_operation_is_recorded_and_reraised(gate):
         gate.call(PRESS, "SearchFacesByImage", {"CollectionId": "missing"})
     (rec,) = gate.ledger.tail(1)
     assert rec["decision"] == "failed" and rec["matches"] is None
+    assert rec["details"] == {"error": "ResourceNotFoundException"}
+
+
+def test_authorisation_reference_and_review_are_kept_with_the_record(db, service):
+    gate = Gate(service, Ledger(db), str(shipped_policy_path("eu-ai-act")))
+    with pytest.raises(AccessDenied, match="authorisation reference"):
+        gate.call(POLICE, "SearchFacesByImage", search(99))
+    assert service.calls == []
+    gate.call(POLICE, "SearchFacesByImage", search(99), authorization_reference="AG-2026-117")
+    rec = gate.ledger.tail(1)[0]
+    assert rec["rule"] == "law-enforcement-authorised-identification"
+    assert rec["details"]["authorization_reference"] == "AG-2026-117"
+    assert rec["details"]["constraints"]["human_review"] is True
+    assert gate.ledger.verify().ok
 
 
 def test_no_unaudited_work_when_the_ledger_is_down(db, service):
