@@ -15,9 +15,12 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from unittest import mock
+from urllib.parse import unquote, urlsplit
 
 import boto3
 import botocore.auth
@@ -63,8 +66,34 @@ def key_lines(text: str) -> tuple[str, str]:
     return found["AWS_ACCESS_KEY_ID"], found["AWS_SECRET_ACCESS_KEY"]
 
 
+class FakeS3(BaseHTTPRequestHandler):
+    """Just enough of an S3-compatible store for GetObject (path-style): the operator's S3."""
+
+    objects: dict[str, bytes] = {}
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        data = self.objects.get(unquote(urlsplit(self.path).path))
+        if data is None:
+            body = b"<Error><Code>NoSuchKey</Code><Message>no such key</Message></Error>"
+            self.send_response(404)
+            self.send_header("Content-Type", "application/xml")
+        else:
+            body = data
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
 class Server:
     def __init__(self, tmp: Path) -> None:
+        self.s3 = ThreadingHTTPServer(("127.0.0.1", 0), FakeS3)
+        threading.Thread(target=self.s3.serve_forever, daemon=True).start()
+        s3_url = f"http://127.0.0.1:{self.s3.server_address[1]}"
         self.data_dir = tmp / "data"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -72,7 +101,8 @@ class Server:
         self.stderr_path = tmp / "serve.err"
         self.proc = subprocess.Popen(
             [*CANDOR, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
-             "--workers", "2", "--policy", "moratorium-2020"],
+             "--workers", "2", "--policy", "moratorium-2020", "--s3-endpoint-url", s3_url],
+            env=dict(os.environ, AWS_ACCESS_KEY_ID="s3-user", AWS_SECRET_ACCESS_KEY="s3-secret"),
             stdout=self.stdout_path.open("w"), stderr=self.stderr_path.open("w"))
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -120,6 +150,7 @@ class Server:
             json.loads(payload) if payload else None)
 
     def stop(self) -> None:
+        self.s3.shutdown()
         self.proc.terminate()
         try:
             self.proc.wait(timeout=30)
@@ -240,6 +271,17 @@ def test_collection_operations_round_trip(server, rek):
     assert_model_shape(rek, "DeleteCollection", rek.delete_collection(CollectionId=cid))
     with pytest.raises(rek.exceptions.ResourceNotFoundException):
         rek.describe_collection(CollectionId=cid)
+
+
+def test_images_from_s3(rek):
+    FakeS3.objects["/photos/people/biden.jpg"] = photo("identities/biden/biden.jpg")
+    s3_image = {"S3Object": {"Bucket": "photos", "Name": "people/biden.jpg"}}
+    assert len(rek.detect_faces(Image=s3_image)["FaceDetails"]) == 1
+    same = rek.compare_faces(SourceImage=s3_image,
+                             TargetImage={"Bytes": photo("identities/biden/biden2.jpg")})
+    assert same["FaceMatches"][0]["Similarity"] > 80
+    with pytest.raises(rek.exceptions.InvalidS3ObjectException):
+        rek.detect_faces(Image={"S3Object": {"Bucket": "photos", "Name": "missing.jpg"}})
 
 
 # ------------------------------------------------------------------ errors as exceptions

@@ -6,7 +6,6 @@ Registered on the main ``candor`` app by one line in ``cli.py``.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Annotated
 
@@ -62,8 +61,6 @@ def serve(
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if s3_endpoint_url:
-        os.environ["CANDOR_S3_ENDPOINT_URL"] = s3_endpoint_url
     with cli_errors():
         service = make_service(data_dir, backend, detector)
         keys = KeyStore.open(service.data_dir)
@@ -75,7 +72,7 @@ def serve(
         sys.stdout.write("candor: no access keys yet; created an admin key. Use it with any "
                          "AWS SDK:\n" + _key_lines(key.access_key_id, secret))
         sys.stdout.flush()
-    gateway = Gateway(service, keys, workers, gate=gate)
+    gateway = Gateway(service, keys, workers, gate=gate, s3_endpoint_url=s3_endpoint_url)
     app = create_app(gateway)
     uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False,
                 server_header=False)

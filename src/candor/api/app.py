@@ -33,6 +33,7 @@ from prometheus_client import (
 
 from candor.api import protocol, sigv4
 from candor.api.keys import ActiveKey, KeyStore
+from candor.api.s3 import S3Images
 from candor.errors import CandorError, ImageTooLarge, InvalidParameter
 
 log = logging.getLogger("candor.api")
@@ -57,9 +58,11 @@ class InternalServerError(CandorError):
 class Gateway:
     """What a request needs once it is past HTTP: keys, the service, the worker pool, metrics."""
 
-    def __init__(self, service, keys: KeyStore, workers: int | None = None, gate=None) -> None:
+    def __init__(self, service, keys: KeyStore, workers: int | None = None, gate=None,
+                 s3_endpoint_url: str | None = None) -> None:
         self.service = service
         self.keys = keys
+        self.s3 = S3Images(s3_endpoint_url)
         #: governance: ``gate.invoke(principal, operation, params, request_id)`` decides,
         #: runs and records each call (see :mod:`candor.governance.gate`)
         self.gate = gate
@@ -93,6 +96,10 @@ class Gateway:
                                 request.scope.get("query_string", b"").decode("latin-1"),
                                 headers, body, secret_for)
         return verified, found["key"]
+
+    def prepare(self, op_model, body: bytes) -> dict[str, Any]:
+        """The request as the service takes it: parsed, checked, S3 images fetched."""
+        return self.s3.resolve(protocol.decode_input(op_model, protocol.parse_body(body)))
 
     def invoke(self, principal, operation: str, params: dict[str, Any],
                request_id: str) -> dict[str, Any]:
@@ -223,7 +230,7 @@ async def handle(gateway: Gateway, request: Request) -> Response:
             raise protocol.UnknownOperation(
                 f"candor does not implement {operation}; see docs/http-api.md for the "
                 "supported operations")
-        params = await anyio.to_thread.run_sync(_decode, op_model, body)
+        params = await anyio.to_thread.run_sync(gateway.prepare, op_model, body)
         principal = principal_for(key)
         result = await asyncio.get_running_loop().run_in_executor(
             gateway.pool, gateway.invoke, principal, operation, params, request_id)
@@ -246,10 +253,6 @@ async def handle(gateway: Gateway, request: Request) -> Response:
     log.info("%s %s key=%s status=%s %.1fms", request_id, label, key_id, status, elapsed * 1e3)
     response.headers[REQUEST_ID_HEADER] = request_id
     return response
-
-
-def _decode(op_model, body: bytes) -> dict[str, Any]:
-    return protocol.decode_input(op_model, protocol.parse_body(body))
 
 
 def _error_response(exc: CandorError) -> Response:

@@ -1,0 +1,82 @@
+"""Image.S3Object for the HTTP API: images read from an S3-compatible store the operator names.
+
+candor never reaches out to AWS on its own: without ``--s3-endpoint-url`` an S3Object request is
+refused. The object is fetched (at most 15 MB, Rekognition's S3 limit), decoded here, and handed
+to the service layer as an already decoded image, so the audit ledger records the SHA-256 of
+the actual pixels' source bytes rather than just the object's name.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from candor.errors import CandorError, ImageTooLarge
+from candor.imaging import MAX_S3_IMAGE_BYTES, Image, decode_image
+
+IMAGE_MEMBERS = ("Image", "SourceImage", "TargetImage")
+
+
+class InvalidS3Object(CandorError):
+    code = "InvalidS3ObjectException"
+
+
+class S3Images:
+    """Fetches S3Object images from one endpoint; the botocore client is made on first use."""
+
+    def __init__(self, endpoint_url: str | None = None) -> None:
+        self.endpoint_url = endpoint_url or os.environ.get("CANDOR_S3_ENDPOINT_URL") or None
+        self._client = None
+        self._lock = threading.Lock()
+
+    def client(self):
+        with self._lock:
+            if self._client is None:
+                import botocore.session
+                from botocore.config import Config
+
+                session = botocore.session.get_session()
+                self._client = session.create_client(
+                    "s3", endpoint_url=self.endpoint_url,
+                    region_name=os.environ.get("AWS_REGION") or os.environ.get(
+                        "AWS_DEFAULT_REGION") or "us-east-1",
+                    config=Config(s3={"addressing_style": "path"}, connect_timeout=5,
+                                  read_timeout=30, retries={"max_attempts": 2}))
+            return self._client
+
+    def fetch(self, spec: dict[str, Any]) -> Image:
+        """The decoded image at ``{"Bucket", "Name", "Version"?}``."""
+        if not self.endpoint_url:
+            raise InvalidS3Object(
+                "S3Object images need an S3-compatible endpoint: start candor serve with "
+                "--s3-endpoint-url (candor does not contact AWS on its own)")
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        bucket, name = spec.get("Bucket"), spec.get("Name")
+        if not bucket or not name:
+            raise InvalidS3Object("S3Object needs Bucket and Name")
+        kwargs = {"Bucket": bucket, "Key": name}
+        if spec.get("Version"):
+            kwargs["VersionId"] = spec["Version"]
+        try:
+            obj = self.client().get_object(**kwargs)
+            size = obj.get("ContentLength")
+            if size is not None and size > MAX_S3_IMAGE_BYTES:
+                obj["Body"].close()
+                raise ImageTooLarge(f"S3 object s3://{bucket}/{name} is {size} bytes; the "
+                                    f"limit for images in S3 is {MAX_S3_IMAGE_BYTES} (15 MB)")
+            data = obj["Body"].read(MAX_S3_IMAGE_BYTES + 1)
+        except (ClientError, BotoCoreError) as exc:
+            raise InvalidS3Object(
+                "Unable to get object metadata from S3. Check object key, region and/or "
+                f"access permissions. ({exc})") from None
+        return decode_image(data, max_bytes=MAX_S3_IMAGE_BYTES, source=f"s3://{bucket}/{name}")
+
+    def resolve(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` with every S3Object image replaced by its decoded bytes."""
+        for member in IMAGE_MEMBERS:
+            spec = params.get(member)
+            if isinstance(spec, dict) and "S3Object" in spec and "Bytes" not in spec:
+                params[member] = {"Bytes": self.fetch(spec["S3Object"])}
+        return params
