@@ -1,0 +1,223 @@
+"""Erasure of a person and retention purges, each with a receipt in the audit ledger.
+
+candor stores embeddings and face metadata, never images. Erasing a person removes every
+face indexed under their ExternalImageId or associated with their UserId, in every collection
+(or one), recomputes the mean embedding of any user such a face belonged to, deletes the user
+for a UserId erasure, and keeps the vector indexes in step (through the store), so that no
+later search returns them. The receipt records FaceIds (random UUIDs) and a SHA-256 of the
+identifier, not the identifier itself, so that the ledger does not keep what was erased.
+
+Retention: a collection may carry ``retention_days``; :func:`purge` deletes faces older than
+that, on demand or from :class:`RetentionTimer` in ``candor serve``. See docs/retention.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import select, update
+
+from candor.errors import InvalidParameter, ResourceNotFound
+from candor.governance.ledger import Ledger, iso
+from candor.governance.principal import Principal
+from candor.store.schema import collections as T_coll
+from candor.store.schema import faces as T_faces
+from candor.store.schema import users as T_users
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Receipt:
+    """What an erasure or purge removed, and the ledger record that proves it."""
+
+    operation: str
+    faces: dict[str, list[str]] = field(default_factory=dict)  # collection -> FaceIds removed
+    users: dict[str, list[str]] = field(default_factory=dict)  # collection -> UserIds removed
+    record: dict[str, Any] | None = None
+
+    @property
+    def face_count(self) -> int:
+        return sum(len(v) for v in self.faces.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"Operation": self.operation, "FacesRemoved": self.face_count,
+                "Faces": self.faces, "UsersRemoved": self.users,
+                "LedgerSeq": (self.record or {}).get("seq"),
+                "LedgerHash": (self.record or {}).get("hash")}
+
+
+def _subject_hash(kind: str, value: str) -> str:
+    return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()
+
+
+def _collections(store: Any, conn, collection: str | None) -> list:
+    if collection is not None:
+        return [store.collection(collection, conn)]
+    return list(conn.execute(select(T_coll).order_by(T_coll.c.collection_id)).all())
+
+
+def _remove(store: Any, conn, coll, face_rows: list) -> list[str]:
+    """Unlink ``face_rows`` from their users (recomputing each user's mean embedding) in this
+    write transaction; return their FaceIds for deletion once it has committed."""
+    by_user: dict[int, list[int]] = {}
+    for r in face_rows:
+        if r.user_pk is not None:
+            by_user.setdefault(r.user_pk, []).append(r.id)
+    for user_pk, keys in by_user.items():
+        if conn.execute(select(T_users.c.id).where(T_users.c.id == user_pk)).first():
+            store.set_user_faces(conn, coll.id, user_pk, add=[], remove=keys)
+    return [r.face_id for r in face_rows]
+
+
+def _delete_faces(store: Any, faces: dict[str, list[str]]) -> None:
+    for collection_id, ids in faces.items():
+        if not ids:
+            continue
+        _, failed = store.delete_faces(collection_id, ids)
+        left = [f for f in failed if "FACE_NOT_FOUND" not in f.get("Reasons", [])]
+        if left:  # a concurrent AssociateFaces re-linked one: unlink again and retry once
+            with store.write() as conn:
+                coll = store.collection(collection_id, conn)
+                rows = conn.execute(select(T_faces).where(
+                    T_faces.c.collection_pk == coll.id,
+                    T_faces.c.face_id.in_([f["FaceId"] for f in left]))).all()
+                _remove(store, conn, coll, rows)
+            store.delete_faces(collection_id, [f["FaceId"] for f in left])
+
+
+def erase(store: Any, ledger: Ledger, *, external_image_id: str | None = None,
+          user_id: str | None = None, collection: str | None = None,
+          principal: Principal | None = None, request_id: str | None = None) -> Receipt:
+    """Remove every face of one person (by ExternalImageId or UserId) everywhere, or in one
+    collection, and write the erasure receipt into the ledger."""
+    if (external_image_id is None) == (user_id is None):
+        raise InvalidParameter("erase needs exactly one of ExternalImageId or UserId")
+    kind, value = (("ExternalImageId", external_image_id) if external_image_id is not None
+                   else ("UserId", user_id))
+    receipt = Receipt("Erase")
+    with store.write() as conn:
+        for coll in _collections(store, conn, collection):
+            if external_image_id is not None:
+                rows = conn.execute(select(T_faces).where(
+                    T_faces.c.collection_pk == coll.id,
+                    T_faces.c.external_image_id == external_image_id)).all()
+                ids = _remove(store, conn, coll, rows)
+            else:
+                user = store.user(coll.id, user_id, conn)
+                if user is None:
+                    continue
+                rows = conn.execute(select(T_faces).where(T_faces.c.user_pk == user.id)).all()
+                ids = [r.face_id for r in rows]
+                store.delete_user(conn, coll.id, user.id)  # unlinks its faces, drops the user
+                receipt.users[coll.collection_id] = [user_id]
+            if ids:
+                receipt.faces[coll.collection_id] = ids
+    _delete_faces(store, receipt.faces)
+    receipt.record = _receipt_record(ledger, receipt, principal, request_id, collection,
+                                     decision="erasure", details={
+                                         "subject": kind,
+                                         "subject_sha256": _subject_hash(kind, value),
+                                         "users_removed": receipt.users or None})
+    return receipt
+
+
+def set_retention(store: Any, ledger: Ledger, collection: str, days: int | None,
+                  principal: Principal | None = None) -> None:
+    """Keep the faces of ``collection`` for ``days`` (None: until deleted); recorded."""
+    if days is not None and (isinstance(days, bool) or not isinstance(days, int) or days < 1):
+        raise InvalidParameter("retention must be a whole number of days, at least 1")
+    with store.write() as conn:
+        coll = store.collection(collection, conn)
+        conn.execute(update(T_coll).where(T_coll.c.id == coll.id).values(retention_days=days))
+    ledger.append(operation="SetRetention", decision="allow", collection=collection,
+                  **_who(principal), details={"retention_days": days})
+
+
+def retention(store: Any) -> dict[str, int]:
+    """Collections that have a retention period, with it in days."""
+    with store.read() as conn:
+        rows = conn.execute(select(T_coll.c.collection_id, T_coll.c.retention_days)
+                            .where(T_coll.c.retention_days.is_not(None))).all()
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def purge(store: Any, ledger: Ledger, now: datetime | None = None,
+          principal: Principal | None = None) -> list[Receipt]:
+    """Delete faces older than their collection's retention period; one receipt each."""
+    now = now or datetime.now(timezone.utc)
+    receipts = []
+    for collection_id, days in sorted(retention(store).items()):
+        cutoff = now - timedelta(days=days)
+        receipt = Receipt("Purge")
+        with store.write() as conn:
+            try:
+                coll = store.collection(collection_id, conn)
+            except ResourceNotFound:
+                continue
+            rows = conn.execute(select(T_faces).where(T_faces.c.collection_pk == coll.id,
+                                                      T_faces.c.created_at < cutoff)).all()
+            ids = _remove(store, conn, coll, rows)
+        if not ids:
+            continue
+        receipt.faces[collection_id] = ids
+        _delete_faces(store, receipt.faces)
+        receipt.record = _receipt_record(ledger, receipt, principal, None, collection_id,
+                                         decision="purge", details={
+                                             "retention_days": days,
+                                             "older_than": iso(cutoff)})
+        receipts.append(receipt)
+    return receipts
+
+
+def _who(principal: Principal | None) -> dict[str, Any]:
+    if principal is None:
+        return {"principal": "system:retention", "org": None, "category": None}
+    return {"principal": principal.name, "org": principal.org, "category": principal.category}
+
+
+def _receipt_record(ledger: Ledger, receipt: Receipt, principal: Principal | None,
+                    request_id: str | None, collection: str | None, decision: str,
+                    details: dict[str, Any]) -> dict[str, Any]:
+    who = _who(principal)
+    if principal is None and decision == "erasure":
+        who["principal"] = "system:erasure"
+    face_ids = [fid for ids in receipt.faces.values() for fid in ids]
+    return ledger.append(
+        operation=receipt.operation, decision=decision, request_id=request_id,
+        collection=collection or (next(iter(receipt.faces)) if len(receipt.faces) == 1 else None),
+        faces_found=len(face_ids), matches=[{"FaceId": f, "Removed": True} for f in face_ids],
+        details={**{k: v for k, v in details.items() if v is not None},
+                 "collections": {c: len(v) for c, v in receipt.faces.items()}},
+        **who)
+
+
+class RetentionTimer:
+    """Runs :func:`purge` every ``interval`` seconds in a daemon thread (``candor serve``)."""
+
+    def __init__(self, store: Any, ledger: Ledger, interval: float = 3600.0):
+        self.store, self.ledger, self.interval = store, ledger, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="candor-retention", daemon=True)
+
+    def start(self) -> RetentionTimer:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for r in purge(self.store, self.ledger):
+                    log.info("retention purge: %d faces from %s", r.face_count, list(r.faces))
+            except Exception:  # keep the timer alive; the next round retries
+                log.exception("retention purge failed")
+            self._stop.wait(self.interval)
