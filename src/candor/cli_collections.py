@@ -12,10 +12,13 @@ from __future__ import annotations
 import re
 import sys
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -24,7 +27,6 @@ from candor.cli_common import (
     DataDirOption,
     DetectorOption,
     JsonOption,
-    cli_errors,
     console,
     expand_images,
     fail,
@@ -33,6 +35,16 @@ from candor.cli_common import (
     print_json_line,
 )
 from candor.errors import CandorError
+
+
+@contextmanager
+def cli_errors() -> Iterator[None]:
+    """A typed error as one line on stderr, exit 2; the message is escaped so that Rich does
+    not read Rekognition's patterns (``[a-zA-Z0-9_.\\-]+``) as markup."""
+    try:
+        yield
+    except CandorError as exc:
+        fail(escape(f"{exc.code}: {exc.message}"))
 
 collection_app = typer.Typer(help="Create, list, describe and delete face collections.",
                              no_args_is_help=True)
@@ -191,7 +203,7 @@ def index(
                  "(use --create)")
         _call(service, "CreateCollection", {"CollectionId": collection_id})
     except CandorError as exc:
-        fail(f"{exc.code}: {exc.message}")
+        fail(escape(f"{exc.code}: {exc.message}"))
 
     from candor.imaging import load_image
 
@@ -213,7 +225,7 @@ def index(
                 response = service.call("IndexFaces", params)
             except CandorError as exc:
                 if exc.code == "ResourceNotFoundException" or "validation error" in exc.message:
-                    fail(f"{exc.code}: {exc.message}")  # the request itself is wrong: stop
+                    fail(escape(f"{exc.code}: {exc.message}"))  # the request is wrong: stop
                 errors.append((photo, f"{exc.code}: {exc.message}"))
                 if json_output:
                     print_json_line({"Image": str(photo), "Error": {"Code": exc.code,
@@ -239,7 +251,8 @@ def index(
         if reasons:
             console.print("skipped: " + ", ".join(f"{r} {c}" for r, c in reasons.most_common()))
         for photo, error in errors[:20]:
-            console.print(f"[red]failed[/red] {photo}: {error}", highlight=False)
+            console.print(f"[red]failed[/red] {escape(str(photo))}: {escape(error)}",
+                          highlight=False)
     if errors:
         raise typer.Exit(2)
 

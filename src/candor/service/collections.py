@@ -196,6 +196,7 @@ def _analyse(service: Service, params: dict, attributes=("DEFAULT",), embed: str
     image = request_image(params)
     engine = service.engine
     image, found = engine.analyse(image, attributes=list(attributes), embed=(embed == "all"))
+    found = sorted(found, key=lambda f: -f.box.area)  # largest first, whatever the engine did
     if embed == "largest" and found:
         engine.embed(image, found[:1])
     faces = [_Face(detail=f.detail.to_dict() if hasattr(f.detail, "to_dict") else dict(f.detail),
