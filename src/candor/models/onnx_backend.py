@@ -150,6 +150,12 @@ class MmodDetector:
         # from the last to the first (relu/affine keep coordinates).
         self.convs = [(c.attrs["stride"], c.attrs["padding"], (c.attrs["nr"], c.attrs["nc"]))
                       for c in net.layers if c.kind == "con"]
+        # Smallest input side for which every convolution still has a full window (dlib
+        # itself fails an assertion below this; no 80-px face fits there anyway).
+        side = 1
+        for (stride, _), (pad, _), (k, _) in reversed(self.convs):
+            side = max(1, (side - 1) * stride + k - 2 * pad)
+        self.min_side = side
 
     # -- dlib's image pyramid (image_pyramid.h: compute_tiled_image_pyramid_details)
 
@@ -301,9 +307,11 @@ class MmodDetector:
             raise InvalidParameter("image must be an RGB uint8 array (H, W, 3)")
         for _ in range(max(0, int(upsample))):
             image = self._pyramid_up(image)
-        data, rects = self.pyramid(image)
-        if not rects:
+        rects, nr, nc = self.tiled_rects(*image.shape[:2])
+        if not rects or min(nr, nc) < self.min_side or any(
+                r[2] < r[0] or r[3] < r[1] or r[0] < 0 or r[1] < 0 for r in rects):
             return []
+        data, rects = self.pyramid(image)
         scores = self.session.run(None, {"pyramid": data[None]})[0][0]
         out = []
         for score, rect in self.decode(scores, rects):
