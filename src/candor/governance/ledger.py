@@ -115,6 +115,7 @@ class Ledger:
         self.retries = retries
         self._lock = threading.Lock()
         self._columns = set(table.c.keys())
+        self._anchor_fd: int | None = None
 
     @classmethod
     def for_store(cls, store: Any, anchor: bool = True) -> Ledger:
@@ -175,20 +176,32 @@ class Ledger:
         return row
 
     def _write_anchor(self, seq: int, digest: str) -> None:
+        """Overwrite the anchor in place: one fixed-width pwrite, no rename, no fsync, so it
+        costs microseconds per call. If several processes race, the anchor may name a slightly
+        older head, which is still a record the chain must contain."""
         if self.anchor_path is None:
             return
+        line = f"{seq:020d} {digest}\n".encode("ascii")
         try:
-            tmp = self.anchor_path.with_suffix(".tmp")
-            tmp.write_text(f"{seq} {digest}\n", encoding="ascii")
-            os.replace(tmp, self.anchor_path)
+            if self._anchor_fd is None:
+                self._anchor_fd = os.open(self.anchor_path, os.O_WRONLY | os.O_CREAT, 0o644)
+            os.pwrite(self._anchor_fd, line, 0)
         except OSError as exc:  # the record itself is written; the anchor is a second witness
             log.warning("could not update the ledger anchor %s: %s", self.anchor_path, exc)
 
     def read_anchor(self) -> tuple[int, str] | None:
+        """The anchored head (seq, hash), or None when there is no anchor file yet."""
         if self.anchor_path is None or not self.anchor_path.exists():
             return None
-        seq, digest = self.anchor_path.read_text(encoding="ascii").split()
-        return int(seq), digest
+        parts = self.anchor_path.read_text(encoding="ascii").split()
+        if len(parts) != 2 or not parts[0].isdigit() or len(parts[1]) != 64:
+            raise ValueError(f"the ledger anchor {self.anchor_path} is unreadable: {parts!r}")
+        return int(parts[0]), parts[1]
+
+    def close(self) -> None:
+        if self._anchor_fd is not None:
+            os.close(self._anchor_fd)
+            self._anchor_fd = None
 
     # -- checking ------------------------------------------------------------------------------
 
