@@ -1,0 +1,92 @@
+"""What every CLI command shares: options, the service they run on, output and error handling.
+
+Commands live in ``cli.py`` (faces) and ``cli_*.py`` (one module per area); they all use the
+helpers here so that options are spelled the same and a bad input is always one line on
+stderr with a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from candor.errors import CandorError
+
+console = Console()
+err_console = Console(stderr=True)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", envvar="CANDOR_DATA_DIR",
+                 help="Where candor keeps its data [default: ~/.local/share/candor]."),
+]
+BackendOption = Annotated[
+    str | None,
+    typer.Option("--backend", envvar="CANDOR_BACKEND",
+                 help="Model backend: dlib (reference) or onnx (fast path)."),
+]
+DetectorOption = Annotated[
+    str, typer.Option("--detector", help="Face detector: hog (fast) or cnn (MMOD, slower).")
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the Rekognition response JSON instead of a table.")
+]
+
+
+def make_service(data_dir: Path | None = None, backend: str | None = None,
+                 detector: str | None = None):
+    from candor.service import Service
+
+    return Service(data_dir=data_dir, backend=backend, detector=detector)
+
+
+@contextmanager
+def cli_errors() -> Iterator[None]:
+    """Turn candor's typed errors into one line on stderr and exit code 2."""
+    try:
+        yield
+    except CandorError as exc:
+        fail(f"{exc.code}: {exc.message}")
+
+
+def fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def print_json(data: Any) -> None:
+    """JSON on stdout, nothing else, so scripts can pipe it."""
+    sys.stdout.write(json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def print_json_line(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    import datetime
+
+    if isinstance(value, datetime.datetime):
+        return value.timestamp()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def expand_images(paths: list[Path]) -> list[Path]:
+    """Files as given; folders walked (sorted) for .jpg/.jpeg/.png files."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out.extend(sorted(p for p in path.rglob("*")
+                              if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            out.append(path)
+    return out

@@ -1,0 +1,200 @@
+"""Image -> faces (box, landmarks, attributes, embedding); compare faces.
+
+The engine composes a model backend (``candor.models``) with the geometry in
+``candor.analysis`` and the score mapping in ``candor.similarity``. It knows nothing of
+collections, HTTP or policy: those layers sit on top of it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from candor import analysis, config
+from candor.errors import InvalidParameter
+from candor.imaging import Image, load_image
+from candor.models import Detection, get_backend
+from candor.results import (
+    BoundingBox,
+    ComparedFace,
+    ComparedSourceImageFace,
+    CompareFacesMatch,
+    CompareFacesResult,
+    DetectFacesResult,
+    FaceDetail,
+)
+from candor.similarity import normalise, similarity
+
+#: Rekognition returns at most this many faces per image
+MAX_FACES = 100
+#: images are shrunk so their longest side is at most this before detection (boxes are mapped
+#: back); detection cost grows with pixels, and faces this resolution cannot find are too small
+#: to recognise anyway
+DETECT_MAX_SIDE = {"hog": 1280, "cnn": 800}
+#: working images up to this long side are upsampled once, so faces down to ~40 px are found
+UPSAMPLE_MAX_SIDE = 1000
+
+#: "hog+cnn" runs the CNN only on images where HOG finds no face (profile, dark, small faces)
+DETECTORS = ("hog", "cnn", "hog+cnn")
+#: the attributes candor computes; Rekognition's demographic and emotion attributes are
+#: accepted and deliberately not answered (see docs/attributes.md)
+SUPPORTED_ATTRIBUTES = {"DEFAULT", "ALL", "EYES_OPEN", "MOUTH_OPEN"}
+UNANSWERED_ATTRIBUTES = {"AGE_RANGE", "BEARD", "EMOTIONS", "EYE_DIRECTION", "EYEGLASSES",
+                         "GENDER", "MUSTACHE", "FACE_OCCLUDED", "SMILE", "SUNGLASSES"}
+
+ImageSource = Image | bytes | str | os.PathLike
+
+
+@dataclass
+class Face:
+    """One face found in an image, in that image's pixel coordinates."""
+
+    box: Detection
+    confidence: float
+    landmarks5: np.ndarray
+    landmarks68: np.ndarray | None
+    detail: FaceDetail
+    embedding: np.ndarray | None = None  # unit length, float32 (128,)
+
+
+def parse_attributes(attributes: Iterable[str] | None) -> set[str]:
+    """Which optional attributes to compute: a subset of {EYES_OPEN, MOUTH_OPEN}."""
+    wanted = set(attributes or ["DEFAULT"])
+    unknown = wanted - SUPPORTED_ATTRIBUTES - UNANSWERED_ATTRIBUTES
+    if unknown:
+        raise InvalidParameter(f"unknown attribute(s) {', '.join(sorted(unknown))}; valid: "
+                               f"{', '.join(sorted(SUPPORTED_ATTRIBUTES | UNANSWERED_ATTRIBUTES))}")
+    if "ALL" in wanted:
+        return {"EYES_OPEN", "MOUTH_OPEN"}
+    return wanted & {"EYES_OPEN", "MOUTH_OPEN"}
+
+
+class Engine:
+    """Face detection, analysis, embedding and comparison over one model backend."""
+
+    def __init__(self, backend: str | None = None, detector: str | None = None) -> None:
+        self.backend = get_backend(backend or config.default_backend())
+        self.detector = detector or "hog"
+        if self.detector not in DETECTORS:
+            raise InvalidParameter(f"unknown detector {self.detector!r}; choose one of: "
+                                   f"{', '.join(DETECTORS)}")
+
+    # -- finding faces -------------------------------------------------------------------
+    def find_faces(self, image: Image, max_faces: int = MAX_FACES) -> list[Detection]:
+        """Detector boxes in ``image`` pixels, largest first, at most ``max_faces``."""
+        if self.detector == "hog+cnn":
+            return (self._detect(image, "hog", max_faces)
+                    or self._detect(image, "cnn", max_faces))
+        return self._detect(image, self.detector, max_faces)
+
+    def _detect(self, image: Image, detector: str, max_faces: int) -> list[Detection]:
+        pixels = image.pixels
+        longest = max(pixels.shape[:2])
+        scale = min(1.0, DETECT_MAX_SIDE[detector] / longest)
+        work = pixels
+        if scale < 1.0:
+            size = (max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale)))
+            work = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+        upsample = 1 if max(work.shape[:2]) <= UPSAMPLE_MAX_SIDE else 0
+        found = self.backend.detect(work, detector, upsample)
+        boxes = [d.scaled(1.0 / scale) for d in found] if scale < 1.0 else found
+        boxes.sort(key=lambda d: d.area, reverse=True)
+        return boxes[:max_faces]
+
+    def analyse(self, image: ImageSource, attributes: Iterable[str] | None = ("DEFAULT",),
+                embed: bool = False, max_faces: int = MAX_FACES,
+                landmarks: bool = True) -> tuple[Image, list[Face]]:
+        """Find and describe every face (largest first); embeddings only when asked.
+
+        ``landmarks=False`` skips the 68-point model, pose and named landmarks: the fast path
+        for indexing and evaluation, which need only boxes and embeddings.
+        """
+        img = load_image(image)
+        extras = parse_attributes(attributes)
+        detections = self.find_faces(img, max_faces)
+        if not detections:
+            return img, []
+        pixels = img.pixels
+        pts5 = self.backend.landmarks(pixels, detections, 5)
+        pts68 = self.backend.landmarks(pixels, detections, 68) if landmarks or extras else None
+        gray = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY) if landmarks else None
+        faces = []
+        for i, detection in enumerate(detections):
+            box = analysis.box_from_landmarks(pts5[i], detection)
+            confidence = analysis.detection_confidence(box.score)
+            detail = FaceDetail(bounding_box=analysis.bounding_box(box, img.width, img.height),
+                                confidence=round(confidence, 4))
+            if pts68 is not None and landmarks:
+                detail.landmarks = analysis.named_landmarks(pts68[i], img.width, img.height)
+                detail.pose = analysis.pose(pts68[i], img.width, img.height)
+                detail.quality = analysis.quality(gray, box)
+            if pts68 is not None and "EYES_OPEN" in extras:
+                detail.eyes_open = analysis.eyes_open(pts68[i])
+            if pts68 is not None and "MOUTH_OPEN" in extras:
+                detail.mouth_open = analysis.mouth_open(pts68[i])
+            faces.append(Face(box=box, confidence=confidence, landmarks5=pts5[i],
+                              landmarks68=pts68[i] if pts68 is not None else None, detail=detail))
+        if embed:
+            self.embed(img, faces)
+        return img, faces
+
+    def embed(self, image: Image, faces: Sequence[Face]) -> None:
+        """Fill in each face's unit-length embedding (one batched call)."""
+        if not faces:
+            return
+        chips = self.backend.chips(image.pixels, [f.landmarks5 for f in faces])
+        vectors = normalise(self.backend.embed(chips))
+        for face, vector in zip(faces, vectors):
+            face.embedding = vector
+
+    # -- operations ----------------------------------------------------------------------
+    def detect_faces(self, image: ImageSource,
+                     attributes: Iterable[str] | None = ("DEFAULT",)) -> DetectFacesResult:
+        """Rekognition DetectFaces: every face (up to 100, largest first) with its details."""
+        _, faces = self.analyse(image, attributes)
+        return DetectFacesResult(face_details=[f.detail for f in faces])
+
+    def compare_faces(self, source: ImageSource, target: ImageSource,
+                      similarity_threshold: float = 80.0) -> CompareFacesResult:
+        """Rekognition CompareFaces: the largest source face against every target face."""
+        check_threshold(similarity_threshold, "SimilarityThreshold")
+        src_img, src_faces = self.analyse(source, landmarks=False, max_faces=1, embed=True)
+        if not src_faces:
+            raise InvalidParameter("no face was found in the source image")
+        tgt_img, tgt_faces = self.analyse(target, embed=True)
+        src = src_faces[0]
+        result = CompareFacesResult(source_image_face=ComparedSourceImageFace(
+            bounding_box=src.detail.bounding_box, confidence=src.detail.confidence))
+        if not tgt_faces:
+            return result
+        scores = similarity(src.embedding, np.stack([f.embedding for f in tgt_faces]))[0]
+        for face, score in sorted(zip(tgt_faces, scores), key=lambda p: -p[1]):
+            compared = compared_face(face)
+            if score >= similarity_threshold:
+                result.face_matches.append(
+                    CompareFacesMatch(similarity=round(float(score), 4), face=compared))
+            else:
+                result.unmatched_faces.append(compared)
+        return result
+
+
+def compared_face(face: Face) -> ComparedFace:
+    """The ComparedFace shape: box, confidence, the five landmarks, pose and quality."""
+    d = face.detail
+    landmarks = None
+    if d.landmarks is not None:
+        landmarks = [lm for lm in d.landmarks if lm.type in analysis.COMPARED_FACE_LANDMARKS]
+    return ComparedFace(bounding_box=BoundingBox(**vars(d.bounding_box)), confidence=d.confidence,
+                        landmarks=landmarks, pose=d.pose, quality=d.quality)
+
+
+def check_threshold(value: float, name: str) -> None:
+    """Thresholds are percentages: a number from 0 to 100."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) \
+            or not 0 <= value <= 100:
+        raise InvalidParameter(f"{name} must be a number from 0 to 100, got {value!r}")

@@ -1,0 +1,170 @@
+"""Decode and validate input images: JPEG and PNG (and WebP, which Rekognition refuses but
+phones and browsers produce), from bytes or a path, within Rekognition's limits.
+
+Everything that is not a usable photo is refused here with a typed error a person can act on,
+before any model sees it. The pixel cap is checked from the header, so a decompression bomb
+(a small file that claims a huge image) is refused before it is decoded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image as PILImage
+from PIL import ImageOps, UnidentifiedImageError
+
+from candor.errors import ImageTooLarge, InvalidImageFormat, InvalidParameter
+
+#: Rekognition's limit on image bytes sent in a request
+MAX_IMAGE_BYTES = 5 * 1024 * 1024
+#: Rekognition's limit on images read from S3
+MAX_S3_IMAGE_BYTES = 15 * 1024 * 1024
+#: smallest width and height Rekognition accepts
+MIN_SIDE = 80
+#: cap on decoded pixels (about 8000 x 6000): a 5 MB JPEG can honestly hold 40 MP, not more
+MAX_PIXELS = 50_000_000
+
+SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP")
+
+_SIGNATURES = {
+    b"\xff\xd8\xff": "JPEG",
+    b"\x89PNG\r\n\x1a\n": "PNG",
+}
+_OTHER_FORMATS = {
+    b"GIF87a": "GIF",
+    b"GIF89a": "GIF",
+    b"BM": "BMP",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+    b"%PDF": "PDF",
+}
+_WEBP = (b"RIFF", b"WEBP")
+
+
+@dataclass(frozen=True)
+class Image:
+    """A decoded photo: RGB uint8 pixels (H, W, 3), upright, plus facts about its source."""
+
+    pixels: np.ndarray
+    format: str
+    sha256: str
+    source: str = "<bytes>"
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+
+def load_image(source: Image | bytes | bytearray | memoryview | str | os.PathLike,
+               max_bytes: int = MAX_IMAGE_BYTES) -> Image:
+    """An :class:`Image` from bytes, a path, or an already loaded Image (returned as is)."""
+    if isinstance(source, Image):
+        return source
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return decode_image(bytes(source), max_bytes=max_bytes)
+    if isinstance(source, (str, os.PathLike)):
+        return read_image(source, max_bytes=max_bytes)
+    raise InvalidParameter(
+        f"an image must be bytes or a file path, not {type(source).__name__}")
+
+
+def read_image(path: str | os.PathLike, max_bytes: int = MAX_IMAGE_BYTES) -> Image:
+    """Read and decode the image file at ``path``; its size is checked before it is read."""
+    p = Path(path)
+    if not p.exists():
+        raise InvalidParameter(f"{p}: no such file")
+    if not p.is_file():
+        raise InvalidParameter(f"{p}: not a file")
+    size = p.stat().st_size
+    if size > max_bytes:
+        raise ImageTooLarge(f"{p}: {_mb(size)} is over the {_mb(max_bytes)} limit; "
+                            "resize or recompress the photo")
+    return decode_image(p.read_bytes(), max_bytes=max_bytes, source=str(p))
+
+
+def decode_image(data: bytes, max_bytes: int = MAX_IMAGE_BYTES, source: str = "<bytes>") -> Image:
+    """Validate and decode JPEG/PNG bytes into an upright RGB :class:`Image`."""
+    where = f"{source}: " if source != "<bytes>" else ""
+    if not data:
+        raise InvalidParameter(f"{where}the image is empty (0 bytes)")
+    if len(data) > max_bytes:
+        raise ImageTooLarge(f"{where}{_mb(len(data))} of image bytes is over the "
+                            f"{_mb(max_bytes)} limit; resize or recompress the photo")
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise InvalidImageFormat(f"{where}not a JPEG or PNG image (unrecognised content)")
+    if fmt not in SUPPORTED_FORMATS:
+        raise InvalidImageFormat(f"{where}{fmt} images are not supported; use JPEG or PNG")
+
+    try:
+        # Pillow refuses over twice our cap while parsing the header; between the cap and
+        # that, our own check below refuses before anything is decoded
+        pil = PILImage.open(io.BytesIO(data), formats=[fmt])
+        width, height = pil.size  # from the header: nothing decoded yet
+        check_dimensions(width, height, where)
+        pil.load()
+    except (ImageTooLarge, InvalidParameter):
+        raise
+    except PILImage.DecompressionBombError as exc:
+        raise ImageTooLarge(f"{where}image has too many pixels: {exc}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InvalidImageFormat(f"{where}corrupt or truncated {fmt} image ({exc})") from None
+
+    pixels = to_rgb(ImageOps.exif_transpose(pil))
+    return Image(pixels=pixels, format=fmt, sha256=hashlib.sha256(data).hexdigest(), source=source)
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The format named by the file's magic bytes, or None."""
+    for table in (_SIGNATURES, _OTHER_FORMATS):
+        for magic, name in table.items():
+            if data.startswith(magic):
+                return name
+    if data[:4] == _WEBP[0] and data[8:12] == _WEBP[1]:
+        return "WEBP"
+    return None
+
+
+def check_dimensions(width: int, height: int, where: str = "") -> None:
+    """Refuse images smaller than 80x80 or larger than the decoded-pixel cap."""
+    if width < MIN_SIDE or height < MIN_SIDE:
+        raise InvalidParameter(f"{where}image is {width}x{height} pixels; the minimum is "
+                               f"{MIN_SIDE}x{MIN_SIDE}")
+    if width * height > MAX_PIXELS:
+        raise ImageTooLarge(f"{where}image is {width}x{height} pixels "
+                            f"({width * height / 1e6:.0f} MP); the limit is {MAX_PIXELS / 1e6:.0f} MP")
+
+
+def to_rgb(pil: PILImage.Image) -> np.ndarray:
+    """RGB uint8 pixels from any PIL mode: 16-bit scaled down, palettes expanded, alpha
+    composited onto white (transparent pixels carry no face, and black would add edges)."""
+    mode = pil.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(pil, dtype=np.float64)
+        top = 65535.0 if mode != "F" and arr.max(initial=0) > 255 else 255.0
+        gray = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if mode == "P" and "transparency" in pil.info:
+        pil = pil.convert("RGBA")
+    if mode in ("RGBA", "LA", "PA") or pil.mode == "RGBA":
+        rgba = pil.convert("RGBA")
+        background = PILImage.new("RGBA", rgba.size, (255, 255, 255, 255))
+        pil = PILImage.alpha_composite(background, rgba)
+    return np.ascontiguousarray(np.asarray(pil.convert("RGB"), dtype=np.uint8))
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MB"
+
+
+# Pillow's own bomb guard, set to our cap so both agree on what "too many pixels" means
+PILImage.MAX_IMAGE_PIXELS = MAX_PIXELS
