@@ -156,6 +156,17 @@ def test_corrupt_cache_is_detected_and_rebuilt(tmp_path, damage):
     assert path.read_bytes() == good  # the conversion is deterministic
 
 
+def test_cache_from_older_converter_is_rebuilt(tmp_path):
+    path = onnx_convert.ensure(onnx_convert.MMOD, tmp_path)
+    side = path.with_name(path.name + ".sha256")
+    sha, name, tag = side.read_text().split()
+    assert tag == f"candor-converter-{onnx_convert.CONVERTER_VERSION}"
+    side.write_text(f"{sha}  {name}  candor-converter-0\n")  # hash still right, version old
+    assert not onnx_convert.verify(path)
+    onnx_convert.ensure(onnx_convert.MMOD, tmp_path)
+    assert side.read_text().split()[2] == tag
+
+
 def test_corrupt_cache_is_not_loaded(tmp_path):
     """A backend started on a damaged cache converts again instead of failing or using it."""
     path = onnx_convert.ensure(onnx_convert.RESNET, tmp_path)

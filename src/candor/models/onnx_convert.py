@@ -6,8 +6,9 @@ results agree to float32 rounding. Nothing is downloaded: the source is the ``.d
 installed by ``face_recognition_models``.
 
 Cache: ``<data dir>/models/<name>-<sha256(source)[:16]>.onnx`` plus a sidecar
-``.onnx.sha256`` holding the SHA-256 of the ``.onnx`` itself. A file whose hash does not
-match (corrupt, truncated, half written) is rebuilt, never used.
+``.onnx.sha256`` holding the SHA-256 of the ``.onnx`` itself and the converter version. A
+file whose hash does not match (corrupt, truncated, half written) or that an older converter
+wrote is rebuilt, never used.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from onnx import TensorProto, helper, numpy_helper
 from candor.models import dlib_dnn
 from candor.models.dlib_dnn import Layer, Network
 
-# Bump when the graphs built from the same source change; stored in the model's metadata
-# and checked on load, so an old cache is rebuilt rather than trusted.
+# Bump when the graphs built from the same source change. Written to the sidecar (checked
+# on load, so an old cache is rebuilt rather than trusted) and to the model's metadata.
 CONVERTER_VERSION = "1"
+_VERSION_TAG = f"candor-converter-{CONVERTER_VERSION}"
 OPSET = 17
 
 RESNET = "dlib_face_recognition_resnet_model_v1"
@@ -223,13 +225,16 @@ def convert(name: str) -> onnx.ModelProto:
 
 
 def verify(path: Path) -> bool:
-    """True if ``path`` and its sidecar exist and the file's SHA-256 matches the sidecar."""
+    """True if ``path`` and its sidecar exist, the sidecar was written by this converter
+    version, and the file's SHA-256 matches the one in the sidecar."""
     side = path.with_name(path.name + ".sha256")
     try:
-        expected = side.read_text().split()[0].strip().lower()
-    except (OSError, IndexError):
+        fields = side.read_text().split()
+    except OSError:
         return False
-    return path.is_file() and sha256_file(path) == expected
+    if len(fields) < 3 or fields[2] != _VERSION_TAG:
+        return False  # an older converter built it: rebuild rather than trust
+    return path.is_file() and sha256_file(path) == fields[0].lower()
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -256,5 +261,5 @@ def ensure(name: str, data_dir: Path | None = None) -> Path:
         # Model first, then the sidecar: a crash in between leaves a mismatch -> rebuild.
         _atomic_write(path, data)
         _atomic_write(path.with_name(path.name + ".sha256"),
-                      f"{hashlib.sha256(data).hexdigest()}  {path.name}\n".encode())
+                      f"{hashlib.sha256(data).hexdigest()}  {path.name}  {_VERSION_TAG}\n".encode())
         return path
