@@ -1,0 +1,355 @@
+"""``candor audit verify|tail|search``, ``candor report``, ``candor erase``,
+``candor retention show|set|purge`` and ``candor policy check|explain``: the operator's and
+the compliance officer's commands. Registered on the main app with one line in ``cli.py``:
+``__import__("candor.governance.cli").governance.cli.register(app)``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from candor.cli_common import DataDirOption, JsonOption, cli_errors, console, fail, print_json
+
+audit_app = typer.Typer(help="The tamper-evident audit ledger: verify it, read it.",
+                        no_args_is_help=True)
+retention_app = typer.Typer(help="Per-collection retention periods and purges.",
+                            no_args_is_help=True)
+policy_app = typer.Typer(help="Check a policy file; see how it decides a call.",
+                         no_args_is_help=True)
+
+AsOption = Annotated[str | None, typer.Option(
+    "--as", help="The organisation acting (recorded in the ledger) [default: CANDOR_ORG or "
+                 "'operator'].")]
+
+
+def _store(data_dir):
+    from candor.config import data_dir as resolve
+    from candor.store import open_store
+
+    return open_store(resolve(data_dir))
+
+
+def _ledger(data_dir):
+    from candor.governance.ledger import Ledger
+
+    return Ledger.for_store(_store(data_dir))
+
+
+def _operator(org: str | None):
+    import os
+
+    from candor.governance.principal import Principal
+
+    return Principal.local(org or os.environ.get("CANDOR_ORG") or "operator",
+                           os.environ.get("CANDOR_CATEGORY") or "general")
+
+
+def _records_table(records: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title)
+    for col in ("seq", "time (UTC)", "org", "category", "operation", "collection", "threshold",
+                "faces", "matches", "decision", "rule"):
+        table.add_column(col, justify="right" if col in ("seq", "threshold", "faces",
+                                                         "matches") else "left")
+    colour = {"allow": "green", "deny": "red", "failed": "yellow"}
+    for r in records:
+        d = r["decision"]
+        table.add_row(str(r["seq"]), r["ts"][:19].replace("T", " "), r.get("org") or "",
+                      r.get("category") or "", r["operation"], r.get("collection") or "",
+                      "" if r.get("threshold") is None else f"{r['threshold']:g}",
+                      "" if r.get("faces_found") is None else str(r["faces_found"]),
+                      "" if r.get("matches") is None else str(len(r["matches"])),
+                      f"[{colour.get(d, 'cyan')}]{d}[/]", r.get("rule") or "")
+    return table
+
+
+def _print_records(records: list[dict[str, Any]], title: str, json_output: bool) -> None:
+    if json_output:
+        for r in records:
+            sys.stdout.write(json.dumps(r, sort_keys=True) + "\n")
+    else:
+        console.print(_records_table(records, title))
+
+
+@audit_app.command("verify")
+def audit_verify(data_dir: DataDirOption = None,
+                 anchor: Annotated[str | None, typer.Option(
+                     "--anchor", help="A head published earlier, as SEQ:HASH, to check the "
+                                      "chain against [default: the data dir's ledger.head].")]
+                 = None,
+                 json_output: JsonOption = False) -> None:
+    """Walk the hash chain; report the first broken record. Exit 1 if the chain is broken."""
+    with cli_errors():
+        ledger = _ledger(data_dir)
+        given = None
+        if anchor:
+            seq, _, digest = anchor.partition(":")
+            if not seq.isdigit() or len(digest) != 64:
+                fail("--anchor must look like 1234:<64 hex digits>")
+            given = (int(seq), digest)
+        try:
+            result = ledger.verify(anchor=given)
+        except ValueError as exc:
+            fail(str(exc))
+    if json_output:
+        print_json({"ok": result.ok, "checked": result.checked, "head_seq": result.head_seq,
+                    "head_hash": result.head_hash, "broken_seq": result.broken_seq,
+                    "problem": result.problem or None})
+    elif result.ok:
+        console.print(f"[green]ok[/green]: {result.checked} records, chain intact")
+        console.print(f"head: {result.head_seq}:{result.head_hash}", highlight=False)
+    else:
+        console.print(f"[red]BROKEN[/red] at record {result.broken_seq}: {result.problem}",
+                      highlight=False)
+        console.print(f"({result.checked} records before it verified)")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("tail")
+def audit_tail(n: Annotated[int, typer.Option("-n", "--lines", min=1,
+                                              help="How many records.")] = 20,
+               data_dir: DataDirOption = None, json_output: JsonOption = False) -> None:
+    """The newest records (JSON lines with --json)."""
+    with cli_errors():
+        records = _ledger(data_dir).tail(n)
+    _print_records(records, f"last {len(records)} audit record(s)", json_output)
+
+
+def _when(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"not a date or date-time: {value!r}")
+    from candor.governance.ledger import iso
+
+    return iso(at if at.tzinfo else at.replace(tzinfo=timezone.utc))
+
+
+@audit_app.command("search")
+def audit_search(
+    org: Annotated[str | None, typer.Option(help="Organisation.")] = None,
+    category: Annotated[str | None, typer.Option(help="Use-case category.")] = None,
+    principal: Annotated[str | None, typer.Option(help="Access key id or local name.")] = None,
+    operation: Annotated[str | None, typer.Option(help="Operation, e.g. SearchFaces.")] = None,
+    collection: Annotated[str | None, typer.Option(help="Collection id.")] = None,
+    decision: Annotated[str | None, typer.Option(
+        help="allow, deny, failed, erasure or purge.")] = None,
+    rule: Annotated[str | None, typer.Option(help="The deciding rule's id.")] = None,
+    request_id: Annotated[str | None, typer.Option(help="A request id.")] = None,
+    since: Annotated[str | None, typer.Option(help="From this date/time (UTC).")] = None,
+    until: Annotated[str | None, typer.Option(help="Before this date/time (UTC).")] = None,
+    image_sha256: Annotated[str | None, typer.Option(
+        help="Records whose input images include this SHA-256.")] = None,
+    face_id: Annotated[str | None, typer.Option(
+        help="Records whose matches include this FaceId or UserId.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, oldest first.")] = 100,
+    data_dir: DataDirOption = None, json_output: JsonOption = False,
+) -> None:
+    """Records matching every filter given."""
+    with cli_errors():
+        records = _ledger(data_dir).search(
+            limit=limit, org=org, category=category, principal=principal, operation=operation,
+            collection=collection, decision=decision, rule=rule, request_id=request_id,
+            since=_when(since), until=_when(until), image_sha256=image_sha256, face_id=face_id)
+    _print_records(records, f"{len(records)} matching audit record(s)", json_output)
+
+
+def report(
+    date_from: Annotated[str | None, typer.Option(
+        "--from", help="First day (YYYY-MM-DD, UTC) [default: the first record].")] = None,
+    date_to: Annotated[str | None, typer.Option(
+        "--to", help="Last day, inclusive [default: today].")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="html, json or csv.")] = "html",
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write here instead of stdout.")] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Transparency report from the audit ledger, as HTML (with charts), JSON or CSV.
+
+    Calls by organisation, category, operation and month; denials by rule; thresholds;
+    searches that returned matches; erasures and purges; and whether the chain verified.
+    """
+    from candor.governance.report import build_report, render
+
+    if fmt not in ("html", "json", "csv"):
+        fail("--format must be html, json or csv")
+    with cli_errors():
+        try:
+            text = render(build_report(_ledger(data_dir), date_from, date_to), fmt)
+        except ValueError as exc:
+            fail(str(exc))
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"wrote {output}")
+
+
+def erase(
+    external_image_id: Annotated[str | None, typer.Option(
+        "--external-image-id", help="Erase every face indexed with this ExternalImageId.")]
+    = None,
+    user_id: Annotated[str | None, typer.Option(
+        "--user-id", help="Erase this user and every face associated with it.")] = None,
+    collection: Annotated[str | None, typer.Option(
+        "--collection", help="Only in this collection [default: every collection].")] = None,
+    as_org: AsOption = None,
+    data_dir: DataDirOption = None, json_output: JsonOption = False,
+) -> None:
+    """Erase a person's faces from every collection, with a receipt in the audit ledger.
+
+    For GDPR Art. 17 and BIPA destruction requests: afterwards no search returns them.
+    """
+    from candor.governance.erasure import erase as do_erase
+    from candor.governance.ledger import Ledger
+
+    if (external_image_id is None) == (user_id is None):
+        fail("give exactly one of --external-image-id or --user-id")
+    with cli_errors():
+        store = _store(data_dir)
+        receipt = do_erase(store, Ledger.for_store(store), external_image_id=external_image_id,
+                           user_id=user_id, collection=collection, principal=_operator(as_org))
+    if json_output:
+        print_json(receipt.to_dict())
+        return
+    console.print(f"erased {receipt.face_count} face(s) from "
+                  f"{len(receipt.faces)} collection(s)"
+                  + (f", user(s) {receipt.users}" if receipt.users else ""))
+    console.print(f"receipt: audit record {receipt.record['seq']} ({receipt.record['hash']})",
+                  highlight=False)
+
+
+@retention_app.command("show")
+def retention_show(data_dir: DataDirOption = None, json_output: JsonOption = False) -> None:
+    """Collections with a retention period."""
+    from candor.governance.erasure import retention
+
+    with cli_errors():
+        periods = retention(_store(data_dir))
+    if json_output:
+        print_json(periods)
+        return
+    if not periods:
+        console.print("no collection has a retention period (faces kept until deleted)")
+    for coll, days in sorted(periods.items()):
+        console.print(f"{coll}: {days} days")
+
+
+@retention_app.command("set")
+def retention_set(
+    collection: Annotated[str, typer.Argument(help="Collection id.")],
+    days: Annotated[str, typer.Argument(help="Days to keep each face, or 'none'.")],
+    as_org: AsOption = None, data_dir: DataDirOption = None,
+) -> None:
+    """Keep the collection's faces this many days after indexing ('none': until deleted)."""
+    from candor.governance.erasure import set_retention
+    from candor.governance.ledger import Ledger
+
+    if days.lower() != "none" and not days.isdigit():
+        fail("days must be a whole number or 'none'")
+    with cli_errors():
+        store = _store(data_dir)
+        set_retention(store, Ledger.for_store(store), collection,
+                      None if days.lower() == "none" else int(days), _operator(as_org))
+    console.print(f"{collection}: retention {days} days" if days.isdigit()
+                  else f"{collection}: no retention period")
+
+
+@retention_app.command("purge")
+def retention_purge(as_org: AsOption = None, data_dir: DataDirOption = None,
+                    json_output: JsonOption = False) -> None:
+    """Delete faces older than their collection's retention period, now."""
+    from candor.governance.erasure import purge
+    from candor.governance.ledger import Ledger
+
+    with cli_errors():
+        store = _store(data_dir)
+        receipts = purge(store, Ledger.for_store(store), principal=_operator(as_org))
+    if json_output:
+        print_json([r.to_dict() for r in receipts])
+        return
+    if not receipts:
+        console.print("nothing to purge")
+    for r in receipts:
+        console.print(f"purged {r.face_count} face(s) from {', '.join(r.faces)} "
+                      f"(audit record {r.record['seq']})")
+
+
+@policy_app.command("check")
+def policy_check(policy: Annotated[str, typer.Argument(
+        help="Policy file, or a shipped policy's name.")]) -> None:
+    """Validate a policy file: every problem with its line, exit 2 if any."""
+    from candor.governance.policy import PolicyError, load_policy, resolve_policy_path
+
+    try:
+        p = load_policy(resolve_policy_path(policy))
+    except PolicyError as exc:
+        for problem in exc.problems:
+            console.print(f"[red]error[/red]: {problem}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    console.print(f"[green]ok[/green]: {p.name}: {len(p.rules)} rule(s), default {p.default}, "
+                  f"audit {p.audit}, sha256 {p.sha256[:12]}", highlight=False)
+    for rule in p.rules:
+        console.print(f"  line {rule.line}: {rule.id}: {rule.effect}", highlight=False)
+
+
+@policy_app.command("explain")
+def policy_explain(
+    policy: Annotated[str, typer.Argument(help="Policy file, or a shipped policy's name.")],
+    operation: Annotated[str, typer.Argument(help="Operation, e.g. SearchFacesByImage.")],
+    org: Annotated[str, typer.Option("--org", help="The caller's organisation.")] = "example",
+    category: Annotated[str, typer.Option("--category", help="The caller's category.")]
+    = "general",
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", help="Request parameter NAME=VALUE (JSON values), repeatable, e.g. "
+                        "FaceMatchThreshold=99 CollectionId='\"c\"'.")] = None,
+    authorization_ref: Annotated[str | None, typer.Option("--authorization-ref")] = None,
+    at: Annotated[str | None, typer.Option("--at", help="Decide as of this date/time.")]
+    = None,
+) -> None:
+    """How the policy decides one call, without running it (no daily-cap counting)."""
+    from candor.governance.policy import PolicyError, Request, load_policy, resolve_policy_path
+    from candor.governance.principal import Principal
+
+    params: dict[str, Any] = {}
+    for item in param or []:
+        name, sep, raw = item.partition("=")
+        if not sep:
+            fail(f"--param {item!r}: use NAME=VALUE")
+        try:
+            params[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[name] = raw
+    when = datetime.fromisoformat(at) if at else datetime.now(timezone.utc)
+    with cli_errors():
+        try:
+            p = load_policy(resolve_policy_path(policy))
+        except PolicyError as exc:
+            fail(exc.message)
+        decision = p.decide(Request(Principal.local(org, category), operation, params, when,
+                                    authorization_ref), usage=lambda *_: 0)
+    verdict = "[green]allow[/green]" if decision.allowed else "[red]deny[/red]"
+    console.print(f"{verdict} by {decision.rule}"
+                  + (f": {decision.message}" if decision.message else ""), highlight=False)
+    if decision.constraints:
+        console.print(f"constraints: {decision.constraints}", highlight=False)
+    if decision.param_overrides:
+        console.print(f"parameters set: {decision.param_overrides}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the governance commands to the main ``candor`` command."""
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(retention_app, name="retention")
+    app.add_typer(policy_app, name="policy")
+    app.command("report")(report)
+    app.command("erase")(erase)
