@@ -508,16 +508,16 @@ class Store:
                     if idx is None:
                         idx = (VectorIndex.load(self._index_path(key), self._index_meta(key),
                                                 self.index_kind) or VectorIndex(self.index_kind))
-                    self._catch_up(conn, idx, coll_pk)
+                    added = self._catch_up(conn, idx, coll_pk)
+                    if added >= 50_000:  # a big (re)build is worth keeping for the next process
+                        self._save(key, idx)
                 idx.generation = generation
                 self._indexes[key] = idx
-            if kind == "faces" and idx.dirty and idx.ntotal >= 50_000:
-                self._save(key, idx)  # a big (re)build is worth keeping for the next process
             return idx
 
-    def _catch_up(self, conn: Connection, idx: VectorIndex, coll_pk: int) -> None:
+    def _catch_up(self, conn: Connection, idx: VectorIndex, coll_pk: int) -> int:
         """Make ``idx`` hold exactly the collection's faces: keys are never reused, so the
-        difference of key sets is the whole repair."""
+        difference of key sets is the whole repair. Returns how many vectors were added."""
         db_keys = np.fromiter(conn.execute(select(T_faces.c.id).where(
             T_faces.c.collection_pk == coll_pk)).scalars(), dtype=np.int64)
         have = idx.keys()
@@ -530,7 +530,7 @@ class Store:
                 idx.__init__(self.index_kind)
                 new = db_keys
         if len(new) == 0:
-            return
+            return 0
         if idx.ntotal == 0:  # a full build: stream the collection rather than list its keys
             result = conn.execute(select(T_faces.c.id, T_faces.c.embedding)
                                   .where(T_faces.c.collection_pk == coll_pk))
@@ -543,6 +543,7 @@ class Store:
             keys = np.array([r.id for r in rows], np.int64)
             vectors = np.frombuffer(b"".join(r.embedding for r in rows), dtype="<f4")
             idx.add(keys, vectors.reshape(len(rows), DIM).astype(np.float32))
+        return len(new)
 
     def _save(self, key: tuple[str, int], idx: VectorIndex) -> None:
         idx.save(self._index_path(key), self._index_meta(key))
