@@ -211,3 +211,19 @@ rules:
                    ("ListCollections", "allow"), ("CreateCollection", "failed")]
     assert gate.ledger.verify().ok
     assert gate.ledger.read_anchor() == gate.ledger.head()
+
+
+def test_governed_service_for_the_cli_and_python_doors(tmp_path, monkeypatch):
+    from candor.governance.gate import governed
+    from candor.service import Service
+
+    monkeypatch.setenv("CANDOR_POLICY", "moratorium-2020")
+    monkeypatch.setenv("CANDOR_ORG", "metro-pd")
+    monkeypatch.setenv("CANDOR_CATEGORY", "law_enforcement")
+    svc = governed(Service(data_dir=tmp_path / "d"))
+    svc.call("CreateCollection", {"CollectionId": "mugshots"})
+    with pytest.raises(AccessDenied, match="moratorium"):
+        svc.call("SearchFaces", {"CollectionId": "mugshots", "FaceId": "x" * 36})
+    rec = svc.gate.ledger.tail(1)[0]
+    assert (rec["principal"], rec["decision"]) == ("local:metro-pd", "deny")
+    assert svc.data_dir == tmp_path / "d"  # still looks like the service it wraps

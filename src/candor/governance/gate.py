@@ -265,3 +265,23 @@ class BoundGate:
 
     def __getattr__(self, name: str) -> Any:  # data_dir, engine, ... of the wrapped service
         return getattr(self.gate.service, name)
+
+
+def local_principal(org: str | None = None, category: str | None = None) -> Principal:
+    """The CLI / Python API caller: ``--as ORG`` (or ``CANDOR_ORG``), in ``category`` (or
+    ``CANDOR_CATEGORY``, default ``general``); audited like an access key."""
+    import os
+
+    return Principal.local(org or os.environ.get("CANDOR_ORG") or "local",
+                           category or os.environ.get("CANDOR_CATEGORY") or "general")
+
+
+def governed(service: Any, principal: Principal | None = None,
+             policy: PolicyStore | Policy | str | None = None) -> BoundGate:
+    """``service`` behind the gate, acting as ``principal``: what the CLI and the Python API
+    use in place of the bare service, so that their calls are decided and audited too.
+    ``policy`` defaults to ``CANDOR_POLICY``, else the shipped open policy."""
+    import os
+
+    policy = policy if policy is not None else os.environ.get("CANDOR_POLICY") or None
+    return Gate.for_service(service, policy).as_principal(principal or local_principal())
