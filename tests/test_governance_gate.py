@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 from candor.errors import AccessDenied, InvalidParameter, ResourceNotFound
 from candor.governance.gate import Gate
@@ -44,9 +44,14 @@ class Rekognition:
         return {}
 
 
+def _fast(dbapi_conn, _record):
+    dbapi_conn.execute("PRAGMA synchronous = OFF")
+
+
 @pytest.fixture()
 def db(tmp_path):
     eng = create_engine(f"sqlite:///{tmp_path / 'audit.db'}")
+    event.listen(eng, "connect", _fast)  # tests need no durability; commits stay cheap
     migrations.migrate(eng)
     yield eng
     eng.dispose()

@@ -5,16 +5,21 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import create_engine, delete, insert, select, text, update
+from sqlalchemy import create_engine, delete, event, insert, select, text, update
 
 from candor.governance.ledger import GENESIS, AuditUnavailable, Ledger, record_hash
 from candor.store import migrations
 from candor.store.schema import audit_records as T
 
 
+def _fast(dbapi_conn, _record):
+    dbapi_conn.execute("PRAGMA synchronous = OFF")
+
+
 @pytest.fixture()
 def db(tmp_path):
     eng = create_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    event.listen(eng, "connect", _fast)  # tests need no durability; commits stay cheap
     migrations.migrate(eng)  # the real schema, as the store creates it
     yield eng
     eng.dispose()
