@@ -97,6 +97,29 @@ class Gateway:
                                 headers, body, secret_for)
         return verified, found["key"]
 
+    def admit(self, request: Request, body: bytes, target: str, op_model,
+              seen: dict[str, str]) -> tuple[Any, dict[str, Any]]:
+        """Authenticate, then parse and check the request: (principal, service params).
+
+        One trip to a thread for all of it; ``seen["key_id"]`` names the signer for the log.
+        """
+        verified, key = self.authenticate(request, body)
+        seen["key_id"] = verified.access_key_id
+        if op_model is None:
+            raise protocol.UnknownOperation(
+                f"Unknown operation {target!r}: expected X-Amz-Target: "
+                f"{protocol.TARGET_PREFIX}<Operation>" if target else
+                "Missing X-Amz-Target header: expected RekognitionService.<Operation>")
+        if not self.supported(op_model.name):
+            raise protocol.UnknownOperation(
+                f"candor does not implement {op_model.name}; see docs/http-api.md for the "
+                "supported operations")
+        return principal_for(key), self.prepare(op_model, body)
+
+    def run(self, principal, operation: str, params: dict[str, Any], request_id: str) -> bytes:
+        """The operation (on a worker thread) and its response already serialised."""
+        return protocol.encode_output(self.invoke(principal, operation, params, request_id))
+
     def prepare(self, op_model, body: bytes) -> dict[str, Any]:
         """The request as the service takes it: parsed, checked, S3 images fetched."""
         return self.s3.resolve(protocol.decode_input(op_model, protocol.parse_body(body)))
@@ -214,27 +237,15 @@ async def handle(gateway: Gateway, request: Request) -> Response:
         protocol.TARGET_PREFIX) else ""
     op_model = protocol.operation_model(operation) if operation else None
     label = operation if op_model is not None else "unknown"
-    key_id = "-"
+    seen: dict[str, str] = {}
     try:
         images = protocol.image_count(op_model) if op_model is not None else 0
         body = await read_body(request, body_limit(images),
                                ImageTooLarge if images else InvalidParameter)
-        verified, key = await anyio.to_thread.run_sync(gateway.authenticate, request, body)
-        key_id = verified.access_key_id
-        if op_model is None:
-            raise protocol.UnknownOperation(
-                f"Unknown operation {target!r}: expected X-Amz-Target: "
-                f"{protocol.TARGET_PREFIX}<Operation>" if target else
-                "Missing X-Amz-Target header: expected RekognitionService.<Operation>")
-        if not gateway.supported(operation):
-            raise protocol.UnknownOperation(
-                f"candor does not implement {operation}; see docs/http-api.md for the "
-                "supported operations")
-        params = await anyio.to_thread.run_sync(gateway.prepare, op_model, body)
-        principal = principal_for(key)
-        result = await asyncio.get_running_loop().run_in_executor(
-            gateway.pool, gateway.invoke, principal, operation, params, request_id)
-        payload = await anyio.to_thread.run_sync(protocol.encode_output, result)
+        principal, params = await anyio.to_thread.run_sync(
+            gateway.admit, request, body, target, op_model, seen)
+        payload = await asyncio.get_running_loop().run_in_executor(
+            gateway.pool, gateway.run, principal, operation, params, request_id)
         status = 200
         response = Response(payload, status_code=200, media_type=protocol.CONTENT_TYPE)
     except CandorError as exc:
@@ -250,7 +261,8 @@ async def handle(gateway: Gateway, request: Request) -> Response:
     elapsed = time.perf_counter() - started
     gateway.requests.labels(label, str(status)).inc()
     gateway.latency.labels(label).observe(elapsed)
-    log.info("%s %s key=%s status=%s %.1fms", request_id, label, key_id, status, elapsed * 1e3)
+    log.info("%s %s key=%s status=%s %.1fms", request_id, label, seen.get("key_id", "-"), status,
+             elapsed * 1e3)
     response.headers[REQUEST_ID_HEADER] = request_id
     return response
 
