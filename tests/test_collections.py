@@ -114,6 +114,13 @@ def test_every_left_out_photo_finds_its_own_person_first(world):
 def test_new_process_sees_identical_collection_faces_and_search(world):
     svc = world.service
     probe = world.held_out["obama"]
+    obama = [f["FaceId"] for f in svc.call("ListFaces", {"CollectionId": "main"})["Faces"]
+             if f.get("ExternalImageId") == "obama"]
+    svc.call("CreateUser", {"CollectionId": "main", "UserId": "restart"})
+    svc.call("AssociateFaces", {"CollectionId": "main", "UserId": "restart", "FaceIds": obama})
+    users = svc.call("ListUsers", {"CollectionId": "main"})
+    user_hits = svc.call("SearchUsersByImage", {"CollectionId": "main", "Image": image(probe)})
+    assert user_hits["UserMatches"][0]["User"]["UserId"] == "restart"
     described = svc.call("DescribeCollection", {"CollectionId": "main"})
     faces = svc.call("ListFaces", {"CollectionId": "main", "MaxResults": 4096})
     found = svc.call("SearchFacesByImage", {"CollectionId": "main", "Image": image(probe)})
@@ -125,14 +132,21 @@ def test_new_process_sees_identical_collection_faces_and_search(world):
                                    "--json").stdout)
     cli_found = json.loads(run_cli(world.home, "search", "main", str(probe), "--json").stdout)
     cli_listed = json.loads(run_cli(world.home, "collection", "list", "--json").stdout)
-    assert cli_described == described
+    cli_users = json.loads(run_cli(world.home, "user", "list", "main", "--json").stdout)
+    cli_user_hits = json.loads(run_cli(world.home, "user", "search", "main", str(probe),
+                                       "--json").stdout)
+    assert cli_described == described and described["UserCount"] == 1
     assert cli_faces == faces
     assert "main" in cli_listed["CollectionIds"]
+    assert cli_users == users
 
-    def rounded(response):
-        return [(m["Face"]["FaceId"], round(m["Similarity"], 3)) for m in response["FaceMatches"]]
+    def rounded(response, key="FaceMatches", item="Face", name="FaceId"):
+        return [(m[item][name], round(m["Similarity"], 3)) for m in response[key]]
 
     assert rounded(cli_found) == rounded(found)
+    assert (rounded(cli_user_hits, "UserMatches", "User", "UserId")
+            == rounded(user_hits, "UserMatches", "User", "UserId"))
+    svc.call("DeleteUser", {"CollectionId": "main", "UserId": "restart"})
 
 
 def test_list_faces_pages_cover_every_face_once(world):
