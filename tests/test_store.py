@@ -189,3 +189,18 @@ def test_index_survives_wrong_instance_file(tmp_path):
     target.with_suffix(".json").write_bytes(src.with_suffix(".json").read_bytes())
     assert t.face_index(pk).ntotal == 2
     t.close()
+
+
+def test_hnsw_variant_still_deletes_immediately(tmp_path):
+    """HNSW cannot remove vectors: the store rebuilds it, so deletions still take effect."""
+    s = Store(tmp_path, index_kind="hnsw")
+    s.create_collection("c", "1.0")
+    vectors = unit_vectors(300, seed=11)
+    rows = s.add_faces("c", face_rows(vectors))
+    pk = s.collection("c").id
+    _, keys = s.face_index(pk).search(vectors[5], 1)
+    assert keys[0] == rows[5].key
+    s.delete_faces("c", [rows[5].face_id])
+    _, keys = s.face_index(pk).search(vectors[5], 10)
+    assert rows[5].key not in set(keys) and len(keys) == 10
+    s.close()

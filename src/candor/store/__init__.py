@@ -135,7 +135,7 @@ class Store:
     """One database and its vector indexes. Thread-safe; several processes may share a data dir."""
 
     def __init__(self, data_dir: str | os.PathLike | None = None, url: str | None = None,
-                 index_kind: str = "flat") -> None:
+                 index_kind: str | None = None) -> None:
         self.data_dir = config.data_dir(data_dir)
         self.url = url or os.environ.get("CANDOR_DATABASE_URL") or sqlite_url(self.data_dir)
         self.engine = create_engine(self.url)
@@ -149,7 +149,10 @@ class Store:
                 select(schema.settings.c.key, schema.settings.c.value)).all())
         self._token_key = bytes.fromhex(settings["token_key"])
         self.instance_id = settings["instance_id"]
-        self.index_kind = index_kind
+        # flat (exact, default) or hnsw (approximate; deletions make it rebuild)
+        self.index_kind = index_kind or os.environ.get("CANDOR_INDEX", "flat")
+        if self.index_kind not in ("flat", "hnsw"):
+            raise ValueError(f"CANDOR_INDEX must be flat or hnsw, not {self.index_kind!r}")
         self._indexes: dict[tuple[str, int], VectorIndex] = {}
         self._locks: dict[tuple[str, int], threading.RLock] = {}
         self._locks_guard = threading.Lock()
