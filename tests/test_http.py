@@ -11,6 +11,7 @@ import datetime as dt
 import http.client
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -446,6 +447,23 @@ def test_aws_cli_detect_faces_and_search(server, rek):
     out = aws(server, "search-faces-by-image", "--collection-id", "cli", "--image-bytes",
               f"fileb://{SAMPLES / 'identities/biden/biden2.jpg'}")
     assert out["FaceMatches"][0]["Face"]["ExternalImageId"] == "biden"
+
+
+def test_curl_aws_sigv4_is_accepted(server):
+    """curl's own SigV4 implementation (not botocore's) is accepted too."""
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("no curl")
+    done = subprocess.run(
+        [curl, "-sS", "--aws-sigv4", f"aws:amz:{REGION}:rekognition",
+         "--user", f"{server.key_id}:{server.secret}",
+         "-H", "X-Amz-Target: RekognitionService.ListCollections",
+         "-H", "Content-Type: application/x-amz-json-1.1", "-d", "{}", server.url + "/"],
+        capture_output=True, text=True, timeout=30)
+    if done.returncode == 2 and "aws-sigv4" in done.stderr:
+        pytest.skip("this curl has no --aws-sigv4")
+    assert done.returncode == 0, done.stderr
+    assert isinstance(json.loads(done.stdout)["CollectionIds"], list)
 
 
 # ------------------------------------------------------------------ health, metrics, ids
