@@ -2,9 +2,9 @@
 
 Every command is a thin door onto :meth:`Service.call` with the Rekognition operation's wire
 request, so the CLI and the Python API give the same answers and the same typed errors.
-``--json`` prints the operation's exact Rekognition response; ``candor index --json`` prints
-one IndexFaces response per line (with an ``Image`` key), flushed as each photo is stored, so a
-caller can rely on every line it has read.
+``--json`` prints the operation's exact Rekognition response; ``candor index --json`` on several
+photos prints one IndexFaces response per line (with an ``Image`` key), flushed as each photo is
+stored, so a caller can rely on every line it has read.
 """
 
 from __future__ import annotations
@@ -238,7 +238,9 @@ def index(
             no_face += not (n or response["UnindexedFaces"])
             for face in response["UnindexedFaces"]:
                 reasons.update(face["Reasons"])
-            if json_output:
+            if json_output and len(photos) == 1:
+                print_json(response)  # one photo: exactly Rekognition's IndexFaces response
+            elif json_output:
                 print_json_line({"Image": str(photo), **response})
                 sys.stdout.flush()
             progress.update(task, advance=1, faces=indexed)
