@@ -188,6 +188,15 @@ def test_embed_shapes_and_threads(onnx_backend):
     assert opts.intra_op_num_threads == available_cores() == len(os.sched_getaffinity(0))
 
 
+def test_registry_serves_onnx_backend_lazily(tmp_path):
+    """``get_backend("onnx")`` is this backend; constructing one converts nothing yet."""
+    assert isinstance(get_backend("onnx"), OnnxBackend) and get_backend("onnx").name == "onnx"
+    fresh = OnnxBackend(data_dir=tmp_path)
+    assert not (tmp_path / "models").exists()
+    fresh.embed(np.zeros((1, 150, 150, 3), np.uint8))
+    assert len(list((tmp_path / "models").glob("*.onnx"))) == 1  # only the embedder, on use
+
+
 def test_embed_batch_is_independent_of_batching(onnx_backend):
     rng = np.random.default_rng(7)
     chips = rng.integers(0, 256, (70, 150, 150, 3), dtype=np.uint8)  # crosses a chunk boundary
