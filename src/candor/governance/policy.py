@@ -70,8 +70,9 @@ def known_operations() -> frozenset[str]:
 
         model = Loader().load_service_model("rekognition", "service-2")
         names |= set(model["operations"])
-    except Exception:  # botocore is a dependency; this only guards odd installs
-        log.warning("botocore's rekognition model not found; validating against a short list")
+    except Exception as exc:  # botocore is a dependency; this only guards odd installs
+        log.warning("botocore's rekognition model not loaded (%s); validating operation "
+                    "names against a short list", exc)
     return frozenset(names)
 
 

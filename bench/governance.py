@@ -1,0 +1,88 @@
+"""Overhead of governance per request: policy decision + audit record, beside the bare call.
+
+    python bench/governance.py [--photos DIR] [--repeat 3] [--policy moratorium-2020]
+
+Runs DetectFaces on each photo through ``Service.call`` (governance off) and through
+``Gate.call`` (policy decided, input hashed, one hash-chained record written durably to the
+ledger in the store's SQLite database), interleaved so that both see the same caches, and
+prints the median times and the overhead as a ratio. Target (issue 5): under 5% of DetectFaces.
+Also times the governance path alone (a denied call: decision + record, no work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# bench/ holds a script named http.py, which would shadow the standard library's http package
+# (and break botocore) if this directory stayed first on sys.path.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
+DEFAULT_DATA = Path(os.environ.get("CANDOR_TEST_DATA", Path(__file__).parents[1] / ".." / "shared"
+                                   / "data" / "faces")) / "samples"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--photos", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--policy", default="moratorium-2020")
+    ap.add_argument("--backend", default=None)
+    args = ap.parse_args()
+
+    from candor.governance.gate import Gate
+    from candor.governance.principal import Principal
+    from candor.service import Service
+
+    photos = sorted(p for p in args.photos.rglob("*") if p.suffix.lower() in {".jpg", ".png"})
+    if not photos:
+        print(f"no photos under {args.photos}", file=sys.stderr)
+        return 2
+    images = [p.read_bytes() for p in photos]
+    service = Service(data_dir=tempfile.mkdtemp(prefix="candor-bench-"), backend=args.backend)
+    gate = Gate.for_service(service, args.policy)
+    press = Principal("AKBENCH", "daily-news", "media", kind="key")
+    police = Principal("AKPOLICE", "metro-pd", "law_enforcement", kind="key")
+    service.call("DetectFaces", {"Image": {"Bytes": images[0]}})  # load models off the clock
+
+    bare, governed = [], []
+    for _ in range(args.repeat):
+        for data in images:
+            params = {"Image": {"Bytes": data}}
+            t = time.perf_counter()
+            service.call("DetectFaces", params)
+            bare.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            gate.call(press, "DetectFaces", params)
+            governed.append(time.perf_counter() - t)
+
+    denied = []
+    for data in images * args.repeat:
+        t = time.perf_counter()
+        try:
+            gate.call(police, "SearchFacesByImage", {"CollectionId": "c",
+                                                     "Image": {"Bytes": data}})
+        except Exception:
+            pass
+        denied.append(time.perf_counter() - t)
+
+    b, g, d = (statistics.median(x) * 1000 for x in (bare, governed, denied))
+    print(f"photos: {len(images)} x {args.repeat}, policy {args.policy}, "
+          f"backend {service.backend_name}")
+    print(f"DetectFaces, governance off : {b:8.2f} ms (median)")
+    print(f"DetectFaces, through gate   : {g:8.2f} ms (median)")
+    print(f"overhead                    : {g - b:8.2f} ms = {100 * (g - b) / b:.1f}% "
+          f"(target < 5%)")
+    print(f"denied call (decide+record) : {d:8.2f} ms (median)")
+    print(f"ledger: {gate.ledger.verify()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
