@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from unittest import mock
@@ -177,6 +178,11 @@ def assert_model_shape(client, operation: str, response: dict) -> None:
     shape = client.meta.service_model.operation_model(operation).output_shape
     report = ParamValidator().validate(body, shape)
     assert not report.has_errors(), report.generate_report()
+
+
+def audit_count(server) -> int:
+    with sqlite3.connect(server.data_dir / "candor.db") as db:
+        return db.execute("SELECT count(*) FROM audit_records").fetchone()[0]
 
 
 def exists(rek, collection_id: str) -> bool:
@@ -404,6 +410,15 @@ def test_stale_and_tampered_requests_are_refused_and_nothing_runs(server, rek):
     assert (status, body["__type"]) == (403, "InvalidSignatureException")
     assert not exists(rek, "tamper-a") and not exists(rek, "tamper-b")
 
+    # a biometric call with a forged body: refused before the gate, so not even audited
+    audited = audit_count(server)
+    image = base64.b64encode(photo("identities/biden/biden.jpg")).decode()
+    signed = json.dumps({"Image": {"Bytes": image}, "Attributes": ["DEFAULT"]}).encode()
+    forged = json.dumps({"Image": {"Bytes": image}, "Attributes": ["ALL"]}).encode()
+    status, _, body = server.raw("RekognitionService.DetectFaces", signed, send_body=forged)
+    assert (status, body["__type"]) == (403, "InvalidSignatureException")
+    assert audit_count(server) == audited
+
 
 
 def test_policy_decides_by_the_key_category_and_calls_are_audited(server):
@@ -464,6 +479,29 @@ def test_curl_aws_sigv4_is_accepted(server):
         pytest.skip("this curl has no --aws-sigv4")
     assert done.returncode == 0, done.stderr
     assert isinstance(json.loads(done.stdout)["CollectionIds"], list)
+
+
+def test_inference_does_not_block_the_event_loop(server):
+    """While operations run on the worker threads, the server still answers at once."""
+    clients = [server.client() for _ in range(6)]
+    image = {"Bytes": photo("identities/obama/obama3.jpg")}
+    done_at: list[float] = []
+
+    def detect(client):
+        client.detect_faces(Image=image)
+        done_at.append(time.perf_counter())
+
+    with ThreadPoolExecutor(len(clients)) as pool:
+        futures = [pool.submit(detect, c) for c in clients]
+        time.sleep(0.15)
+        t0 = time.perf_counter()
+        status = server.get("/healthz")[0]
+        health_at = time.perf_counter()
+        for f in futures:
+            f.result()
+    assert status == 200
+    assert health_at - t0 < 0.25
+    assert health_at < max(done_at)  # answered while detections were still running
 
 
 # ------------------------------------------------------------------ health, metrics, ids

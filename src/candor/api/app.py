@@ -142,10 +142,14 @@ class Gateway:
         return operation in OPERATIONS
 
     def close(self) -> None:
+        """Finish running operations, then write the changed vector indexes (a rebuild saved)."""
         self.pool.shutdown(wait=True)
         close = getattr(self.service, "close", None)
         if callable(close):
             close()
+        save = getattr(self.keys.store, "save_indexes", None)
+        if callable(save):
+            save()
 
 
 def principal_for(key: ActiveKey):

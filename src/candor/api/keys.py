@@ -39,6 +39,16 @@ class AccessKey:
         return self.revoked_at is None
 
 
+def _key(row) -> AccessKey:
+    """An AccessKey from a row, its times in UTC (SQLite hands them back naive)."""
+    key_id, org, category, created, revoked = row
+    utc = timezone.utc
+    return AccessKey(key_id, org, category,
+                     created if created.tzinfo else created.replace(tzinfo=utc),
+                     None if revoked is None else (
+                         revoked if revoked.tzinfo else revoked.replace(tzinfo=utc)))
+
+
 @dataclass(frozen=True)
 class ActiveKey:
     """A key found for an incoming request: its secret (for SigV4) and whom it stands for."""
@@ -101,7 +111,7 @@ class KeyStore:
         if not include_revoked:
             query = query.where(t.c.revoked_at.is_(None))
         with self.store.read() as conn:
-            return [AccessKey(*row) for row in conn.execute(query)]
+            return [_key(row) for row in conn.execute(query)]
 
     def revoke(self, access_key_id: str) -> AccessKey:
         """Revoke a key now; requests signed with it fail from the next one on."""
@@ -125,7 +135,7 @@ class KeyStore:
                                .where(t.c.access_key_id == access_key_id)).first()
         if row is None:
             raise ResourceNotFound(f"no access key {access_key_id!r}")
-        return AccessKey(*row)
+        return _key(row)
 
     def lookup(self, access_key_id: str) -> ActiveKey | None:
         """The active key with this id, or None when it is unknown or revoked."""
