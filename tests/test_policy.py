@@ -239,3 +239,20 @@ def test_principal_category_spelling():
     with pytest.raises(Exception, match="category"):
         Principal("k", "org", "Law-Enforcement")
     assert Principal.local("acme").category == "general"
+
+
+def test_undeclared_category_is_refused(moratorium):
+    """A key issued as 'police' must not slip past the rules written for law_enforcement."""
+    d = decide(moratorium, Principal("k", "metro-pd", "police"), "SearchFaces")
+    assert not d.allowed and d.rule == "unknown-category" and "'police'" in d.message
+    declared = parse_policy("default: allow\ncategories: [police]\n")
+    assert decide(declared, Principal("k", "metro-pd", "police"), "SearchFaces").allowed
+
+
+def test_date_times_in_quotes_with_zone():
+    p = parse_policy('default: allow\nrules:\n  - id: w\n    effect: deny\n    match:\n'
+                     '      from: "2020-06-10T12:00:00Z"\n      until: "2020-06-10T13:00:00+00:00"\n')
+    assert decide(p, PRESS, "DetectFaces", at=datetime(2020, 6, 10, 12, 30,
+                                                       tzinfo=timezone.utc)).rule == "w"
+    assert decide(p, PRESS, "DetectFaces", at=datetime(2020, 6, 10, 11, 59,
+                                                       tzinfo=timezone.utc)).rule == "default"

@@ -123,15 +123,19 @@ def audit_tail(n: Annotated[int, typer.Option("-n", "--lines", min=1,
 
 
 def _when(value: str | None) -> str | None:
+    from candor.governance.policy import parse_when
+
     if value is None:
         return None
     try:
-        at = datetime.fromisoformat(value)
+        at = parse_when(value)
     except ValueError:
         fail(f"not a date or date-time: {value!r}")
     from candor.governance.ledger import iso
 
-    return iso(at if at.tzinfo else at.replace(tzinfo=timezone.utc))
+    if not isinstance(at, datetime):
+        at = datetime(at.year, at.month, at.day, tzinfo=timezone.utc)
+    return iso(at)
 
 
 @audit_app.command("search")
@@ -317,7 +321,13 @@ def policy_explain(
     = None,
 ) -> None:
     """How the policy decides one call, without running it (no daily-cap counting)."""
-    from candor.governance.policy import PolicyError, Request, load_policy, resolve_policy_path
+    from candor.governance.policy import (
+        PolicyError,
+        Request,
+        load_policy,
+        parse_when,
+        resolve_policy_path,
+    )
     from candor.governance.principal import Principal
 
     params: dict[str, Any] = {}
@@ -329,7 +339,12 @@ def policy_explain(
             params[name] = json.loads(raw)
         except json.JSONDecodeError:
             params[name] = raw
-    when = datetime.fromisoformat(at) if at else datetime.now(timezone.utc)
+    try:
+        when = parse_when(at) if at else datetime.now(timezone.utc)
+    except ValueError:
+        fail(f"--at: not a date or date-time: {at!r}")
+    if not isinstance(when, datetime):
+        when = datetime(when.year, when.month, when.day, tzinfo=timezone.utc)
     with cli_errors():
         try:
             p = load_policy(resolve_policy_path(policy))

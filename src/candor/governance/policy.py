@@ -36,6 +36,7 @@ from candor.governance.principal import KNOWN_CATEGORIES, Principal, valid_categ
 log = logging.getLogger(__name__)
 
 ALLOW, DENY, REQUIRE = "allow", "deny", "require"
+UNKNOWN_CATEGORY_RULE = "unknown-category"  # the rule id recorded when a category is unknown
 
 # Which request parameter carries the match threshold, and its Rekognition default.
 THRESHOLD_PARAMS: dict[str, str] = {
@@ -115,6 +116,16 @@ class Match:
         if self.end is not None and req.at >= self.end:
             return False
         return True
+
+
+def parse_when(text: str) -> date | datetime:
+    """A date (``2020-06-10``) or date-time (``2020-06-10T12:00:00Z``; naive means UTC).
+    ``Z`` is accepted on Python 3.10 too, whose fromisoformat does not know it."""
+    text = text.strip()
+    if "T" not in text and " " not in text:
+        return date.fromisoformat(text)
+    at = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
 
 
 def _any_glob(patterns: tuple[str, ...] | None, value: str) -> bool:
@@ -211,7 +222,16 @@ class Policy:
     sha256: str = ""
 
     def decide(self, req: Request, usage: UsageCounter | None = None) -> Decision:
-        """Decide ``req``: the first matching rule, else the default."""
+        """Decide ``req``: the first matching rule, else the default.
+
+        A principal whose category the policy does not know is refused: rules are written
+        against categories, so a key issued as ``police`` instead of ``law_enforcement`` would
+        otherwise slip past every rule meant for it.
+        """
+        if req.principal.category not in self.categories:
+            return Decision(DENY, UNKNOWN_CATEGORY_RULE,
+                            f"use-case category {req.principal.category!r} is not known to "
+                            f"policy {self.name!r}; declare it under 'categories:'")
         for rule in self.rules:
             if not rule.match.fits(req):
                 continue
@@ -354,8 +374,7 @@ class _Parser:
             return None  # open-ended
         try:
             if isinstance(val, str):
-                val = datetime.fromisoformat(val) if "T" in val or " " in val.strip() \
-                    else date.fromisoformat(val.strip())
+                val = parse_when(val)
         except ValueError:
             self.err(node, f"{what} must be a date (2020-06-10) or date-time, not {val!r}")
             return None
