@@ -132,7 +132,7 @@ class Server:
             config=Config(retries={"max_attempts": 1}, **config))
 
     def raw(self, target: str, body: bytes, *, key_id=None, secret=None, when=None,
-            send_body=None, headers=None):
+            send_body=None, headers=None, unsigned_headers=None):
         """A request signed by botocore's SigV4Auth (optionally at another time), sent as is."""
         req = AWSRequest(method="POST", url=self.url + "/", data=body, headers={
             "X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.1",
@@ -145,7 +145,7 @@ class Server:
                 SigV4Auth(creds, "rekognition", REGION).add_auth(req)
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         conn.request("POST", "/", body=body if send_body is None else send_body,
-                     headers=dict(req.headers.items()))
+                     headers={**dict(req.headers.items()), **(unsigned_headers or {})})
         resp = conn.getresponse()
         payload = resp.read()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, (
@@ -435,6 +435,32 @@ def test_policy_decides_by_the_key_category_and_calls_are_audited(server):
                           "WHERE principal = ? ORDER BY seq", (key_id,)).fetchall()
     assert rows == [("metro-police", "law_enforcement", "CompareFaces", "deny"),
                     ("metro-police", "law_enforcement", "DetectFaces", "allow")]
+
+
+def test_authorization_reference_reaches_the_ledger_only_when_signed(server):
+    """The X-Candor-Authorization-Reference header, added before signing as policies.md says."""
+    key_id, secret = key_lines(run_cli("keys", "create", "--org", "court-7", "--category",
+                                       "media", data_dir=server.data_dir))
+    client = server.client(key_id, secret)
+
+    def add_reference(request, **_):
+        request.headers["X-Candor-Authorization-Reference"] = "warrant 2026/117"
+
+    client.meta.events.register("before-sign.rekognition.*", add_reference)
+    client.detect_faces(Image={"Bytes": photo("identities/biden/biden.jpg")})
+    with sqlite3.connect(server.data_dir / "candor.db") as db:
+        (details,) = db.execute("SELECT details FROM audit_records WHERE principal = ?",
+                                (key_id,)).fetchone()
+    assert json.loads(details)["authorization_reference"] == "warrant 2026/117"
+
+    before = audit_count(server)
+    image = base64.b64encode(photo("identities/biden/biden.jpg")).decode()
+    status, _, body = server.raw(
+        "RekognitionService.DetectFaces", json.dumps({"Image": {"Bytes": image}}).encode(),
+        key_id=key_id, secret=secret,
+        unsigned_headers={"X-Candor-Authorization-Reference": "forged"})
+    assert (status, body["__type"]) == (403, "InvalidSignatureException")
+    assert audit_count(server) == before
 
 
 # ------------------------------------------------------------------ aws CLI

@@ -43,6 +43,11 @@ def serve(
         "--policy", envvar="CANDOR_POLICY",
         help="Policy file, or a shipped policy's name (moratorium-2020, eu-ai-act, open) "
              "[default: open: allow all, audit all]. Re-read when the file changes.")] = None,
+    retention_interval: Annotated[float, typer.Option(
+        "--retention-interval", min=0,
+        help="Seconds between retention purges (faces past their collection's retention "
+             "period are deleted, with a receipt in the ledger); 0 turns the timer off.")]
+    = 3600,
     backend: BackendOption = None,
     detector: DetectorOption = "hog",
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
@@ -72,7 +77,8 @@ def serve(
         sys.stdout.write("candor: no access keys yet; created an admin key. Use it with any "
                          "AWS SDK:\n" + _key_lines(key.access_key_id, secret))
         sys.stdout.flush()
-    gateway = Gateway(service, keys, workers, gate=gate, s3_endpoint_url=s3_endpoint_url)
+    gateway = Gateway(service, keys, workers, gate=gate, s3_endpoint_url=s3_endpoint_url,
+                      retention_interval=retention_interval)
     app = create_app(gateway)
     uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False,
                 server_header=False)

@@ -43,6 +43,8 @@ IMAGE_BASE64_CHARS = 4 * math.ceil(5 * 1024 * 1024 / 3)
 #: room for everything in a request that is not image bytes
 BODY_SLACK = 256 * 1024
 REQUEST_ID_HEADER = "x-amzn-RequestId"
+#: the reference of an authorisation (warrant, court order) a policy may require; see policies.md
+AUTHORIZATION_REFERENCE_HEADER = "x-candor-authorization-reference"
 
 
 def body_limit(images: int) -> int:
@@ -59,10 +61,12 @@ class Gateway:
     """What a request needs once it is past HTTP: keys, the service, the worker pool, metrics."""
 
     def __init__(self, service, keys: KeyStore, workers: int | None = None, gate=None,
-                 s3_endpoint_url: str | None = None) -> None:
+                 s3_endpoint_url: str | None = None, retention_interval: float = 0) -> None:
         self.service = service
         self.keys = keys
         self.s3 = S3Images(s3_endpoint_url)
+        self.retention_interval = retention_interval
+        self.retention_timer = None
         #: governance: ``gate.invoke(principal, operation, params, request_id)`` decides,
         #: runs and records each call (see :mod:`candor.governance.gate`)
         self.gate = gate
@@ -114,25 +118,35 @@ class Gateway:
             raise protocol.UnknownOperation(
                 f"candor does not implement {op_model.name}; see docs/http-api.md for the "
                 "supported operations")
+        reference = request.headers.get(AUTHORIZATION_REFERENCE_HEADER)
+        if reference is not None:
+            if AUTHORIZATION_REFERENCE_HEADER not in verified.signed_headers:
+                raise sigv4.InvalidSignature(
+                    "'X-Candor-Authorization-Reference' must be a signed header")
+            seen["authorization_reference"] = reference
         return principal_for(key), self.prepare(op_model, body)
 
-    def run(self, principal, operation: str, params: dict[str, Any], request_id: str) -> bytes:
+    def run(self, principal, operation: str, params: dict[str, Any], request_id: str,
+            authorization_reference: str | None = None) -> bytes:
         """The operation (on a worker thread) and its response already serialised."""
-        return protocol.encode_output(self.invoke(principal, operation, params, request_id))
+        return protocol.encode_output(self.invoke(
+            principal, operation, params, request_id,
+            authorization_reference=authorization_reference))
 
     def prepare(self, op_model, body: bytes) -> dict[str, Any]:
         """The request as the service takes it: parsed, checked, S3 images fetched."""
         return self.s3.resolve(protocol.decode_input(op_model, protocol.parse_body(body)))
 
-    def invoke(self, principal, operation: str, params: dict[str, Any],
-               request_id: str) -> dict[str, Any]:
+    def invoke(self, principal, operation: str, params: dict[str, Any], request_id: str,
+               authorization_reference: str | None = None) -> dict[str, Any]:
         """Run one operation for an authenticated principal: the seam governance wraps.
 
         With a gate (as ``candor serve`` always builds it) the policy decides and the call is
         recorded in the audit ledger; without one (tests of the protocol alone) it runs as is.
         """
         if self.gate is not None:
-            return self.gate.invoke(principal, operation, params, request_id)
+            return self.gate.invoke(principal, operation, params, request_id,
+                                    authorization_reference=authorization_reference)
         return self.service.call(operation, params)
 
     def supported(self, operation: str) -> bool:
@@ -141,8 +155,18 @@ class Gateway:
         _load_operations()
         return operation in OPERATIONS
 
+    def start(self) -> None:
+        """Background duties: the retention purge timer, when there is a gate and an interval."""
+        if self.gate is not None and self.retention_interval > 0:
+            from candor.governance.erasure import RetentionTimer
+
+            self.retention_timer = RetentionTimer(self.keys.store, self.gate.ledger,
+                                                  self.retention_interval).start()
+
     def close(self) -> None:
         """Finish running operations, then write the changed vector indexes (a rebuild saved)."""
+        if self.retention_timer is not None:
+            self.retention_timer.stop()
         self.pool.shutdown(wait=True)
         close = getattr(self.service, "close", None)
         if callable(close):
@@ -209,6 +233,7 @@ def create_app(gateway: Gateway, warmup: bool = True) -> FastAPI:
     async def lifespan(_app: FastAPI):
         if warmup:
             await asyncio.get_running_loop().run_in_executor(gateway.pool, _warm_up, gateway)
+        gateway.start()
         yield
         await anyio.to_thread.run_sync(gateway.close)
 
@@ -249,7 +274,8 @@ async def handle(gateway: Gateway, request: Request) -> Response:
         principal, params = await anyio.to_thread.run_sync(
             gateway.admit, request, body, target, op_model, seen)
         payload = await asyncio.get_running_loop().run_in_executor(
-            gateway.pool, gateway.run, principal, operation, params, request_id)
+            gateway.pool, gateway.run, principal, operation, params, request_id,
+            seen.get("authorization_reference"))
         status = 200
         response = Response(payload, status_code=200, media_type=protocol.CONTENT_TYPE)
     except CandorError as exc:

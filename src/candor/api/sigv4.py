@@ -56,6 +56,7 @@ class Verified:
     access_key_id: str
     region: str
     signed_at: dt.datetime
+    signed_headers: tuple[str, ...] = ()
 
 
 _AUTH_RE = re.compile(r"^(\S+)\s+(.*)$", re.S)
@@ -227,4 +228,5 @@ def verify(method: str, raw_path: str, raw_query: str,
             "The request signature we calculated does not match the signature you provided. "
             "Check your AWS Secret Access Key and signing method. Consult the service "
             "documentation for details.")
-    return Verified(access_key_id=key_id, region=region, signed_at=signed_at)
+    return Verified(access_key_id=key_id, region=region, signed_at=signed_at,
+                    signed_headers=tuple(signed_headers))
