@@ -299,6 +299,17 @@ def test_cnn_boxes_equal_dlib(path, upsample, dlib_backend, onnx_backend):
         assert abs(best.score - r.score) < 1e-3
 
 
+def test_box_rounding_is_dlibs():
+    """Boxes are rounded as dlib converts drectangle to rectangle (halves away from zero)."""
+    import dlib
+
+    from candor.models.onnx_backend import _round
+
+    for v in (-4.5, -3.5, -0.5, 0.0, 0.5, 1.5, 2.5, -2.4999, 3.49, -7.51, 1e6 + 0.5):
+        r = dlib.rectangle(dlib.drectangle(v, v, v + 100, v + 100))
+        assert (r.left(), r.top()) == (_round(v), _round(v)), v
+
+
 def test_cnn_on_blank_and_tiny_images(onnx_backend):
     assert onnx_backend.detect(np.zeros((120, 160, 3), np.uint8), "cnn", 0) == []
     assert onnx_backend.detect(np.zeros((3, 3, 3), np.uint8), "cnn", 0) == []

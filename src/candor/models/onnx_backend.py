@@ -114,8 +114,10 @@ class OnnxBackend:
 
 
 def _round(v: float) -> int:
-    """dlib's drectangle -> rectangle conversion: floor(v + 0.5)."""
-    return math.floor(v + 0.5)
+    """dlib's drectangle -> rectangle conversion as the installed dlib does it: std::round,
+    halves away from zero (older sources show floor(v + 0.5); -4.5 tells them apart, and a
+    box at the left edge of a photo lands exactly there)."""
+    return int(math.copysign(math.floor(abs(v) + 0.5), v))
 
 
 def _area(r) -> int:
