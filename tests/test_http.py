@@ -428,13 +428,16 @@ def test_policy_decides_by_the_key_category_and_calls_are_audited(server):
     with pytest.raises(police.exceptions.AccessDeniedException, match="moratorium"):
         police.compare_faces(SourceImage={"Bytes": photo("identities/obama/obama.jpg")},
                              TargetImage={"Bytes": photo("identities/obama/obama2.jpg")})
-    assert len(police.detect_faces(Image={"Bytes": photo("identities/biden/biden.jpg")})
-               ["FaceDetails"]) == 1
+    detected = police.detect_faces(Image={"Bytes": photo("identities/biden/biden.jpg")})
+    assert len(detected["FaceDetails"]) == 1
     with sqlite3.connect(server.data_dir / "candor.db") as db:
-        rows = db.execute("SELECT org, category, operation, decision FROM audit_records "
-                          "WHERE principal = ? ORDER BY seq", (key_id,)).fetchall()
-    assert rows == [("metro-police", "law_enforcement", "CompareFaces", "deny"),
-                    ("metro-police", "law_enforcement", "DetectFaces", "allow")]
+        rows = db.execute("SELECT org, category, operation, decision, request_id "
+                          "FROM audit_records WHERE principal = ? ORDER BY seq",
+                          (key_id,)).fetchall()
+    assert [r[:4] for r in rows] == [
+        ("metro-police", "law_enforcement", "CompareFaces", "deny"),
+        ("metro-police", "law_enforcement", "DetectFaces", "allow")]
+    assert rows[1][4] == detected["ResponseMetadata"]["RequestId"]  # one id: HTTP, log, ledger
 
 
 def test_authorization_reference_reaches_the_ledger_only_when_signed(server):

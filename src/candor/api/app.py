@@ -279,8 +279,8 @@ async def handle(gateway: Gateway, request: Request) -> Response:
         status = 200
         response = Response(payload, status_code=200, media_type=protocol.CONTENT_TYPE)
     except CandorError as exc:
-        status = exc.http_status
         response = _error_response(exc)
+        status = response.status_code
         gateway.errors.labels(label, exc.code).inc()
     except Exception:  # a real bug: logged with the request id, reported as AWS's 500
         log.exception("request %s (%s) failed", request_id, label)
@@ -298,7 +298,9 @@ async def handle(gateway: Gateway, request: Request) -> Response:
 
 
 def _error_response(exc: CandorError) -> Response:
-    return Response(protocol.encode_error(exc), status_code=exc.http_status,
+    """AWS's error shape; InternalServerError is always a 500 (boto3 retries those)."""
+    status = 500 if exc.code == "InternalServerError" else exc.http_status
+    return Response(protocol.encode_error(exc), status_code=status,
                     media_type=protocol.CONTENT_TYPE, headers={"x-amzn-ErrorType": exc.code})
 
 
