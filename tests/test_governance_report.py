@@ -93,6 +93,8 @@ def test_csv_and_html(ledger):
     assert rep.chain["head_hash"] in html and "BROKEN" not in html
     with pytest.raises(ValueError):
         render(rep, "pdf")
+    with pytest.raises(ValueError, match="starts"):
+        build_report(ledger, "2026-02-01", "2026-01-01")
 
 
 def test_report_shows_a_broken_chain(tmp_path):

@@ -123,6 +123,8 @@ def build_report(ledger: Ledger, start: date | str | None = None, end: date | st
     first = ledger.search(limit=1)
     first_day = date.fromisoformat(first[0]["ts"][:10]) if first else today
     d0, d1 = _day(start, first_day), _day(end, today)
+    if d0 > d1:
+        raise ValueError(f"the period starts ({d0}) after it ends ({d1})")
     since = datetime(d0.year, d0.month, d0.day, tzinfo=timezone.utc)
     until = datetime(d1.year, d1.month, d1.day, tzinfo=timezone.utc) + timedelta(days=1)
     if verify:
