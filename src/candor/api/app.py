@@ -27,9 +27,11 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
+from starlette.requests import ClientDisconnect
 
 from candor.api import protocol, sigv4
 from candor.api.keys import ActiveKey, KeyStore
@@ -57,6 +59,10 @@ class InternalServerError(CandorError):
     http_status = 500
 
 
+class Throttling(CandorError):
+    code = "ThrottlingException"
+
+
 class Gateway:
     """What a request needs once it is past HTTP: keys, the service, the worker pool, metrics."""
 
@@ -77,6 +83,12 @@ class Gateway:
                                 ["operation", "status"], registry=self.registry)
         self.errors = Counter("candor_http_errors", "Error responses by operation and error code",
                               ["operation", "code"], registry=self.registry)
+        #: requests being read, waiting or running; past ``max_pending`` new ones are throttled
+        #: before their bodies are read, so an overload cannot fill memory with request bodies
+        self.pending = 0
+        self.max_pending = max(64, 16 * self.workers)
+        self.in_flight = Gauge("candor_http_in_flight", "Requests being read, queued or run",
+                               registry=self.registry)
         self.latency = Histogram(
             "candor_http_request_duration_seconds", "Request latency by operation",
             ["operation"], registry=self.registry,
@@ -218,11 +230,14 @@ async def read_body(request: Request, limit: int, too_large: type[CandorError]) 
             raise too_large(f"Request body of {size} bytes exceeds the limit of {limit} bytes "
                             "for this operation (image bytes are limited to 5 MB)")
     buf = bytearray()
-    async for chunk in request.stream():
-        buf += chunk
-        if len(buf) > limit:
-            raise too_large(f"Request body exceeds the limit of {limit} bytes for this "
-                            "operation (image bytes are limited to 5 MB)")
+    try:
+        async for chunk in request.stream():
+            buf += chunk
+            if len(buf) > limit:
+                raise too_large(f"Request body exceeds the limit of {limit} bytes for this "
+                                "operation (image bytes are limited to 5 MB)")
+    except ClientDisconnect:
+        raise InvalidParameter("the client disconnected before the body was complete") from None
     return bytes(buf)
 
 
@@ -237,6 +252,7 @@ def create_app(gateway: Gateway, warmup: bool = True) -> FastAPI:
         yield
         await anyio.to_thread.run_sync(gateway.close)
 
+    protocol.service_model()  # parse botocore's model now, not on the first request
     app = FastAPI(title="candor", docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=lifespan)
     app.add_middleware(RequestIdMiddleware)
@@ -267,7 +283,12 @@ async def handle(gateway: Gateway, request: Request) -> Response:
     op_model = protocol.operation_model(operation) if operation else None
     label = operation if op_model is not None else "unknown"
     seen: dict[str, str] = {}
+    gateway.pending += 1  # the event loop is single-threaded: no lock needed
+    gateway.in_flight.inc()
     try:
+        if gateway.pending > gateway.max_pending:
+            raise Throttling(f"Too many requests in progress ({gateway.max_pending}); "
+                             "slow down and retry")
         images = protocol.image_count(op_model) if op_model is not None else 0
         body = await read_body(request, body_limit(images),
                                ImageTooLarge if images else InvalidParameter)
@@ -288,6 +309,9 @@ async def handle(gateway: Gateway, request: Request) -> Response:
         status = 500
         response = _error_response(exc)
         gateway.errors.labels(label, exc.code).inc()
+    finally:
+        gateway.pending -= 1
+        gateway.in_flight.dec()
     elapsed = time.perf_counter() - started
     gateway.requests.labels(label, str(status)).inc()
     gateway.latency.labels(label).observe(elapsed)
