@@ -61,13 +61,14 @@ def serve(
 
     from candor.api.app import Gateway, create_app
     from candor.api.keys import KeyStore
-    from candor.cli_common import make_service
     from candor.governance.gate import Gate
+    from candor.service import Service
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with cli_errors():
-        service = make_service(data_dir, backend, detector)
+        # the bare service: the gate goes in front per request, with the key's principal
+        service = Service(data_dir=data_dir, backend=backend, detector=detector)
         keys = KeyStore.open(service.data_dir)
         gate = Gate.for_service(service, policy)
         first = keys.ensure_admin_key()
