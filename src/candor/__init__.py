@@ -42,11 +42,15 @@ _lock = threading.Lock()
 
 def default_service() -> Service:
     """The process-wide service used by the module-level functions (data dir and backend
-    from ``CANDOR_DATA_DIR`` / ``CANDOR_BACKEND``)."""
+    from ``CANDOR_DATA_DIR`` / ``CANDOR_BACKEND``), behind the governance gate: calls act as
+    the local principal (``CANDOR_ORG`` / ``CANDOR_CATEGORY``) under ``CANDOR_POLICY``
+    (default: open) and are recorded in the audit ledger, like HTTP calls."""
     global _default
     with _lock:
         if _default is None:
-            _default = Service()
+            from candor.governance.gate import governed
+
+            _default = governed(Service())
         return _default
 
 

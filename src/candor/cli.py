@@ -48,8 +48,24 @@ def _version(value: bool) -> None:
 def root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Show the version and exit.")] = False,
+    as_org: Annotated[str | None, typer.Option(
+        "--as", envvar="CANDOR_ORG", help="Act as this organisation: every call is decided "
+        "by the policy and recorded in the audit ledger under it [default: local].")] = None,
+    category: Annotated[str | None, typer.Option(
+        "--category", envvar="CANDOR_CATEGORY",
+        help="The use-case category you act under [default: general].")] = None,
+    policy: Annotated[str | None, typer.Option(
+        "--policy", envvar="CANDOR_POLICY",
+        help="Policy file or shipped policy name for these calls [default: open].")] = None,
 ) -> None:
     """Self-hosted face recognition with accountability built in."""
+    import os
+
+    # read by candor.governance.gate.governed() when a command builds its service
+    for name, value in (("CANDOR_ORG", as_org), ("CANDOR_CATEGORY", category),
+                        ("CANDOR_POLICY", policy)):
+        if value is not None:
+            os.environ[name] = value
 
 
 @app.command()

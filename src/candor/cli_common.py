@@ -43,10 +43,19 @@ JsonOption = Annotated[
 
 
 def make_service(data_dir: Path | None = None, backend: str | None = None,
-                 detector: str | None = None):
+                 detector: str | None = None, governed: bool = True):
+    """The service the command runs on: behind the governance gate, acting as the local
+    principal (``candor --as ORG --category C``, or CANDOR_ORG / CANDOR_CATEGORY), under
+    CANDOR_POLICY (default: open), so CLI calls are decided and audited like HTTP ones.
+    ``governed=False`` is for ``serve``, which puts its own gate in front per request."""
     from candor.service import Service
 
-    return Service(data_dir=data_dir, backend=backend, detector=detector)
+    service = Service(data_dir=data_dir, backend=backend, detector=detector)
+    if not governed:
+        return service
+    from candor.governance.gate import governed as behind_gate
+
+    return behind_gate(service)
 
 
 @contextmanager
