@@ -71,12 +71,25 @@ def _call(service, name: str, params: dict) -> dict:
         return service.call(name, params)
 
 
+def _warm(service, collection_id: str) -> None:
+    """After indexing, bring the collection's vector index up to date and save it, so the
+    next ``candor search`` process loads it instead of reading every embedding."""
+    from candor.errors import ResourceNotFound
+    from candor.store import open_store
+
+    store = open_store(service.data_dir)
+    try:
+        store.face_index(store.collection(collection_id).id)
+    except ResourceNotFound:
+        return
+    store.save_indexes()
+
+
 def _done(service) -> None:
     """Keep the vector indexes this process built, so the next command starts warm."""
-    from candor.service.collections import store_of
+    from candor.store import save_open_indexes
 
-    if "_store" in service.__dict__:
-        store_of(service).save_indexes()
+    save_open_indexes()
 
 
 # ------------------------------------------------------------------ collection
@@ -244,7 +257,7 @@ def index(
                 print_json_line({"Image": str(photo), **response})
                 sys.stdout.flush()
             progress.update(task, advance=1, faces=indexed)
-    _done(service)
+    _warm(service, collection_id)
     if not json_output:
         skipped = sum(reasons.values())
         console.print(f"indexed {indexed} face(s) from {len(photos)} photo(s) into "

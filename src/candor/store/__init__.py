@@ -41,7 +41,7 @@ from candor.store.schema import faces as T_faces
 from candor.store.schema import users as T_users
 from candor.store.vectors import DIM, VectorIndex
 
-__all__ = ["Store", "FaceRow", "open_store", "to_blob", "from_blob"]
+__all__ = ["Store", "FaceRow", "open_store", "save_open_indexes", "to_blob", "from_blob"]
 
 DB_NAME = "candor.db"
 
@@ -572,3 +572,11 @@ def open_store(data_dir: str | os.PathLike | None = None) -> Store:
         if store is None:
             store = _stores[key] = Store(path)
         return store
+
+
+def save_open_indexes() -> None:
+    """Save the changed vector indexes of every store open in this process (CLI exit)."""
+    with _stores_lock:
+        stores = list(_stores.values())
+    for store in stores:
+        store.save_indexes()
