@@ -174,6 +174,8 @@ BAD = [
      "until: 2020-01-01}\n", 5, "until is before from"),
     ("default: allow\nrules:\n  - id: a\n    effect: deny\n    match: {from: June}\n", 5,
      "from must be a date"),
+    ("default: allow\nrules:\n  - id: a\n    effect: deny\n    match:\n"
+     "      until: !!python/object:datetime.date 2021\n", 6, "cannot read this value"),
 ]
 
 

@@ -329,7 +329,13 @@ class _Parser:
             self.problems.append(f"{self.source}:{m.line + 1}:{m.column + 1}: {text}")
 
     def value(self, node: yaml.Node) -> Any:
-        return self.loader.construct_object(node, deep=True)
+        """The node's value; a tag SafeLoader refuses is a problem at that line (the file is
+        then refused as a whole, so the None returned here is never acted on)."""
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            self.err(node, f"cannot read this value: {getattr(exc, 'problem', None) or exc}")
+            return None
 
     def mapping(self, node: yaml.Node, what: str, allowed: set[str]) -> dict[str, yaml.Node]:
         """A mapping's entries by key, refusing unknown and duplicate keys (PyYAML allows both)."""
