@@ -322,10 +322,15 @@ class Ledger:
                                 .where(self._where(**filters))).scalar_one()
 
     def usage(self, rule: str, org: str, since: datetime) -> int:
-        """Calls ``org`` made under ``rule`` since ``since`` (the policy's daily caps)."""
+        """Calls ``org`` made under ``rule`` since ``since`` (the policy's daily caps). A cap
+        that cannot be counted refuses the call (AuditUnavailable), rather than waving it on."""
         t = self.table
-        with self.engine.connect() as conn:
-            return conn.execute(
-                select(func.count()).select_from(t).where(
-                    t.c.rule == rule, t.c.org == org, t.c.ts >= iso(since),
-                    t.c.decision.in_(("allow", "failed")))).scalar_one()
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(
+                    select(func.count()).select_from(t).where(
+                        t.c.rule == rule, t.c.org == org, t.c.ts >= iso(since),
+                        t.c.decision.in_(("allow", "failed")))).scalar_one()
+        except SQLAlchemyError as exc:
+            raise AuditUnavailable("the audit ledger cannot be read to check a daily cap, so "
+                                   "the operation was refused") from exc
