@@ -206,7 +206,7 @@ def _charts(data: dict[str, Any]) -> dict[str, str]:
                 ax.bar(keys, values, bottom=bottom, color=colours[decision], label=decision)
             bottom = [b + v for b, v in zip(bottom, values, strict=True)]
         ax.set_title(title)
-        ax.legend(frameon=False, fontsize=8)
+        ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.spines[["top", "right"]].set_visible(False)
         if not horizontal:
             ax.tick_params(axis="x", labelrotation=45)
