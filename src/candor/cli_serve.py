@@ -78,6 +78,10 @@ def serve(
         sys.stdout.write("candor: no access keys yet; created an admin key. Use it with any "
                          "AWS SDK:\n" + _key_lines(key.access_key_id, secret))
         sys.stdout.flush()
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        logging.getLogger("candor.api").warning(
+            "serving plain HTTP on %s: SigV4 protects integrity, not confidentiality; put a "
+            "TLS-terminating proxy in front before images travel over a network", host)
     gateway = Gateway(service, keys, workers, gate=gate, s3_endpoint_url=s3_endpoint_url,
                       retention_interval=retention_interval)
     app = create_app(gateway)
