@@ -9,7 +9,7 @@ import random
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import create_engine, func, select, update
+from sqlalchemy import String, cast, create_engine, func, select, update
 
 from candor.governance.ledger import Ledger
 from candor.governance.report import build_report, render
@@ -36,7 +36,8 @@ def ledger(tmp_path_factory):
         led.append(ts=start + timedelta(hours=17 * i), operation=op, decision=decision, org=org,
                    category=cat, principal=f"AK-{org}", threshold=threshold, matches=matches,
                    rule=rnd.choice(["police-moratorium-2020", "child-safety-floor"])
-                   if decision == "deny" else "default")
+                   if decision == "deny" else "default",
+                   details={"constraints": {"human_review": True}} if i % 7 == 0 else None)
     led.append(ts=start + timedelta(days=40), operation="Erase", decision="erasure",
                faces_found=3, matches=[{"FaceId": "x", "Removed": True}] * 3)
     yield led
@@ -79,6 +80,11 @@ def test_report_numbers_equal_direct_counts(ledger):
     assert sum(sum(v.values()) for v in rep["threshold_distribution"].values()) >= top
     assert sum(rep["threshold_distribution"]["99-100"].values()) == top
     assert rep["erasure"] == {"erasures": 1, "purges": 0, "faces_removed": 3}
+    with ledger.engine.connect() as c:
+        reviewed = c.execute(select(func.count()).where(
+            T.c.ts >= since, T.c.ts < until, T.c.decision == "allow",
+            cast(T.c.details, String).like('%"human_review": true%'))).scalar_one()
+    assert rep["human_review_required"] == reviewed > 0
     assert rep["chain"]["verified"] is True
 
 

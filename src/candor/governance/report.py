@@ -55,6 +55,7 @@ class Report:
     thresholds: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     searches: int = 0
     searches_with_matches: int = 0
+    human_review: int = 0  # allowed calls whose rule required a person to confirm matches
     erasures: int = 0
     purges: int = 0
     faces_removed: int = 0
@@ -77,6 +78,9 @@ class Report:
             self.denials_by_rule[rec.get("rule") or "(none)"] += 1
         if rec.get("threshold") is not None:
             self.thresholds[bucket_of(rec["threshold"])][decision] += 1
+        constraints = (rec.get("details") or {}).get("constraints") or {}
+        if decision == "allow" and constraints.get("human_review"):
+            self.human_review += 1
         if rec["operation"] in SEARCHES and decision == "allow":
             self.searches += 1
             self.searches_with_matches += bool(rec.get("matches"))
@@ -100,6 +104,7 @@ class Report:
             "threshold_distribution": {k: {x: self.thresholds[k][x] for x in CALL_DECISIONS}
                                        for k in order if k in self.thresholds},
             "searches": {"allowed": self.searches, "with_matches": self.searches_with_matches},
+            "human_review_required": self.human_review,
             "erasure": {"erasures": self.erasures, "purges": self.purges,
                         "faces_removed": self.faces_removed},
         }
@@ -163,6 +168,8 @@ def to_csv(report: Report) -> str:
                     sum(row.values())])
     s = data["searches"]
     w.writerow(["searches", "with_matches", s["with_matches"], "", "", s["allowed"]])
+    w.writerow(["human_review_required", "allowed", data["human_review_required"], "", "",
+                data["human_review_required"]])
     e = data["erasure"]
     for key in ("erasures", "purges", "faces_removed"):
         w.writerow(["erasure", key, "", "", "", e[key]])
@@ -264,6 +271,8 @@ Keep this value: any later change to the records up to it will no longer match i
 <tr><td>Searches allowed</td><td>{{ d.searches.allowed }}</td></tr>
 <tr><td>&hellip; of which returned at least one match</td>
 <td>{{ d.searches.with_matches }}</td></tr>
+<tr><td>Allowed calls that required human review of matches</td>
+<td>{{ d.human_review_required }}</td></tr>
 <tr><td>Erasures of a person</td><td>{{ d.erasure.erasures }}</td></tr>
 <tr><td>Retention purges</td><td>{{ d.erasure.purges }}</td></tr>
 <tr><td>Faces removed by erasure or purge</td><td>{{ d.erasure.faces_removed }}</td></tr>
