@@ -113,6 +113,8 @@ def bench_size(n: int, faces: np.ndarray, queries: np.ndarray, ef_values: list[i
     truth, times = timed_queries(flat.search, queries, 10)
     out["exact"].update(stats(times))
 
+    if not ef_values:  # --ef "" : exact only
+        return out
     mem0 = rss_mb()
     t = time.perf_counter()
     hnsw = faiss.IndexHNSWFlat(DIM, 32, faiss.METRIC_INNER_PRODUCT)
@@ -178,7 +180,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "data" / "faces")
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--queries", type=int, default=300)
-    ap.add_argument("--ef", default="16,32,64,128")
+    ap.add_argument("--ef", default="16,32,64,128,256,512",
+                    help="HNSW efSearch values to try; empty: exact only")
     ap.add_argument("--store-max", type=int, default=100_000,
                     help="measure the SQLite store path up to this many faces")
     ap.add_argument("--seed", type=int, default=0)
@@ -197,7 +200,8 @@ def main() -> None:
                "threads": 1, "cpu_count": os.cpu_count(), "sizes": []}
     for n in sizes:
         t = time.perf_counter()
-        r = bench_size(n, faces, queries, [int(e) for e in args.ef.split(",")], args.store_max)
+        ef_values = [int(e) for e in args.ef.split(",") if e.strip()]
+        r = bench_size(n, faces, queries, ef_values, args.store_max)
         r["wall_s"] = round(time.perf_counter() - t, 1)
         results["sizes"].append(r)
         print(json.dumps(r), flush=True)
