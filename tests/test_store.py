@@ -204,3 +204,35 @@ def test_hnsw_variant_still_deletes_immediately(tmp_path):
     _, keys = s.face_index(pk).search(vectors[5], 10)
     assert rows[5].key not in set(keys) and len(keys) == 10
     s.close()
+
+
+def test_concurrent_threads_search_while_others_write(store):
+    """The HTTP server runs operations on many threads: searches racing inserts and deletes
+    must neither fail nor return a face that was deleted before the search began."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store.create_collection("c", "1.0")
+    vectors = unit_vectors(400, seed=21)
+    rows = store.add_faces("c", face_rows(vectors[:200]))
+    pk = store.collection("c").id
+    deleted: set[int] = set()
+
+    def writer(i: int) -> None:
+        store.add_faces("c", face_rows(vectors[200 + 10 * i:210 + 10 * i]))
+        victim = rows[i]
+        store.delete_faces("c", [victim.face_id])
+        deleted.add(victim.key)
+
+    def reader(i: int) -> None:
+        before = set(deleted)
+        _, keys = store.face_index(pk).search(vectors[i % 200], 50)
+        assert not before & set(keys)
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(writer, i) for i in range(20)]
+        futures += [pool.submit(reader, i) for i in range(200)]
+        for f in futures:
+            f.result()
+    index = store.face_index(pk)
+    assert index.ntotal == 200 + 200 - 20
+    assert not deleted & set(index.keys())
