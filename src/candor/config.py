@@ -17,5 +17,6 @@ def data_dir(explicit: str | os.PathLike | None = None) -> Path:
 
 
 def default_backend() -> str:
-    """The model backend used when none is named: ``CANDOR_BACKEND`` or ``dlib``."""
-    return os.environ.get("CANDOR_BACKEND", "dlib")
+    """The model backend used when none is named: ``CANDOR_BACKEND``, else ``onnx`` (dlib's own
+    networks run in ONNX Runtime; tested equal to the ``dlib`` reference, many times faster)."""
+    return os.environ.get("CANDOR_BACKEND", "onnx")

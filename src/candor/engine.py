@@ -19,6 +19,7 @@ from candor import analysis, config
 from candor.errors import InvalidParameter
 from candor.imaging import Image, load_image
 from candor.models import Detection, get_backend
+from candor.models.base import EMBEDDING_SIZE
 from candor.results import (
     BoundingBox,
     ComparedFace,
@@ -30,6 +31,9 @@ from candor.results import (
 )
 from candor.similarity import normalise, similarity
 
+#: names the embedding candor stores; changes whenever embeddings stop being comparable
+#: (collections record it as their FaceModelVersion)
+FACE_MODEL_VERSION = "dlib-resnet-v1-mirror-1"
 #: Rekognition returns at most this many faces per image
 MAX_FACES = 100
 #: images are shrunk so their longest side is at most this before detection (boxes are mapped
@@ -148,9 +152,19 @@ class Engine:
         if not faces:
             return
         chips = self.backend.chips(image.pixels, [f.landmarks5 for f in faces])
-        vectors = normalise(self.backend.embed(chips))
-        for face, vector in zip(faces, vectors):
+        for face, vector in zip(faces, self.embed_chips(chips)):
             face.embedding = vector
+
+    def embed_chips(self, chips: np.ndarray) -> np.ndarray:
+        """Unit embeddings of aligned chips: the ResNet's descriptors of each chip and of its
+        mirror image, summed. A face and its mirror are the same person, and averaging the two
+        views cancels part of the noise of one view: on LFW View 1 it lifts accuracy from
+        98.5% to 98.7% for twice the network time (see docs/engine.md)."""
+        if len(chips) == 0:
+            return np.zeros((0, EMBEDDING_SIZE), np.float32)
+        both = np.concatenate([chips, np.ascontiguousarray(chips[:, :, ::-1])])
+        vectors = self.backend.embed(both)
+        return normalise(vectors[: len(chips)] + vectors[len(chips):])
 
     # -- operations ----------------------------------------------------------------------
     def detect_faces(self, image: ImageSource,

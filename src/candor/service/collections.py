@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from candor.engine import FACE_MODEL_VERSION
 from candor.errors import (
     ConflictError,
     IdempotentParameterMismatch,
@@ -30,8 +31,6 @@ from candor.service import Service, operation
 from candor.similarity import similarity_from_cosine
 from candor.store import FaceRow, Store, open_store
 
-#: the model version candor reports (dlib's ResNet embedding, whichever backend computes it)
-FACE_MODEL_VERSION = "1.0"
 ARN_PREFIX = "aws:rekognition:candor:local:collection/"
 MAX_FACES_PER_IMAGE = 100
 MAX_FACES_PER_USER = 100
