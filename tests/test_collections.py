@@ -366,3 +366,16 @@ def test_bad_input_gives_the_same_typed_error_through_api_and_cli(world, blank_p
         assert proc.returncode != 0, argv
         assert f"{err.code}: {err.message}" in proc.stderr, (argv, err.message, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_a_collection_of_another_face_model_is_not_mixed(world):
+    """Embeddings of another model version are not comparable: index and search refuse."""
+    from candor.service.collections import store_of
+
+    svc = world.service
+    store_of(svc).create_collection("old-model", "0.9")
+    probe = image(world.held_out["obama"])
+    for name in ("IndexFaces", "SearchFacesByImage", "SearchUsersByImage"):
+        with pytest.raises(InvalidParameter, match="not comparable"):
+            svc.call(name, {"CollectionId": "old-model", "Image": probe})
+    svc.call("DeleteCollection", {"CollectionId": "old-model"})

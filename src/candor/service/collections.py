@@ -267,6 +267,15 @@ def _user_matches(store: Store, coll_pk: int, vector: np.ndarray, max_users: int
             for s, k in chosen[:max_users] if k in users]
 
 
+def _same_model(coll) -> None:
+    """Embeddings from another face model are not comparable: refuse to mix them."""
+    if coll.face_model_version != FACE_MODEL_VERSION:
+        raise InvalidParameter(
+            f"The collection id: {coll.collection_id} holds face model "
+            f"{coll.face_model_version} embeddings, and this candor computes "
+            f"{FACE_MODEL_VERSION}; they are not comparable: index into a new collection")
+
+
 # ------------------------------------------------------------------ collections
 
 
@@ -322,7 +331,7 @@ def index_faces(service: Service, params: dict) -> dict:
     validate("IndexFaces", params)
     store = store_of(service)
     collection_id = params["CollectionId"]
-    store.collection(collection_id)  # unknown collection: fail before any model work
+    _same_model(store.collection(collection_id))  # fail before any model work
     max_faces = min(int(params.get("MaxFaces", MAX_FACES_PER_IMAGE)), MAX_FACES_PER_IMAGE)
     bar = params.get("QualityFilter", "AUTO")
     attributes = params.get("DetectionAttributes") or ["DEFAULT"]
@@ -413,6 +422,7 @@ def search_faces_by_image(service: Service, params: dict) -> dict:
     validate("SearchFacesByImage", params)
     store = store_of(service)
     coll = store.collection(params["CollectionId"])
+    _same_model(coll)
     largest, reasons, _ = _largest_face(service, params, params.get("QualityFilter", "NONE"))
     if reasons:
         raise InvalidParameter("There are no faces in the image that pass the quality filter "
@@ -620,6 +630,7 @@ def search_users_by_image(service: Service, params: dict) -> dict:
     validate("SearchUsersByImage", params)
     store = store_of(service)
     coll = store.collection(params["CollectionId"])
+    _same_model(coll)
     bar = params.get("QualityFilter", "NONE")
     _, faces = _analyse(service, params, embed="largest")
     out: dict[str, Any] = {"UserMatches": [], "FaceModelVersion": coll.face_model_version}
