@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import threading
@@ -511,14 +512,20 @@ def test_curl_aws_sigv4_is_accepted(server):
 
 
 def test_inference_does_not_block_the_event_loop(server):
-    """While operations run on the worker threads, the server still answers at once."""
+    """While operations run on the worker threads, the server still answers at once.
+
+    Relative, not timed: /healthz must come back in well under the time one detection takes
+    in the same run (a blocked loop would make it wait for a whole detection or more)."""
     clients = [server.client() for _ in range(6)]
     image = {"Bytes": photo("identities/obama/obama3.jpg")}
+    durations: list[float] = []
     done_at: list[float] = []
 
     def detect(client):
+        start = time.perf_counter()
         client.detect_faces(Image=image)
         done_at.append(time.perf_counter())
+        durations.append(done_at[-1] - start)
 
     with ThreadPoolExecutor(len(clients)) as pool:
         futures = [pool.submit(detect, c) for c in clients]
@@ -529,8 +536,8 @@ def test_inference_does_not_block_the_event_loop(server):
         for f in futures:
             f.result()
     assert status == 200
-    assert health_at - t0 < 0.25
     assert health_at < max(done_at)  # answered while detections were still running
+    assert health_at - t0 < 0.5 * statistics.median(durations), (health_at - t0, durations)
 
 
 def in_flight(server) -> float:
