@@ -19,11 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-# bench/ holds a script named http.py, which would shadow the standard library's http package
-# (and break botocore) if this directory stayed first on sys.path.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
-
 DEFAULT_DATA = Path(os.environ.get("CANDOR_TEST_DATA", Path(__file__).parents[1] / ".." / "shared"
                                    / "data" / "faces")) / "samples"
 

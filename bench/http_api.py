@@ -1,7 +1,7 @@
 """HTTP overhead: N concurrent boto3 clients calling DetectFaces on ``candor serve``, next to the
 same requests run in-process on the same number of threads.
 
-    python bench/http.py [--requests 2000] [--clients 8] [--workers N] [--photos 200]
+    python bench/http_api.py [--requests 2000] [--clients 8] [--workers N] [--photos 200]
                          [--data ../shared/data/faces] [--skip-in-process]
 
 Photos are the first ``--photos`` LFW images (250x250 JPEG), cycled. The server is a real
@@ -125,11 +125,6 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--skip-in-process", action="store_true")
     args = ap.parse_args()
-    # this file is named http.py: keep its folder off sys.path so the standard library's
-    # http package (which boto3 and urllib use) is the one imported
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
-
     import boto3
     from botocore.config import Config
 
