@@ -209,6 +209,7 @@ def _summary_table(rows: list[tuple[Path, dict | None, str | None]]) -> None:
 __import__("candor.cli_collections").cli_collections.register(app)  # collections, search
 __import__("candor.cli_serve").cli_serve.register(app)  # serve, keys: the HTTP API
 __import__("candor.governance.cli").governance.cli.register(app)  # audit, report, erase, policy
+__import__("candor.eval.cli").eval.cli.register(app)  # eval: accuracy, calibration, fairness
 
 
 def main() -> None:
