@@ -152,7 +152,9 @@ def table_similarity(table: dict) -> Callable[[np.ndarray], np.ndarray]:
     knots = np.asarray(table["knots"], np.float64)
 
     def apply(score):
-        return np.interp(np.asarray(score, np.float64), knots[:, 0], knots[:, 1])
+        score = np.asarray(score, np.float64)
+        out = np.interp(score, knots[:, 0], knots[:, 1])
+        return np.where(np.isneginf(score), -np.inf, out)   # no face stays no face
 
     return apply
 

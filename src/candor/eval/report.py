@@ -64,6 +64,15 @@ def write(result: dict, output: str | Path, command: str | None = None) -> dict[
     return paths
 
 
+def short_name(spec: str) -> str:
+    """A set spec for labels: ``/a/b/lfw`` -> ``lfw``, ``/a/fairface-val/labels.csv@1/2`` ->
+    ``fairface-val/labels.csv@1/2``."""
+    text, _, part = str(spec).partition("@")
+    p = Path(text)
+    name = f"{p.parent.name}/{p.name}" if p.suffix else p.name
+    return name + (f"@{part}" if part else "")
+
+
 # -- plots -------------------------------------------------------------------------------
 def _plt():
     import matplotlib
@@ -132,8 +141,13 @@ def histograms(genuine: np.ndarray | None, impostor: np.ndarray,
                 label=f"same person ({len(genuine):,} pairs)")
     for t in thresholds:
         ax.axvline(t, color="k", lw=0.8, ls=":")
-    ax.set(yscale="log", xlabel="Similarity", ylabel="density (log)", title=title)
-    ax.legend(loc="upper left", fontsize=8)
+    both = np.concatenate([np.asarray(impostor, np.float64),
+                           np.asarray(genuine if genuine is not None else [], np.float64)])
+    both = both[np.isfinite(both)]
+    low = max(0.0, math.floor(np.quantile(both, 0.001)) - 5) if len(both) else 0.0
+    ax.set(yscale="log", xlabel="Similarity", ylabel="density (log)", title=title,
+           xlim=(low, 100.5))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     fig.tight_layout()
     return _png(fig)
 
@@ -227,13 +241,13 @@ def calibration_plot(table: dict, checks: dict[str, list[dict]],
     for (name, c), colour in zip((curves or {}).items(), COLOURS):
         sim, fmr = np.asarray(c["similarity"]), np.asarray(c["fmr"])
         keep = fmr > 0
-        ax1.plot(sim[keep], fmr[keep], color=colour, label=name)
+        ax1.plot(sim[keep], fmr[keep], color=colour, label=short_name(name))
         for row in checks.get(name, []):
             if row["fmr"]:
                 ax1.plot(row["similarity"], row["fmr"], "o", color=colour, ms=4)
     ax1.set(yscale="log", xlabel="Similarity", ylabel="false match rate",
             title="Calibration: promised vs measured FMR", xlim=(53, 100))
-    ax1.legend(fontsize=7, loc="lower left")
+    ax1.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     knots = np.asarray(table["knots"])
     inner = knots[1:-1]
     ax2.plot(inner[:, 0], inner[:, 1], color=COLOURS[0])
@@ -282,7 +296,7 @@ def fmt_ci(ci, kind: str = "rate") -> str:
 
 
 _ENV = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
-_ENV.filters.update(rate=fmt_rate, num=fmt_num, pct=fmt_pct, ci=fmt_ci)
+_ENV.filters.update(rate=fmt_rate, num=fmt_num, pct=fmt_pct, ci=fmt_ci, short=short_name)
 
 def html(result: dict, data: dict) -> str:
     kind = result["kind"]
@@ -332,7 +346,8 @@ def _calibration(result: dict, d: dict) -> str:
              "pooled": "the FMR over all reference pairs together"}
     figs = {"calibration": calibration_plot(d["table"], {c["name"]: c["rows"] for c in d["checks"]},
                                             p.get("curves")),
-            "hists": [(name, histograms(h["genuine"], h["impostor"], title=f"Similarity: {name}"))
+            "hists": [(name, histograms(h["genuine"], h["impostor"],
+                                        title=f"Similarity: {short_name(name)}"))
                       for name, h in p.get("hists", {}).items()]}
     rows = [r for r in d["table"]["rows"] if float(r["similarity"]) % 5 == 0
             or r["similarity"] in (99, 99.0)]
