@@ -255,7 +255,9 @@ def test_calibrate_fits_checks_and_installs_a_table(fairface, ff_images, cache_d
                    str(ff_images), "--write-table", str(table_file),
                    "--output", str(out), "--bootstrap", "50", "--json")
     d = json.loads(proc.stdout)
-    table = json.loads(table_file.read_text())["tables"]["raw-cosine"]
+    scoring = d["settings"]["scoring"]          # raw-cosine, or the score normalisation's name
+    assert d["table"]["score"] == scoring
+    table = json.loads(table_file.read_text())["tables"][scoring]
     knots = np.asarray(table["knots"])
     assert np.all(np.diff(knots[:, 0]) > 0) and np.all(np.diff(knots[:, 1]) > 0)
     assert table["provenance"]["command"].startswith("candor eval calibrate")

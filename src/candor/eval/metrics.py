@@ -254,8 +254,7 @@ def impostor_rates(sim: np.ndarray, units: np.ndarray, thresholds: Sequence[floa
         rates.append(np.divide(2 * num, denom, out=np.full_like(num, np.nan), where=denom > 0))
     rates = np.array(rates).T                                 # (B+1, T)
     return {"fmr": rates[0].tolist(), "false_matches": counts, "pairs": pairs,
-            "replicates": rates[1:], "interval": [percentile_interval(rates[1:, j])
-                                                  for j in range(rates.shape[1])]}
+            "replicates": rates[1:], "interval": _intervals(rates[1:], counts, pairs)}
 
 
 def genuine_rates(sim: np.ndarray, units: np.ndarray, thresholds: Sequence[float],
@@ -284,8 +283,19 @@ def genuine_rates(sim: np.ndarray, units: np.ndarray, thresholds: Sequence[float
                                where=denom > 0))
     rates = np.array(rates).T
     return {"fnmr": rates[0].tolist(), "false_non_matches": counts, "pairs": len(scores),
-            "replicates": rates[1:], "interval": [percentile_interval(rates[1:, j])
-                                                  for j in range(rates.shape[1])]}
+            "replicates": rates[1:], "interval": _intervals(rates[1:], counts, len(scores))}
+
+
+def _intervals(replicates: np.ndarray, counts: list[int], pairs: int) -> list:
+    """Bootstrap percentile intervals; where no error was seen every resample sees none, so
+    the interval is [0, Wilson upper bound] instead of a meaningless [0, 0]."""
+    out = []
+    for j, k in enumerate(counts):
+        if k == 0:
+            out.append([0.0, wilson(0, pairs)[1]] if pairs else [None, None])
+        else:
+            out.append(percentile_interval(replicates[:, j]))
+    return out
 
 
 def differentials(rates: Sequence[float], replicates: Sequence[np.ndarray] | None = None) -> dict:
