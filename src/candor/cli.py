@@ -57,6 +57,10 @@ def root(
     policy: Annotated[str | None, typer.Option(
         "--policy", envvar="CANDOR_POLICY",
         help="Policy file or shipped policy name for these calls [default: open].")] = None,
+    no_normalisation: Annotated[bool, typer.Option(
+        "--no-normalisation", help="Score with the raw cosine, without score normalisation "
+        "(also CANDOR_NORMALISATION=off): for comparison; the audit ledger records which "
+        "scoring was used. See docs/fairness.md.")] = False,
 ) -> None:
     """Self-hosted face recognition with accountability built in."""
     import os
@@ -66,6 +70,8 @@ def root(
                         ("CANDOR_POLICY", policy)):
         if value is not None:
             os.environ[name] = value
+    if no_normalisation:  # read by candor.similarity, here and in any process started from here
+        os.environ["CANDOR_NORMALISATION"] = "off"
 
 
 @app.command()

@@ -16,6 +16,15 @@ perfect score. How the table was made, and what it means for users, is in docs/s
 The table is a function of a score, so that a score normalisation placed in front of it
 (cosine -> normalised score -> table -> Similarity) keeps one mapping: each scoring has its own
 table in the file, keyed by the scoring's name (``raw-cosine`` for the plain cosine).
+
+Score normalisation (:mod:`candor.normalisation`, Fair Score Normalization) is that step, on by
+default: each comparison's cosine is shifted by the two faces' cluster offsets, so that one
+threshold falsely matches different populations about equally often (docs/fairness.md). It
+needs both embeddings, which is why the functions here take embeddings, not cosines:
+:func:`similarity` (compare), :func:`candidate_similarities` and :func:`rank` (search over a
+vector index, which supplies cosines and stored embeddings). Switch it off for a process with
+``CANDOR_NORMALISATION=off``, ``candor --no-normalisation ...`` or :func:`set_normalisation`;
+:func:`scoring_description` names what is in force for the audit ledger.
 """
 
 from __future__ import annotations
@@ -23,16 +32,21 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from candor import normalisation as fsn
+
 #: the scoring of the plain cosine between unit embeddings
 RAW = "raw-cosine"
 #: the shipped tables file; CANDOR_SIMILARITY_TABLE may name another (for evaluation)
 TABLE_FILE = "similarity-table.json"
+
+_override: bool | None = None
 
 
 def normalise(embeddings: np.ndarray) -> np.ndarray:
@@ -86,14 +100,16 @@ def score_for_similarity(similarity: float, scoring: str = RAW) -> float:
     return float(np.interp(min(max(float(similarity), 0.0), 100.0), y, x))
 
 
-def similarity_from_cosine(cosine: np.ndarray | float) -> np.ndarray:
-    """Similarity 0-100 for cosine(s) between unit embeddings; monotone increasing."""
-    return similarity_from_score(cosine, RAW)
+def similarity_from_cosine(score: np.ndarray | float, normalised: bool | None = None) -> np.ndarray:
+    """Similarity 0-100 for score(s) of the scoring in force (the cosine, or the normalised
+    cosine when normalisation is on; ``normalised`` overrides); monotone increasing. This is
+    the table alone: to score two faces use :func:`similarity`."""
+    return similarity_from_score(score, scoring_name(normalised))
 
 
-def cosine_for_similarity(similarity: float) -> float:
-    """The smallest cosine whose similarity reaches ``similarity`` (for index-side thresholds)."""
-    return score_for_similarity(similarity, RAW)
+def cosine_for_similarity(similarity: float, normalised: bool | None = None) -> float:
+    """The smallest score of the scoring in force whose Similarity reaches ``similarity``."""
+    return score_for_similarity(similarity, scoring_name(normalised))
 
 
 def false_match_rate(similarity: float) -> float:
@@ -104,6 +120,105 @@ def false_match_rate(similarity: float) -> float:
     return min(1.0, math.pow(10.0, -lg))
 
 
-def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+# -- score normalisation ---------------------------------------------------------------
+def set_normalisation(enabled: bool | None) -> None:
+    """Turn score normalisation on or off for this process; ``None`` defers to the
+    ``CANDOR_NORMALISATION`` environment variable (on unless it says off)."""
+    global _override
+    _override = enabled
+
+
+def normalisation_enabled() -> bool:
+    return _override if _override is not None else fsn.enabled_by_environment()
+
+
+def active_normalisation(normalised: bool | None = None) -> fsn.Normalisation | None:
+    """The normalisation parameters that apply (``normalised`` overrides the process setting),
+    or None when scores are raw cosines."""
+    on = normalisation_enabled() if normalised is None else normalised
+    return fsn.shipped() if on else None
+
+
+def scoring_name(normalised: bool | None = None) -> str:
+    """The scoring in force: the normalisation's name, or ``raw-cosine``."""
+    norm = active_normalisation(normalised)
+    return norm.name if norm is not None else RAW
+
+
+def scoring_description(normalised: bool | None = None) -> str:
+    """Scoring and Similarity table in force, as the audit ledger records them."""
+    name = scoring_name(normalised)
+    return f"{name}|{mapping_name(name)}"
+
+
+# -- scores and Similarity of faces ------------------------------------------------------
+def scores(a: np.ndarray, b: np.ndarray, normalised: bool | None = None) -> np.ndarray:
+    """Scores between unit embeddings ``a`` (N, D) and ``b`` (M, D), an (N, M) array: the
+    cosines, shifted by the faces' cluster offsets when normalisation is on."""
+    a, b = np.atleast_2d(a), np.atleast_2d(b)
+    norm = active_normalisation(normalised)
+    if norm is None:
+        return (a @ b.T).astype(np.float64)
+    return norm.scores(a, b)
+
+
+def similarity(a: np.ndarray, b: np.ndarray, normalised: bool | None = None) -> np.ndarray:
     """Similarity between unit embeddings ``a`` (N, D) and ``b`` (M, D): an (N, M) array."""
-    return similarity_from_cosine(np.atleast_2d(a) @ np.atleast_2d(b).T)
+    return similarity_from_cosine(scores(a, b, normalised), normalised)
+
+
+def candidate_scores(query: np.ndarray, candidates: np.ndarray, cosines: np.ndarray,
+                     normalised: bool | None = None) -> np.ndarray:
+    """Scores of ``candidates`` (M, D) against ``query`` (D,) given their cosines (M,) from a
+    vector index: what :func:`scores` gives, without recomputing the cosines."""
+    cos = np.asarray(cosines, dtype=np.float64).reshape(-1)
+    norm = active_normalisation(normalised)
+    if norm is None or len(cos) == 0:
+        return cos
+    q = norm.face_offsets(np.reshape(query, (1, -1)))
+    c = norm.face_offsets(np.reshape(candidates, (len(cos), -1)))
+    return norm.adjust(cos[None, :], q, c)[0]
+
+
+def candidate_similarities(query: np.ndarray, candidates: np.ndarray, cosines: np.ndarray,
+                           normalised: bool | None = None) -> np.ndarray:
+    """Similarity to ``query`` of each candidate (rows of ``candidates``, with their
+    ``cosines`` to the query from a vector index)."""
+    return similarity_from_cosine(candidate_scores(query, candidates, cosines, normalised),
+                                  normalised)
+
+
+def rank(query: np.ndarray, nearest: Callable[[int], tuple[np.ndarray, np.ndarray]],
+         vectors: Callable[[np.ndarray], np.ndarray], k: int, threshold: float,
+         normalised: bool | None = None) -> list[tuple[float, int]]:
+    """The best ``k`` (Similarity, key) at or above ``threshold``, best first, from a vector
+    index: ``nearest(n)`` gives the top ``n`` (cosines, keys) by cosine, best first, and
+    ``vectors(keys)`` the stored unit embeddings of those keys.
+
+    Normalisation can reorder candidates, so the index is asked for more until no candidate it
+    has not returned could still make the list: one beyond the last returned has a cosine no
+    higher than the last one's, hence a score no higher than that plus the query's offset plus
+    the largest cluster offset."""
+    if k <= 0:
+        return []
+    norm = active_normalisation(normalised)
+    fetch = k
+    while True:
+        cos, keys = nearest(fetch)
+        cos = np.asarray(cos, np.float64)
+        if norm is None or len(keys) == 0:
+            s, order = cos, np.arange(len(keys))
+            break
+        s = candidate_scores(query, vectors(np.asarray(keys, np.int64)), cos, True)
+        order = np.argsort(-s, kind="stable")
+        if len(keys) < fetch:
+            break  # the index has nothing more
+        best_unseen = (cos[-1] + float(norm.face_offsets(np.reshape(query, (1, -1)))[0])
+                       + float(norm.offsets.max()))
+        floor = cosine_for_similarity(threshold, True) if threshold > 0 else -np.inf
+        kth = s[order[k - 1]] if len(s) >= k else -np.inf
+        if best_unseen < max(floor, kth):
+            break
+        fetch *= 4
+    sims = similarity_from_cosine(s, normalised=norm is not None)
+    return [(float(sims[i]), int(keys[i])) for i in order if sims[i] >= threshold][:k]

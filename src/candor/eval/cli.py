@@ -312,3 +312,7 @@ def _print_fairness(d: dict) -> None:
             mg = f"{f['max_over_geomean']:.1f}" if f.get("max_over_geomean") is not None else "inf"
             console.print(f"  Similarity {r['threshold']:g}: highest FMR {_rate(f.get('max'))} "
                           f"({f.get('highest_group')}), max/min {mm}, max/geomean {mg}")
+
+
+# fitting score normalisation's parameters (candor.normalisation) lives in its own module
+__import__("candor.eval.fit_normalisation").eval.fit_normalisation.register(app)

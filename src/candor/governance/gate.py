@@ -223,10 +223,14 @@ class Gate:
         return BoundGate(self, principal)
 
     def _scoring(self) -> str | None:
+        """What scored the similarities: model backend | score normalisation (or raw-cosine) |
+        Similarity table, e.g. ``onnx|normalisation-v1|table:normalisation-v1:<date>``."""
         if self.scoring:
             return self.scoring
+        from candor.similarity import scoring_description
+
         backend = getattr(self.service, "backend_name", None)
-        return f"{backend}" if backend else None
+        return f"{backend}|{scoring_description()}" if backend else scoring_description()
 
     def _record(self, base: dict[str, Any], details: dict[str, Any], **fields: Any) -> None:
         record = {**base, **fields}

@@ -28,7 +28,7 @@ from candor.errors import (
     ServiceQuotaExceeded,
 )
 from candor.service import Service, operation
-from candor.similarity import similarity_from_cosine
+from candor.similarity import rank, similarity
 from candor.store import FaceRow, Store, open_store
 
 ARN_PREFIX = "aws:rekognition:candor:local:collection/"
@@ -237,13 +237,28 @@ def _request_hash(params: dict) -> str:
     return hashlib.sha256(json.dumps(clean, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _stored(index):
+    """The index's stored vectors by key, for score normalisation; a key removed by another
+    thread since the search gets a zero vector (its row is gone too, so it is dropped)."""
+    def vectors(keys: np.ndarray) -> np.ndarray:
+        try:
+            return index.index.reconstruct_batch(keys)
+        except RuntimeError:
+            out = np.zeros((len(keys), index.index.d), np.float32)
+            for i, key in enumerate(keys):
+                try:
+                    out[i] = index.index.reconstruct(int(key))
+                except RuntimeError:
+                    pass
+            return out
+    return vectors
+
+
 def _face_matches(store: Store, coll_pk: int, vector: np.ndarray, max_faces: int,
                   threshold: float, exclude: str | None = None) -> list[dict]:
     index = store.face_index(coll_pk)
     k = max_faces + (1 if exclude else 0)
-    cosines, keys = index.search(vector, k)
-    sims = similarity_from_cosine(cosines)
-    chosen = [(float(s), int(k)) for s, k in zip(sims, keys, strict=True) if s >= threshold]
+    chosen = rank(vector, lambda n: index.search(vector, n), _stored(index), k, threshold)
     rows = store.faces_by_key(k for _, k in chosen)
     out = []
     for sim, key in chosen:
@@ -257,10 +272,9 @@ def _face_matches(store: Store, coll_pk: int, vector: np.ndarray, max_faces: int
 def _user_matches(store: Store, coll_pk: int, vector: np.ndarray, max_users: int,
                   threshold: float, exclude_user_pk: int | None = None) -> list[dict]:
     index = store.user_index(coll_pk)
-    cosines, keys = index.search(vector, max_users + (1 if exclude_user_pk else 0))
-    sims = similarity_from_cosine(cosines)
-    chosen = [(float(s), int(k)) for s, k in zip(sims, keys, strict=True)
-              if s >= threshold and int(k) != exclude_user_pk]
+    ranked = rank(vector, lambda n: index.search(vector, n), _stored(index),
+                  max_users + (1 if exclude_user_pk else 0), threshold)
+    chosen = [(s, k) for s, k in ranked if k != exclude_user_pk]
     users = store.users_by_key(k for _, k in chosen)
     return [{"Similarity": s, "User": {"UserId": users[k].user_id,
                                        "UserStatus": users[k].status}}
@@ -542,7 +556,7 @@ def associate_faces(service: Service, params: dict) -> dict:
                 continue
             if centre is not None:
                 vector = store.face_embedding(coll.id, fid)
-                sim = float(similarity_from_cosine(float(vector @ centre)))
+                sim = float(similarity(vector, centre)[0, 0])
                 if sim < threshold:
                     failed.append({"FaceId": fid, "UserId": params["UserId"], "Confidence": sim,
                                    "Reasons": ["LOW_MATCH_CONFIDENCE"]})
