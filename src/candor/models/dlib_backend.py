@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pickle
 import threading
 from functools import cached_property
 
@@ -37,10 +38,22 @@ class DlibBackend:
     def __init__(self) -> None:
         self._net_lock = threading.Lock()
         self._cnn_lock = threading.Lock()
+        self._local = threading.local()
 
     @cached_property
+    def _hog_pickle(self) -> bytes:
+        return pickle.dumps(dlib.get_frontal_face_detector())  # parsing the model takes ~1.5 s
+
+    @property
     def hog(self):
-        return dlib.get_frontal_face_detector()
+        """This thread's HOG detector. dlib's detector keeps per-call state (its scanner holds
+        the image's feature pyramid) and releases the GIL while it runs, so threads sharing
+        one detector get each other's boxes; each thread gets its own copy, unpickled from
+        the first in under a millisecond."""
+        detector = getattr(self._local, "hog", None)
+        if detector is None:
+            detector = self._local.hog = pickle.loads(self._hog_pickle)
+        return detector
 
     @cached_property
     def cnn(self):
