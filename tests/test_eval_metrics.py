@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from importlib import resources
 
 import numpy as np
 import pytest
@@ -198,13 +199,17 @@ def test_combining_reference_sets():
     assert easy.threshold_at_fmr(1e-3) < t_mean < t_max
 
 
-def test_shipped_table_is_monotone_documented_and_lands_80_90_99_on_its_rates():
-    t = sim.table()
-    assert t["score"] == sim.RAW and t["provenance"]["command"]
+SHIPPED = json.loads((resources.files("candor") / "data" / sim.TABLE_FILE).read_text())
+
+
+@pytest.mark.parametrize("scoring", sorted(SHIPPED["tables"]))
+def test_shipped_tables_are_monotone_documented_and_land_80_90_99_on_their_rates(scoring):
+    t = SHIPPED["tables"][scoring]
+    assert t["score"] == scoring and t["provenance"]["command"]
     assert {"reference", "settings"} <= set(t["provenance"])
     knots = np.asarray(t["knots"])
     assert np.all(np.diff(knots[:, 0]) > 0) and np.all(np.diff(knots[:, 1]) > 0)
-    assert knots[0].tolist() == [-1.0, 0.0] and knots[-1].tolist() == [1.0, 100.0]
+    assert knots[0][1] == 0 and knots[-1][1] == 100
     rows = {r["similarity"]: r for r in t["rows"]}
     for s, f in ((80, 1e-3), (90, 1e-4), (99, 1e-5)):
         row = rows[s]
@@ -212,13 +217,18 @@ def test_shipped_table_is_monotone_documented_and_lands_80_90_99_on_its_rates():
         # on the set that decides the threshold the measured rate is the promised one
         worst = max(v["fmr"] for v in row["sets"].values())
         assert f / 1.2 <= worst <= f
-        assert sim.similarity_from_cosine(row["score"]) == pytest.approx(s)
-    cos = np.linspace(-1, 1, 2001)
-    s = sim.similarity_from_cosine(cos)
-    assert np.all(np.diff(s) > 0) and s[0] == 0 and s[-1] == 100
+        assert float(sim.similarity_from_score(row["score"], scoring)) == pytest.approx(s)
+    grid = np.linspace(knots[0][0], knots[-1][0], 2001)
+    mapped = sim.similarity_from_score(grid, scoring)
+    assert np.all(np.diff(mapped) > 0) and mapped[0] == 0 and mapped[-1] == 100
     for level in (50, 80, 90.5, 99, 99.9):
-        assert float(sim.similarity_from_cosine(sim.cosine_for_similarity(level))) == \
-            pytest.approx(level, abs=1e-6)
+        back = sim.similarity_from_score(sim.score_for_similarity(level, scoring), scoring)
+        assert float(back) == pytest.approx(level, abs=1e-6)
+
+
+def test_the_raw_cosine_table_spans_every_cosine():
+    knots = np.asarray(sim.table(sim.RAW)["knots"])
+    assert knots[0].tolist() == [-1.0, 0.0] and knots[-1].tolist() == [1.0, 100.0]
 
 
 def test_installing_a_table_keeps_other_scorings(tmp_path):
