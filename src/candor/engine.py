@@ -19,7 +19,7 @@ from candor import analysis, config
 from candor.errors import InvalidParameter
 from candor.imaging import Image, load_image
 from candor.models import Detection, get_backend
-from candor.models.base import EMBEDDING_SIZE
+from candor.models.base import CHIP_SIZE, EMBEDDING_SIZE
 from candor.results import (
     BoundingBox,
     ComparedFace,
@@ -40,8 +40,13 @@ MAX_FACES = 100
 #: back); detection cost grows with pixels, and faces this resolution cannot find are too small
 #: to recognise anyway
 DETECT_MAX_SIDE = {"hog": 1280, "cnn": 800}
-#: working images up to this long side are upsampled once, so faces down to ~40 px are found
+#: working images up to this long side may be upsampled once, so faces down to ~40 px are found
+#: (both detectors look through an 80 px window; upsampling once halves that, at 4x the cost)
 UPSAMPLE_MAX_SIDE = 1000
+#: ... but not when the first pass, without upsampling, already found a face at least this
+#: fraction of the image's shorter side: a portrait or face crop (LFW, ID photos, selfies), where
+#: faces under 80 px would be background. See docs/engine.md, "Detection policy".
+PORTRAIT_FACE_FRACTION = 1 / 3
 
 #: "hog+cnn" runs the CNN only on images where HOG finds no face (profile, dark, small faces)
 DETECTORS = ("hog", "cnn", "hog+cnn")
@@ -104,8 +109,9 @@ class Engine:
         if scale < 1.0:
             size = (max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale)))
             work = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
-        upsample = 1 if max(work.shape[:2]) <= UPSAMPLE_MAX_SIDE else 0
-        found = self.backend.detect(work, detector, upsample)
+        found = self.backend.detect(work, detector, 0)
+        if max(work.shape[:2]) <= UPSAMPLE_MAX_SIDE and not is_portrait(found, work.shape):
+            found = self.backend.detect(work, detector, 1)  # finds the same faces and smaller
         boxes = [d.scaled(1.0 / scale) for d in found] if scale < 1.0 else found
         boxes.sort(key=lambda d: d.area, reverse=True)
         return boxes[:max_faces]
@@ -151,9 +157,15 @@ class Engine:
         """Fill in each face's unit-length embedding (one batched call)."""
         if not faces:
             return
-        chips = self.backend.chips(image.pixels, [f.landmarks5 for f in faces])
-        for face, vector in zip(faces, self.embed_chips(chips)):
+        for face, vector in zip(faces, self.embed_chips(self.chips(image, faces))):
             face.embedding = vector
+
+    def chips(self, image: Image, faces: Sequence[Face]) -> np.ndarray:
+        """The aligned 150x150 chips of ``faces`` (N, 150, 150, 3), as :meth:`embed` cuts them;
+        :mod:`candor.pipeline` cuts them beside detection and embeds many images' at once."""
+        if not faces:
+            return np.zeros((0, CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
+        return self.backend.chips(image.pixels, [f.landmarks5 for f in faces])
 
     def embed_chips(self, chips: np.ndarray) -> np.ndarray:
         """Unit embeddings of aligned chips: the ResNet's descriptors of each chip and of its
@@ -195,6 +207,14 @@ class Engine:
             else:
                 result.unmatched_faces.append(compared)
         return result
+
+
+def is_portrait(found: Sequence[Detection], shape: tuple[int, ...]) -> bool:
+    """Whether a face in ``found`` spans at least PORTRAIT_FACE_FRACTION of the shorter side of
+    an image of ``shape``: then the image is about that face, and the 4x dearer search for faces
+    under 80 px is skipped."""
+    side = PORTRAIT_FACE_FRACTION * min(shape[:2])
+    return any(max(d.width, d.height) >= side for d in found)
 
 
 def compared_face(face: Face) -> ComparedFace:
