@@ -61,15 +61,17 @@ def make_service(data_dir: Path | None = None, backend: str | None = None,
 
 @contextmanager
 def cli_errors() -> Iterator[None]:
-    """Turn candor's typed errors into one line on stderr and exit code 2."""
+    """Turn candor's typed errors into one line on stderr and exit code 2 (the message is
+    escaped: Rekognition's patterns such as ``[a-zA-Z0-9_.\\-]+`` are not Rich markup)."""
     try:
         yield
     except CandorError as exc:
-        fail(f"{exc.code}: {exc.message}")
+        fail(escape(f"{exc.code}: {exc.message}"))
 
 
 def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    """Print ``message`` (Rich markup: escape what comes from outside) and exit."""
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from candor.cli_common import DataDirOption, JsonOption, cli_errors, console, fail, print_json
@@ -96,7 +97,7 @@ def audit_verify(data_dir: DataDirOption = None,
         try:
             result = ledger.verify(anchor=given)
         except ValueError as exc:
-            fail(str(exc))
+            fail(escape(str(exc)))
     if json_output:
         print_json({"ok": result.ok, "checked": result.checked, "head_seq": result.head_seq,
                     "head_hash": result.head_hash, "broken_seq": result.broken_seq,
@@ -130,7 +131,7 @@ def _when(value: str | None) -> str | None:
     try:
         at = parse_when(value)
     except ValueError:
-        fail(f"not a date or date-time: {value!r}")
+        fail(escape(f"not a date or date-time: {value!r}"))
     from candor.governance.ledger import iso
 
     if not isinstance(at, datetime):
@@ -190,7 +191,7 @@ def report(
         try:
             text = render(build_report(_ledger(data_dir), date_from, date_to), fmt)
         except ValueError as exc:
-            fail(str(exc))
+            fail(escape(str(exc)))
     if output is None:
         sys.stdout.write(text)
     else:
@@ -334,7 +335,7 @@ def policy_explain(
     for item in param or []:
         name, sep, raw = item.partition("=")
         if not sep:
-            fail(f"--param {item!r}: use NAME=VALUE")
+            fail(escape(f"--param {item!r}: use NAME=VALUE"))
         try:
             params[name] = json.loads(raw)
         except json.JSONDecodeError:
@@ -342,14 +343,14 @@ def policy_explain(
     try:
         when = parse_when(at) if at else datetime.now(timezone.utc)
     except ValueError:
-        fail(f"--at: not a date or date-time: {at!r}")
+        fail(escape(f"--at: not a date or date-time: {at!r}"))
     if not isinstance(when, datetime):
         when = datetime(when.year, when.month, when.day, tzinfo=timezone.utc)
     with cli_errors():
         try:
             p = load_policy(resolve_policy_path(policy))
         except PolicyError as exc:
-            fail(exc.message)
+            fail(escape(exc.message))
         decision = p.decide(Request(Principal.local(org, category), operation, params, when,
                                     authorization_ref), usage=lambda *_: 0)
     verdict = "[green]allow[/green]" if decision.allowed else "[red]deny[/red]"
