@@ -218,6 +218,9 @@ def fairness(
     workers: WorkersOption = None,
     no_cache: NoCacheOption = False,
     data_dir: DataDirOption = None,
+    compare: Annotated[bool, typer.Option(
+        "--compare/--no-compare", help="With score normalisation on, also measure without it "
+                                       "and report both side by side.")] = True,
 ) -> None:
     """Per-group detection rate, FMR (and FNMR) at each threshold, and the differentials."""
     from candor.eval import fairness as fair
@@ -232,7 +235,7 @@ def fairness(
                           bootstrap=bootstrap, seed=seed, identity_column=identity_column,
                           limit=limit, backend=backend, detector=detector, face=face,
                           data_dir=data_dir, workers=workers, use_cache=not no_cache,
-                          progress=progress(labels.name))
+                          progress=progress(labels.name), compare=compare)
     data = _finish(result, output, json_output, started)
     if not json_output:
         _print_fairness(data)

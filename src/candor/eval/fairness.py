@@ -39,16 +39,25 @@ def run(labels: str | Path, images: str | Path | None = None, *,
         detector: str | None = None, face: str = "centre", data_dir=None,
         workers: int | None = None, use_cache: bool = True,
         progress: Callable[[int, int], None] | None = None,
-        image_set: datasets.ImageSet | None = None) -> dict:
-    """Evaluate per-group error rates; returns the summary (JSON-ready) with ``plots``."""
+        image_set: datasets.ImageSet | None = None, compare: bool = True) -> dict:
+    """Evaluate per-group error rates; returns the summary (JSON-ready) with ``plots``.
+    ``compare``: when score normalisation is on, also score without it and put the two side by
+    side under ``before_after`` (:mod:`candor.eval.normalisation_report`)."""
     s = image_set or datasets.load(labels, images, identity_column=identity_column, limit=limit)
     for spec in group_by:
         s.group_values(spec)              # fail early on a missing column
     emb = emb_mod.embed_images(s.paths, backend=backend, detector=detector, face=face,
                                data_dir=data_dir, workers=workers, use_cache=use_cache,
                                progress=progress)
-    return evaluate(s, emb, group_by=group_by, thresholds=thresholds, bootstrap=bootstrap,
-                    seed=seed, normalised=normalised)
+    result = evaluate(s, emb, group_by=group_by, thresholds=thresholds, bootstrap=bootstrap,
+                      seed=seed, normalised=normalised)
+    if compare and result["settings"]["scoring"] != scoring.scoring_name(False):
+        from candor.eval import normalisation_report
+
+        before = evaluate(s, emb, group_by=group_by, thresholds=thresholds,
+                          bootstrap=bootstrap, seed=seed, normalised=False)
+        result["before_after"] = normalisation_report.compare(before, result)
+    return result
 
 
 def evaluate(s: datasets.ImageSet, emb: emb_mod.Embedded, *, group_by=("race", "gender"),

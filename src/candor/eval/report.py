@@ -372,4 +372,9 @@ def _fairness(result: dict, d: dict) -> str:
             "dist": group_distributions(result["plots"][spec], d["thresholds"],
                                         f"Impostor Similarity within each {spec} group"),
         }
-    return _ENV.from_string(FAIRNESS).render(d=d, groupings=groupings, figs=figs)
+    body = _ENV.from_string(FAIRNESS).render(d=d, groupings=groupings, figs=figs)
+    if d.get("before_after"):  # score normalisation on: before/after side by side
+        from candor.eval import normalisation_report
+
+        body += normalisation_report.html(d["before_after"])
+    return body
