@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("CANDOR_TEST_DATA", REPO.parent / "shared" / "data" / "faces"))
 COSINE_MIN = 0.9999
 MATCH_DISTANCE = 0.6  # dlib's / face_recognition's same-person threshold on Euclidean distance
-LFW_SAMPLE = 300  # LFW images per run (seeded sample of View 1), to stay within the time budget
+LFW_SAMPLE = 500  # LFW images per run (seeded sample), as issue 7 asks; about a minute on 2 cores
 
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"test photos not found at {DATA}")
 
