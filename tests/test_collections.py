@@ -379,3 +379,19 @@ def test_a_collection_of_another_face_model_is_not_mixed(world):
         with pytest.raises(InvalidParameter, match="not comparable"):
             svc.call(name, {"CollectionId": "old-model", "Image": probe})
     svc.call("DeleteCollection", {"CollectionId": "old-model"})
+
+
+def test_search_default_threshold_is_the_identification_threshold(world):
+    """No FaceMatchThreshold: candor applies its identification threshold (88), not 80."""
+    from candor.similarity import IDENTIFICATION_THRESHOLD
+
+    assert IDENTIFICATION_THRESHOLD == 88.0
+    everything = []
+    for path in world.held_out.values():
+        request = {"CollectionId": "main", "Image": image(path)}
+        default = world.service.call("SearchFacesByImage", request)["FaceMatches"]
+        everything += world.service.call("SearchFacesByImage",
+                                         {**request, "FaceMatchThreshold": 0})["FaceMatches"]
+        assert all(m["Similarity"] >= IDENTIFICATION_THRESHOLD for m in default)
+    # the test means something only if some candidates fall between 80 and 88
+    assert any(80 <= m["Similarity"] < IDENTIFICATION_THRESHOLD for m in everything)

@@ -258,3 +258,13 @@ def test_date_times_in_quotes_with_zone():
                                                        tzinfo=timezone.utc)).rule == "w"
     assert decide(p, PRESS, "DetectFaces", at=datetime(2020, 6, 10, 11, 59,
                                                        tzinfo=timezone.utc)).rule == "default"
+
+
+def test_threshold_defaults_are_verification_80_and_identification_88():
+    from candor.governance.gate import effective_threshold
+
+    assert effective_threshold("CompareFaces", {}) == 80.0
+    for op in ("SearchFaces", "SearchFacesByImage", "SearchUsers", "SearchUsersByImage"):
+        assert effective_threshold(op, {}) == 88.0
+    assert effective_threshold("SearchFacesByImage", {"FaceMatchThreshold": 70}) == 70.0
+    assert effective_threshold("DetectFaces", {}) is None

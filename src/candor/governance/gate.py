@@ -22,12 +22,12 @@ from typing import Any
 from candor.errors import AccessDenied, CandorError
 from candor.governance.ledger import AuditUnavailable, Ledger
 from candor.governance.policy import (
-    DEFAULT_THRESHOLD,
     THRESHOLD_PARAMS,
     Decision,
     Policy,
     PolicyStore,
     Request,
+    default_threshold,
     load_policy,
     resolve_policy_path,
     shipped_policy_path,
@@ -76,11 +76,11 @@ def image_digests(params: dict[str, Any]) -> list[str] | None:
 
 
 def effective_threshold(operation: str, params: dict[str, Any]) -> float | None:
-    """The match threshold the call runs with (Rekognition's default 80 when none is given)."""
+    """The match threshold the call runs with (candor's default when none is given)."""
     pname = THRESHOLD_PARAMS.get(operation)
     if pname is None:
         return None
-    value = params.get(pname, DEFAULT_THRESHOLD)
+    value = params.get(pname, default_threshold(operation))
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)

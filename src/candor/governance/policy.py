@@ -32,13 +32,15 @@ import yaml
 
 from candor.errors import InvalidParameter
 from candor.governance.principal import KNOWN_CATEGORIES, Principal, valid_category_name
+from candor.similarity import IDENTIFICATION_THRESHOLD, VERIFICATION_THRESHOLD
 
 log = logging.getLogger(__name__)
 
 ALLOW, DENY, REQUIRE = "allow", "deny", "require"
 UNKNOWN_CATEGORY_RULE = "unknown-category"  # the rule id recorded when a category is unknown
 
-# Which request parameter carries the match threshold, and its Rekognition default.
+# Which request parameter carries the match threshold, and candor's default for it
+# (candor.similarity: verification 80, identification 88).
 THRESHOLD_PARAMS: dict[str, str] = {
     "CompareFaces": "SimilarityThreshold",
     "SearchFaces": "FaceMatchThreshold",
@@ -47,7 +49,14 @@ THRESHOLD_PARAMS: dict[str, str] = {
     "SearchUsers": "UserMatchThreshold",
     "SearchUsersByImage": "UserMatchThreshold",
 }
-DEFAULT_THRESHOLD = 80.0
+
+
+def default_threshold(operation: str) -> float:
+    """The threshold an operation runs with when the request names none."""
+    if operation == "CompareFaces":
+        return VERIFICATION_THRESHOLD
+    return IDENTIFICATION_THRESHOLD
+
 
 # Which request parameter bounds the number of results (or of faces indexed).
 RESULT_PARAMS: dict[str, str] = {
@@ -262,7 +271,7 @@ def _check_requirements(rule: Rule, req: Request, usage: UsageCounter | None) ->
     overrides: dict[str, Any] = {}
     if need.min_threshold is not None and req.operation in THRESHOLD_PARAMS:
         pname = THRESHOLD_PARAMS[req.operation]
-        raw = req.params.get(pname, DEFAULT_THRESHOLD)
+        raw = req.params.get(pname, default_threshold(req.operation))
         given = _number(raw)
         if given is None:
             return refuse(f"{pname} must be a number of at least {need.min_threshold:g}")

@@ -28,7 +28,7 @@ from candor.errors import (
     ServiceQuotaExceeded,
 )
 from candor.service import Service, operation
-from candor.similarity import rank, similarity
+from candor.similarity import IDENTIFICATION_THRESHOLD, rank, similarity
 from candor.store import FaceRow, Store, open_store
 
 ARN_PREFIX = "aws:rekognition:candor:local:collection/"
@@ -416,7 +416,7 @@ def search_faces(service: Service, params: dict) -> dict:
         raise InvalidParameter(f"faceId {params['FaceId']} was not found in the collection.")
     matches = _face_matches(store, coll.id, vector,
                             int(params.get("MaxFaces", DEFAULT_SEARCH_MAX_FACES)),
-                            float(params.get("FaceMatchThreshold", 80.0)),
+                            float(params.get("FaceMatchThreshold", IDENTIFICATION_THRESHOLD)),
                             exclude=params["FaceId"])
     return {"SearchedFaceId": params["FaceId"], "FaceMatches": matches,
             "FaceModelVersion": coll.face_model_version}
@@ -443,7 +443,7 @@ def search_faces_by_image(service: Service, params: dict) -> dict:
                                f"({', '.join(reasons)}). Should be at least 1.")
     matches = _face_matches(store, coll.id, _unit(largest.embedding),
                             int(params.get("MaxFaces", DEFAULT_SEARCH_MAX_FACES)),
-                            float(params.get("FaceMatchThreshold", 80.0)))
+                            float(params.get("FaceMatchThreshold", IDENTIFICATION_THRESHOLD)))
     return {"SearchedFaceBoundingBox": largest.detail["BoundingBox"],
             "SearchedFaceConfidence": largest.detail.get("Confidence", 100.0),
             "FaceMatches": matches, "FaceModelVersion": coll.face_model_version}
@@ -615,7 +615,7 @@ def search_users(service: Service, params: dict) -> dict:
         raise InvalidParameter("Give exactly one of UserId or FaceId")
     store = store_of(service)
     coll = store.collection(params["CollectionId"])
-    threshold = float(params.get("UserMatchThreshold", 80.0))
+    threshold = float(params.get("UserMatchThreshold", IDENTIFICATION_THRESHOLD))
     max_users = int(params.get("MaxUsers", DEFAULT_MAX_USERS))
     out: dict[str, Any] = {}
     exclude = None
@@ -657,7 +657,7 @@ def search_users_by_image(service: Service, params: dict) -> dict:
             out["UserMatches"] = _user_matches(
                 store, coll.id, _unit(faces[0].embedding),
                 int(params.get("MaxUsers", DEFAULT_MAX_USERS)),
-                float(params.get("UserMatchThreshold", 80.0)))
+                float(params.get("UserMatchThreshold", IDENTIFICATION_THRESHOLD)))
             out["SearchedFace"] = {"FaceDetail": faces[0].detail}
     out["UnsearchedFaces"] = unsearched
     return out
