@@ -31,9 +31,10 @@ from candor.results import (
 )
 from candor.similarity import normalise, similarity
 
-#: names the embedding candor stores; changes whenever embeddings stop being comparable
-#: (collections record it as their FaceModelVersion)
-FACE_MODEL_VERSION = "dlib-resnet-v1-mirror-1"
+#: names the embedding candor stores, in Rekognition's numeric form; it changes whenever
+#: embeddings stop being comparable (collections record it as their FaceModelVersion).
+#: 1.1: dlib's ResNet v1, 5-point alignment, mirror-averaged, unit length
+FACE_MODEL_VERSION = "1.1"
 #: Rekognition returns at most this many faces per image
 MAX_FACES = 100
 #: images are shrunk so their longest side is at most this before detection (boxes are mapped
