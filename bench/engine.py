@@ -1,21 +1,35 @@
-"""Detect + embed time per image and per face: candor beside face_recognition, same photos, same run.
+"""candor's engine beside face_recognition, same photos, same run, as ratios.
 
     pip install --no-deps face_recognition     # the comparison library; it uses the same dlib models
-    python bench/engine.py [--photos DIR ...] [--repeat 1]
+    python bench/engine.py [--lfw 500] [--chunk 100] [--repeats 12] [--only 1234] [--backend onnx]
 
-Both tools decode the file, find every face and compute every face's 128-d embedding.
-face_recognition runs with its defaults (HOG, upsampling once, 5-point landmarks, no
-jitter); candor with its own (HOG at a capped working resolution, see docs/engine.md).
+Four measurements, each against face_recognition (or the dlib networks it calls) in the same
+process, the two tools alternating so that both see the same machine load:
+
+1. Embedding, milliseconds per face at batch 1 and batch 32: dlib's ResNet as face_recognition
+   runs it, the same network in ONNX Runtime (one pass), and candor's embedding (two passes:
+   the chip and its mirror image, see docs/engine.md).
+2. CNN (MMOD) detection of one 640x480 frame, no upsampling: face_recognition's
+   ``face_locations(model="cnn")`` against candor's backend.
+3./4. End to end, images per second: decode the file, find every face, embed every face.
+   face_recognition with its defaults (one process, HOG upsampling once, 5-point landmarks,
+   no jitter); candor with its defaults, one image at a time (``Engine.analyse``) and through
+   the bulk pipeline (``candor.pipeline.analyse_many``: decode and detect on a thread pool,
+   embed in batches), on ``samples/identities`` and on a seeded sample of LFW View 1 images.
+   The photos are taken in chunks of ``--chunk``; each chunk goes through the three in turn.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 DEFAULT_DATA = Path(os.environ.get("CANDOR_TEST_DATA", Path(__file__).parents[1] / ".." / "shared"
                                    / "data" / "faces"))
@@ -26,63 +40,187 @@ def photos_in(folders: list[Path]) -> list[Path]:
                   if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
 
 
-def run_candor(paths: list[Path], backend: str | None) -> tuple[list[float], int]:
-    from candor.engine import Engine
+def lfw_view1(root: Path, n: int, seed: int = 20200610) -> list[Path]:
+    """``n`` images (all when n <= 0) of the 4,992 that LFW View 1's pairs files name."""
+    names = set()
+    for pairs in ("pairsDevTrain.txt", "pairsDevTest.txt"):
+        for line in (root / pairs).read_text().splitlines()[1:]:
+            parts = line.split()
+            if len(parts) == 3:
+                names |= {(parts[0], parts[1]), (parts[0], parts[2])}
+            elif len(parts) == 4:
+                names |= {(parts[0], parts[1]), (parts[2], parts[3])}
+    paths = sorted(root / p / f"{p}_{int(i):04d}.jpg" for p, i in names)
+    return random.Random(seed).sample(paths, n) if 0 < n < len(paths) else paths
 
-    engine = Engine(backend=backend)
-    engine.analyse(paths[0], embed=True, landmarks=False)  # load the models outside the clock
-    times, faces = [], 0
-    for path in paths:
-        t = time.perf_counter()
-        _, found = engine.analyse(path, embed=True, landmarks=False)
-        times.append(time.perf_counter() - t)
-        faces += len(found)
-    return times, faces
+
+def load(): return os.getloadavg()[0]  # noqa: E704
 
 
-def run_face_recognition(paths: list[Path]) -> tuple[list[float], int]:
+# ------------------------------------------------------------------ 1. embedding latency
+
+
+def embedding_latency(engine, repeats: int) -> None:
+    import dlib  # noqa: F401
     import face_recognition as fr
 
-    fr.face_encodings(fr.load_image_file(paths[0]))  # load the models outside the clock
-    times, faces = [], 0
-    for path in paths:
-        t = time.perf_counter()
-        image = fr.load_image_file(path)
-        locations = fr.face_locations(image)
-        encodings = fr.face_encodings(image, locations)
-        times.append(time.perf_counter() - t)
-        faces += len(encodings)
-    return times, faces
+    from candor.models import get_backend
+
+    dlib_b = get_backend("dlib")
+    chips = []
+    for path in sorted((DEFAULT_DATA / "lfw").glob("*/*_0001.jpg"))[:64]:
+        img = fr.load_image_file(path)
+        boxes = dlib_b.detect(img, "hog", 1)[:1]
+        if boxes:
+            chips.append(dlib_b.chips(img, dlib_b.landmarks(img, boxes, 5)))
+        if len(chips) == 32:
+            break
+    chips = np.concatenate(chips)
+    net = fr.api.face_encoder  # the dlib network object face_recognition itself calls
+
+    def dlib_embed(x):
+        return net.compute_face_descriptor([np.ascontiguousarray(c) for c in x])
+
+    tools = [("dlib (face_recognition)", dlib_embed),
+             (f"{engine.backend.name}, one pass", engine.backend.embed),
+             (f"candor ({engine.backend.name}, chip + mirror)", engine.embed_chips)]
+    print(f"1. embedding, ms per face (LFW chips; median of {repeats} timed calls per batch size "
+          "after one warm-up; tools alternate)")
+    results: dict[tuple[str, int], list[float]] = {}
+    for batch in (1, 32):
+        x = chips[:batch]
+        for _, fn in tools:
+            fn(x)  # warm-up
+        for _ in range(repeats if batch == 1 else max(2, repeats // 4)):
+            for name, fn in tools:
+                t = time.perf_counter()
+                fn(x)
+                results.setdefault((name, batch), []).append(
+                    (time.perf_counter() - t) / batch * 1000)
+    print(f"   {'':38}{'batch 1':>10}{'batch 32':>10}{'ratio@1':>10}{'ratio@32':>10}")
+    base = {b: statistics.median(results[(tools[0][0], b)]) for b in (1, 32)}
+    for name, _ in tools:
+        m = {b: statistics.median(results[(name, b)]) for b in (1, 32)}
+        print(f"   {name:38}{m[1]:>10.2f}{m[32]:>10.2f}{base[1] / m[1]:>9.1f}x{base[32] / m[32]:>9.1f}x")
+    print("   (ratio = dlib's time / this row's time, higher is faster)\n")
+
+
+# ------------------------------------------------------------------ 2. CNN detection
+
+
+def cnn_detection(engine, repeats: int) -> None:
+    import cv2
+    import face_recognition as fr
+
+    frame = fr.load_image_file(DEFAULT_DATA / "samples" / "edge" / "obama-480p.jpg")
+    frame = cv2.resize(frame, (640, 480), interpolation=cv2.INTER_AREA)
+    tools = [("face_recognition (dlib)", lambda: fr.face_locations(frame, 0, "cnn")),
+             (f"candor ({engine.backend.name})", lambda: engine.backend.detect(frame, "cnn", 0))]
+    times: dict[str, list[float]] = {}
+    found = {}
+    for name, fn in tools:
+        found[name] = len(fn())  # warm-up (and, for ONNX, conversion on first use)
+    for _ in range(repeats):
+        for name, fn in tools:
+            t = time.perf_counter()
+            fn()
+            times.setdefault(name, []).append(time.perf_counter() - t)
+    print(f"2. CNN detection of one 640x480 frame, no upsampling (median of {repeats})")
+    base = statistics.median(times[tools[0][0]])
+    for name, _ in tools:
+        m = statistics.median(times[name])
+        print(f"   {name:38}{m * 1000:>9.0f} ms  faces {found[name]}  ratio {base / m:.1f}x")
+    print()
+
+
+# ------------------------------------------------------------------ 3. end to end
+
+
+def end_to_end(engine, number: str, label: str, paths: list[Path], chunk: int) -> None:
+    import face_recognition as fr
+
+    from candor.pipeline import analyse_many
+
+    def run_fr(part):
+        counts = []
+        for path in part:
+            image = fr.load_image_file(path)
+            counts.append(len(fr.face_encodings(image, fr.face_locations(image))))
+        return counts
+
+    def run_sequential(part):
+        return [len(engine.analyse(p, embed=True, landmarks=False)[1]) for p in part]
+
+    def run_pipeline(part):
+        return [len(r.faces) for r in analyse_many(engine, part)]
+
+    tools = [("face_recognition", run_fr), ("candor, one at a time", run_sequential),
+             ("candor, pipeline", run_pipeline)]
+    for _, fn in tools:
+        fn(paths[:1])  # models loaded outside the clock
+    spent = {name: 0.0 for name, _ in tools}
+    faces = {name: 0 for name, _ in tools}
+    empty = {name: 0 for name, _ in tools}
+    loads = [load()]
+    for start in range(0, len(paths), chunk):
+        part = paths[start:start + chunk]
+        for name, fn in tools:
+            t = time.perf_counter()
+            counts = fn(part)
+            spent[name] += time.perf_counter() - t
+            faces[name] += sum(counts)
+            empty[name] += counts.count(0)
+        loads.append(load())
+    print(f"{number}. end to end on {label}: {len(paths)} images, chunks of {chunk}, "
+          f"load average {min(loads):.1f}-{max(loads):.1f}")
+    base = len(paths) / spent["face_recognition"]
+    for name, _ in tools:
+        rate = len(paths) / spent[name]
+        print(f"   {name:38}{rate:>8.1f} images/s {1000 / rate:>8.1f} ms/image "
+              f"faces {faces[name]:>5} (none in {empty[name]:>3} images)  ratio "
+              f"{rate / base:>5.1f}x")
+    print()
 
 
 def main() -> int:
+    global DEFAULT_DATA
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--photos", type=Path, nargs="*",
-                    default=[DEFAULT_DATA / "samples" / "identities", DEFAULT_DATA / "samples" / "groups"])
-    ap.add_argument("--backend", default=None, help="candor backend (default: CANDOR_BACKEND or dlib)")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--lfw", type=int, default=500, help="LFW View 1 images (0: all 4,992)")
+    ap.add_argument("--chunk", type=int, default=100, help="images per alternation")
+    ap.add_argument("--repeats", type=int, default=12, help="timed calls for 1. and 2.")
+    ap.add_argument("--backend", default=None, help="candor backend (default: CANDOR_BACKEND "
+                                                    "or onnx)")
+    ap.add_argument("--only", default="1234", help="which measurements, e.g. 34")
     args = ap.parse_args()
-    # PIL (face_recognition) cannot read the WebP-in-.jpg sample; keep the photos both can read
-    from candor.imaging import sniff_format
-
-    paths = [p for p in photos_in(args.photos) if sniff_format(p.read_bytes()[:16]) in ("JPEG", "PNG")]
-    if not paths:
-        print("no photos found", file=sys.stderr)
-        return 1
+    DEFAULT_DATA = args.data
     try:
         import face_recognition  # noqa: F401
     except ImportError:
         print("face_recognition is not installed: pip install --no-deps face_recognition",
               file=sys.stderr)
         return 1
-    print(f"{len(paths)} photos, {os.cpu_count()} cores\n")
-    results = {"candor": run_candor(paths, args.backend), "face_recognition": run_face_recognition(paths)}
-    print(f"{'tool':<18}{'faces':>7}{'total s':>10}{'ms/image':>11}{'median ms':>11}{'ms/face':>10}")
-    for name, (times, faces) in results.items():
-        total = sum(times)
-        print(f"{name:<18}{faces:>7}{total:>10.2f}{1000 * total / len(times):>11.1f}"
-              f"{1000 * statistics.median(times):>11.1f}{1000 * total / max(faces, 1):>10.1f}")
-    c, f = (sum(results[k][0]) for k in ("candor", "face_recognition"))
-    print(f"\nface_recognition time / candor time: {f / c:.2f}x (higher means candor is faster)")
+    from candor.engine import Engine
+    from candor.imaging import sniff_format
+    from candor.models.onnx_backend import available_cores
+
+    engine = Engine(backend=args.backend)
+    print(f"candor backend {engine.backend.name}, {available_cores()} cores available, "
+          f"load average {load():.1f} at start\n")
+    if "1" in args.only:
+        embedding_latency(engine, args.repeats)
+    if "2" in args.only:
+        cnn_detection(engine, max(3, args.repeats // 3))
+    if "3" in args.only:
+        # PIL (face_recognition) cannot read the WebP-in-.jpg sample; keep what both can read
+        ids = [p for p in photos_in([args.data / "samples" / "identities"])
+               if sniff_format(p.read_bytes()[:16]) in ("JPEG", "PNG")]
+        end_to_end(engine, "3", "samples/identities", ids, args.chunk)
+    if "4" in args.only:
+        sample = lfw_view1(args.data / "lfw", args.lfw)
+        label = f"LFW View 1 ({'all' if len(sample) >= 4992 else f'seeded sample of {len(sample)}'})"
+        end_to_end(engine, "4", label, sample, args.chunk)
+    print(f"load average {load():.1f} at the end")
     return 0
 
 
