@@ -81,7 +81,7 @@ def detect(
         "--attributes", help="DEFAULT, or ALL to add EyesOpen and MouthOpen.")] = "DEFAULT",
     json_output: JsonOption = False,
     backend: BackendOption = None,
-    detector: DetectorOption = "hog",
+    detector: DetectorOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Find the faces in photos: box, confidence, landmarks, pose, quality.
@@ -138,7 +138,7 @@ def compare(
         help="Similarity (0-100) at or above which a face counts as a match.")] = 80.0,
     json_output: JsonOption = False,
     backend: BackendOption = None,
-    detector: DetectorOption = "hog",
+    detector: DetectorOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Compare the largest face in SOURCE with every face in TARGET.

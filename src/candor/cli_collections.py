@@ -201,7 +201,7 @@ def index(
     json_output: Annotated[bool, typer.Option(
         "--json", help="One IndexFaces response per line (with an Image key), as each photo "
         "is stored.")] = False,
-    backend: BackendOption = None, detector: DetectorOption = "hog",
+    backend: BackendOption = None, detector: DetectorOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Index the faces in photos into a collection; a folder tree <person>/<photo> gets the
@@ -376,7 +376,7 @@ def search(
     quality_filter: Annotated[str | None, typer.Option(
         "--quality-filter", help="NONE (default), AUTO, LOW, MEDIUM or HIGH.")] = None,
     json_output: JsonOption = False, backend: BackendOption = None,
-    detector: DetectorOption = "hog", data_dir: DataDirOption = None,
+    detector: DetectorOption = None, data_dir: DataDirOption = None,
 ) -> None:
     """Search a collection for the faces that match a photo's largest face (or a FaceId)."""
     service = make_service(data_dir, backend, detector)
@@ -511,7 +511,7 @@ def user_search(
         "--threshold", help="UserMatchThreshold [default: 88, see docs/fairness.md].")] = None,
     max_users: Annotated[int | None, typer.Option("--max-users", help="1-500.")] = None,
     json_output: JsonOption = False, backend: BackendOption = None,
-    detector: DetectorOption = "hog", data_dir: DataDirOption = None,
+    detector: DetectorOption = None, data_dir: DataDirOption = None,
 ) -> None:
     """Find the users that match a photo's largest face, a FaceId or another user."""
     if sum(x is not None for x in (image, face_id, user_id)) != 1:

@@ -36,7 +36,10 @@ BackendOption = Annotated[
                  help="Model backend: dlib (reference) or onnx (fast path)."),
 ]
 DetectorOption = Annotated[
-    str, typer.Option("--detector", help="Face detector: hog (fast) or cnn (MMOD, slower).")
+    str | None,
+    typer.Option("--detector", envvar="CANDOR_DETECTOR",
+                 help="Face detector: hog+cnn (default: HOG, and the CNN where HOG finds no face), "
+                      "hog (fastest) or cnn (MMOD, every image)."),
 ]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print the Rekognition response JSON instead of a table.")

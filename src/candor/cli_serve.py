@@ -49,7 +49,7 @@ def serve(
              "period are deleted, with a receipt in the ledger); 0 turns the timer off.")]
     = 3600,
     backend: BackendOption = None,
-    detector: DetectorOption = "hog",
+    detector: DetectorOption = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Serve Amazon Rekognition's API (AWS JSON 1.1, SigV4) so any AWS SDK can use candor.

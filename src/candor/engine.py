@@ -89,7 +89,7 @@ class Engine:
 
     def __init__(self, backend: str | None = None, detector: str | None = None) -> None:
         self.backend = get_backend(backend or config.default_backend())
-        self.detector = detector or "hog"
+        self.detector = detector or config.default_detector()
         if self.detector not in DETECTORS:
             raise InvalidParameter(f"unknown detector {self.detector!r}; choose one of: "
                                    f"{', '.join(DETECTORS)}")
