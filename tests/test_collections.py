@@ -382,10 +382,10 @@ def test_a_collection_of_another_face_model_is_not_mixed(world):
 
 
 def test_search_default_threshold_is_the_identification_threshold(world):
-    """No FaceMatchThreshold: candor applies its identification threshold (88), not 80."""
+    """No FaceMatchThreshold: candor applies its identification threshold (85), not 80."""
     from candor.similarity import IDENTIFICATION_THRESHOLD
 
-    assert IDENTIFICATION_THRESHOLD == 88.0
+    assert IDENTIFICATION_THRESHOLD == 85.0
     everything = []
     for path in world.held_out.values():
         request = {"CollectionId": "main", "Image": image(path)}
@@ -393,5 +393,5 @@ def test_search_default_threshold_is_the_identification_threshold(world):
         everything += world.service.call("SearchFacesByImage",
                                          {**request, "FaceMatchThreshold": 0})["FaceMatches"]
         assert all(m["Similarity"] >= IDENTIFICATION_THRESHOLD for m in default)
-    # the test means something only if some candidates fall between 80 and 88
+    # the test means something only if some candidates fall between 80 and 85
     assert any(80 <= m["Similarity"] < IDENTIFICATION_THRESHOLD for m in everything)

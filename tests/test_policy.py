@@ -260,11 +260,11 @@ def test_date_times_in_quotes_with_zone():
                                                        tzinfo=timezone.utc)).rule == "default"
 
 
-def test_threshold_defaults_are_verification_80_and_identification_88():
+def test_threshold_defaults_are_verification_80_and_identification_85():
     from candor.governance.gate import effective_threshold
 
     assert effective_threshold("CompareFaces", {}) == 80.0
     for op in ("SearchFaces", "SearchFacesByImage", "SearchUsers", "SearchUsersByImage"):
-        assert effective_threshold(op, {}) == 88.0
+        assert effective_threshold(op, {}) == 85.0
     assert effective_threshold("SearchFacesByImage", {"FaceMatchThreshold": 70}) == 70.0
     assert effective_threshold("DetectFaces", {}) is None

@@ -40,7 +40,7 @@ ALLOW, DENY, REQUIRE = "allow", "deny", "require"
 UNKNOWN_CATEGORY_RULE = "unknown-category"  # the rule id recorded when a category is unknown
 
 # Which request parameter carries the match threshold, and candor's default for it
-# (candor.similarity: verification 80, identification 88).
+# (candor.similarity: verification 80, identification 85).
 THRESHOLD_PARAMS: dict[str, str] = {
     "CompareFaces": "SimilarityThreshold",
     "SearchFaces": "FaceMatchThreshold",
