@@ -12,8 +12,6 @@ from __future__ import annotations
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +25,7 @@ from candor.cli_common import (
     DataDirOption,
     DetectorOption,
     JsonOption,
+    cli_errors,
     console,
     expand_images,
     fail,
@@ -35,16 +34,6 @@ from candor.cli_common import (
     print_json_line,
 )
 from candor.errors import CandorError
-
-
-@contextmanager
-def cli_errors() -> Iterator[None]:
-    """A typed error as one line on stderr, exit 2; the message is escaped so that Rich does
-    not read Rekognition's patterns (``[a-zA-Z0-9_.\\-]+``) as markup."""
-    try:
-        yield
-    except CandorError as exc:
-        fail(escape(f"{exc.code}: {exc.message}"))
 
 collection_app = typer.Typer(help="Create, list, describe and delete face collections.",
                              no_args_is_help=True)
