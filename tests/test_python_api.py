@@ -37,3 +37,9 @@ def test_typed_errors():
     with pytest.raises(candor.CandorError) as info:
         candor.default_service().call("NoSuchOperation", {})
     assert info.value.code == "InvalidParameterException"
+
+
+def test_s3object_in_process_is_a_typed_error_not_a_crash():
+    with pytest.raises(candor.InvalidParameter, match="S3Object"):
+        candor.default_service().call(
+            "DetectFaces", {"Image": {"S3Object": {"Bucket": "b", "Name": "n.jpg"}}})

@@ -381,9 +381,7 @@ def list_faces(service: Service, params: dict) -> dict:
     limit = params.get("MaxResults", DEFAULT_LIST_RESULTS) or DEFAULT_LIST_RESULTS
     user_pk = None
     if params.get("UserId"):
-        user = store.user(coll.id, params["UserId"])
-        if user is None:
-            raise ResourceNotFound(f"The user id: {params['UserId']} does not exist")
+        user = _existing_user(store, coll.id, params["UserId"])
         user_pk = user.id
     face_ids = params.get("FaceIds")
     scope = "faces:" + hashlib.sha256(json.dumps(
@@ -472,6 +470,14 @@ def _remember(store: Store, conn, name: str, params: dict, response: dict) -> di
     return response
 
 
+
+def _existing_user(store: Store, collection_pk: int, user_id: str, conn=None):
+    """The user ``user_id`` of the collection, or ResourceNotFound as Rekognition words it."""
+    user = store.user(collection_pk, user_id, conn)
+    if user is None:
+        raise ResourceNotFound(f"The user id: {user_id} does not exist")
+    return user
+
 @operation("CreateUser")
 def create_user(service: Service, params: dict) -> dict:
     validate("CreateUser", params)
@@ -497,9 +503,7 @@ def delete_user(service: Service, params: dict) -> dict:
         prior = _idempotent(store, conn, "DeleteUser", params)
         if prior is not None:
             return prior
-        user = store.user(coll.id, params["UserId"], conn)
-        if user is None:
-            raise ResourceNotFound(f"The user id: {params['UserId']} does not exist")
+        user = _existing_user(store, coll.id, params["UserId"], conn)
         store.delete_user(conn, coll.id, user.id)
         return _remember(store, conn, "DeleteUser", params, {})
 
@@ -528,9 +532,7 @@ def associate_faces(service: Service, params: dict) -> dict:
         prior = _idempotent(store, conn, "AssociateFaces", params)
         if prior is not None:
             return prior
-        user = store.user(coll.id, params["UserId"], conn)
-        if user is None:
-            raise ResourceNotFound(f"The user id: {params['UserId']} does not exist")
+        user = _existing_user(store, coll.id, params["UserId"], conn)
         if user.face_count >= MAX_FACES_PER_USER:
             raise ServiceQuotaExceeded(f"The user id: {params['UserId']} already has "
                                        f"{MAX_FACES_PER_USER} faces associated")
@@ -583,9 +585,7 @@ def disassociate_faces(service: Service, params: dict) -> dict:
         prior = _idempotent(store, conn, "DisassociateFaces", params)
         if prior is not None:
             return prior
-        user = store.user(coll.id, params["UserId"], conn)
-        if user is None:
-            raise ResourceNotFound(f"The user id: {params['UserId']} does not exist")
+        user = _existing_user(store, coll.id, params["UserId"], conn)
         faces = store.faces_by_id(coll.id, params["FaceIds"], conn)
         done, failed, remove = [], [], []
         for fid in dict.fromkeys(params["FaceIds"]):
@@ -625,9 +625,7 @@ def search_users(service: Service, params: dict) -> dict:
             raise InvalidParameter(f"faceId {params['FaceId']} was not found in the collection.")
         out["SearchedFace"] = {"FaceId": params["FaceId"]}
     else:
-        user = store.user(coll.id, params["UserId"])
-        if user is None:
-            raise ResourceNotFound(f"The user id: {params['UserId']} does not exist")
+        user = _existing_user(store, coll.id, params["UserId"])
         if user.embedding is None:
             raise InvalidParameter(f"The user id: {params['UserId']} has no faces associated")
         from candor.store import from_blob

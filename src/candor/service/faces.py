@@ -10,8 +10,8 @@ from candor.service import Service, operation
 
 
 def request_image(params: dict[str, Any], key: str = "Image") -> Image:
-    """Decode the ``Image`` member of a request: ``{"Bytes": b"..."}`` (S3Object comes with
-    the HTTP service's S3 support)."""
+    """Decode the ``Image`` member of a request: ``{"Bytes": b"..."}``. S3Object images are
+    fetched by the HTTP service (``candor.api.s3``) and arrive here as Bytes."""
     spec = params.get(key)
     if not isinstance(spec, dict) or not spec:
         raise InvalidParameter(f"{key} is required: {{\"Bytes\": ...}} or {{\"S3Object\": ...}}")
@@ -23,9 +23,8 @@ def request_image(params: dict[str, Any], key: str = "Image") -> Image:
             raise InvalidParameter(f"{key}.Bytes must be binary image data")
         return load_image(bytes(data))
     if "S3Object" in spec:
-        from candor.service import s3  # type: ignore[attr-defined]
-
-        return s3.load_s3_image(spec["S3Object"])
+        raise InvalidParameter(f"{key}.S3Object is read only by the HTTP service (candor serve "
+                               "--s3-endpoint-url); in-process calls pass Bytes")
     raise InvalidParameter(f"{key} must have Bytes or S3Object")
 
 
