@@ -10,7 +10,7 @@ every detector configuration candor can run is tried on every image:
 - ``cnn0`` / ``cnn1``: dlib's MMOD CNN detector (ONNX) without / with one 2x upsampling
 - ``hog``, ``cnn``: the engine's working-resolution policy for images up to 1000 px: a pass
   without upsampling, and an upsampled pass only when the first found no face spanning a third
-  of the image's shorter side (``candor.engine.PORTRAIT_FACE_FRACTION``); time is both passes'
+  of the image's shorter side (``candor.face.engine.PORTRAIT_FACE_FRACTION``); time is both passes'
 - ``hog+cnn``: the engine's fallback, ``hog`` as above and ``cnn`` only where HOG found nothing
 
 The policies are derived from the raw passes' results (same boxes), so each image is run through
@@ -40,7 +40,7 @@ DEFAULT_DATA = Path(os.environ.get("CANDOR_TEST_DATA", Path(__file__).parents[1]
                                    / "data" / "faces"))
 RAW = ("hog0", "hog1", "cnn0", "cnn1")
 CONFIGS = (*RAW, "hog", "cnn", "hog+cnn")
-#: as candor.engine.PORTRAIT_FACE_FRACTION (kept here so the bench runs against older engines)
+#: as candor.face.engine.PORTRAIT_FACE_FRACTION (kept here so the bench runs against older engines)
 PORTRAIT_FACE_FRACTION = 1 / 3
 
 _backend = None
@@ -54,7 +54,7 @@ def _detect_one(path: str) -> dict:
         from candor.models.onnx_backend import OnnxBackend
 
         _backend = OnnxBackend(threads=1)
-    from candor.imaging import load_image
+    from candor.face.imaging import load_image
 
     pixels = load_image(path).pixels
     h, w = pixels.shape[:2]

@@ -14,7 +14,7 @@ process, the two tools alternating so that both see the same machine load:
 3./4. End to end, images per second: decode the file, find every face, embed every face.
    face_recognition with its defaults (one process, HOG upsampling once, 5-point landmarks,
    no jitter); candor with its defaults, one image at a time (``Engine.analyse``) and through
-   the bulk pipeline (``candor.pipeline.analyse_many``: decode and detect on a thread pool,
+   the bulk pipeline (``candor.face.pipeline.analyse_many``: decode and detect on a thread pool,
    embed in batches), on ``samples/identities`` and on a seeded sample of LFW View 1 images.
    The photos are taken in chunks of ``--chunk``; each chunk goes through the three in turn.
 """
@@ -139,7 +139,7 @@ def cnn_detection(engine, repeats: int) -> None:
 def end_to_end(engine, number: str, label: str, paths: list[Path], chunk: int) -> None:
     import face_recognition as fr
 
-    from candor.pipeline import analyse_many
+    from candor.face.pipeline import analyse_many
 
     def run_fr(part):
         counts = []
@@ -200,8 +200,8 @@ def main() -> int:
         print("face_recognition is not installed: pip install --no-deps face_recognition",
               file=sys.stderr)
         return 1
-    from candor.engine import Engine
-    from candor.imaging import sniff_format
+    from candor.face.engine import Engine
+    from candor.face.imaging import sniff_format
     from candor.models.onnx_backend import available_cores
 
     engine = Engine(backend=args.backend)

@@ -56,7 +56,7 @@ def real_embeddings(path: Path | None, data: Path) -> np.ndarray:
         emb = z["emb"][z["found"]] if "found" in z.files else z["emb"]
         return unit(emb)
     sys.path.insert(0, str(ROOT / "src"))
-    from candor.engine import Engine
+    from candor.face.engine import Engine
 
     engine, out = Engine(), []
     for p in sorted((data / "samples" / "identities").glob("*/*")):

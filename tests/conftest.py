@@ -27,7 +27,7 @@ def samples(data_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def engine():
     """One engine for the whole session: models load once."""
-    from candor.engine import Engine
+    from candor.face.engine import Engine
 
     return Engine()
 

@@ -383,7 +383,7 @@ def test_a_collection_of_another_face_model_is_not_mixed(world):
 
 def test_search_default_threshold_is_the_identification_threshold(world):
     """No FaceMatchThreshold: candor applies its identification threshold (85), not 80."""
-    from candor.similarity import IDENTIFICATION_THRESHOLD
+    from candor.scoring.similarity import IDENTIFICATION_THRESHOLD
 
     assert IDENTIFICATION_THRESHOLD == 85.0
     everything = []

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from candor.analysis import LANDMARKS_68
 from candor.errors import InvalidParameter
+from candor.face.analysis import LANDMARKS_68
 
 
 def identity_photos(samples: Path) -> dict[str, list[Path]]:
@@ -87,7 +87,7 @@ def test_demographic_attributes_are_accepted_but_not_answered(engine, samples):
 
 def test_pose_follows_a_mirror(engine, samples):
     """Mirroring a photo flips the sign of roll and yaw and keeps pitch."""
-    from candor.imaging import Image, load_image
+    from candor.face.imaging import Image, load_image
 
     img = load_image(samples / "groups" / "couple.jpg")
     mirrored = Image(pixels=np.ascontiguousarray(img.pixels[:, ::-1]), format="PNG", sha256="m")
@@ -102,7 +102,7 @@ def test_pose_follows_a_mirror(engine, samples):
 
 def test_same_and_different_people_on_99_percent_of_pairs(identity_faces):
     """Every pair of identity photos: same person >= 80, different < 80."""
-    from candor.similarity import similarity
+    from candor.scoring.similarity import similarity
 
     faces = [(person, faces[0].embedding) for person, _, faces in identity_faces if faces]
     right = total = 0

@@ -176,7 +176,7 @@ def test_rerun_reuses_cached_embeddings_in_under_a_tenth_of_the_time(ff_runs):
 
 
 def test_fairness_per_group_rates_match_brute_force(ff_runs, fairface, ff_images, cache_dir):
-    from candor.similarity import similarity
+    from candor.scoring.similarity import similarity
 
     d = ff_runs["first"]
     s = datasets.from_labels(fairface, ff_images)
@@ -273,7 +273,7 @@ def test_calibrate_fits_checks_and_installs_a_table(fairface, ff_images, cache_d
     assert not {r["similarity"]: r for r in table["rows"]}[99.0]["measured"]
     assert "data:image/png;base64," in (out / "report.html").read_text()
     # the engine maps scores with whichever table CANDOR_SIMILARITY_TABLE names
-    code = "from candor import similarity as s; print(s.cosine_for_similarity(80))"
+    code = "from candor.scoring import similarity as s; print(s.cosine_for_similarity(80))"
     env = {**os.environ, "CANDOR_SIMILARITY_TABLE": str(table_file)}
     used = float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                                 text=True, check=True).stdout)

@@ -11,9 +11,9 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from candor import similarity as sim
 from candor.errors import InvalidParameter
 from candor.eval import calibration, metrics, pairs
+from candor.scoring import similarity as sim
 
 
 # -- rates ---------------------------------------------------------------------------------

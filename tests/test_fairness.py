@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from candor import normalisation as fsn
-from candor import similarity as sim
+from candor.scoring import normalisation as fsn
+from candor.scoring import similarity as sim
 
 DATA = Path(fsn.__file__).parent / "data"
 

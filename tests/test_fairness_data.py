@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from candor import normalisation as fsn
-from candor import similarity as sim
+from candor.scoring import normalisation as fsn
+from candor.scoring import similarity as sim
 
 HELD_OUT = 420  # the first photos of FairFace half 2 (labels.csv@2/2): 42-81 per race group
 
@@ -110,9 +110,9 @@ def test_run_adds_the_comparison_only_when_normalisation_is_on(fairface, monkeyp
 
 
 def test_the_audit_ledger_records_which_scoring_was_used(samples, candor_home, monkeypatch):
+    from candor.face.imaging import load_image
     from candor.governance.gate import Gate
     from candor.governance.principal import Principal
-    from candor.imaging import load_image
     from candor.service import Service
 
     who = Principal("tester", "candor-tests", "general")

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image as PILImage
 
 from candor.errors import ImageTooLarge, InvalidImageFormat, InvalidParameter
-from candor.imaging import MAX_IMAGE_BYTES, decode_image, load_image, read_image
+from candor.face.imaging import MAX_IMAGE_BYTES, decode_image, load_image, read_image
 
 
 def encode(img: PILImage.Image, fmt: str, **kw) -> bytes:

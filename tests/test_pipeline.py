@@ -1,4 +1,4 @@
-"""The bulk pipeline (candor.pipeline) and the detection policy it relies on, on real photos:
+"""The bulk pipeline (candor.face.pipeline) and the detection policy it relies on, on real photos:
 the same faces and embeddings as the sequential path, in input order, errors in place,
 detectors safe to share between threads, small faces still found where they matter."""
 
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from candor.errors import CandorError, InvalidImageFormat, InvalidParameter
-from candor.imaging import Image, load_image
-from candor.pipeline import analyse_many, central_face, largest_face, map_ordered
+from candor.face.imaging import Image, load_image
+from candor.face.pipeline import analyse_many, central_face, largest_face, map_ordered
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_pipeline_keeps_order_and_reports_errors_in_place(engine, samples, tmp_p
 
 def test_pipeline_uses_the_given_loader(engine, samples):
     from candor.errors import ImageTooLarge
-    from candor.imaging import read_image
+    from candor.face.imaging import read_image
 
     path = samples / "groups" / "couple.jpg"
     got = list(analyse_many(engine, [path, path], load=lambda p: read_image(p, max_bytes=1000)))
@@ -214,7 +214,7 @@ def test_small_faces_are_found_when_no_face_fills_the_frame(engine, data_dir):
 def test_portrait_is_detected_in_one_pass_and_agrees_with_upsampling(engine, data_dir):
     """An LFW portrait: one pass without upsampling finds the face, and its embedding agrees
     with the one the upsampled pass would give (same person, near-identical vector)."""
-    from candor.engine import is_portrait
+    from candor.face.engine import is_portrait
 
     image = load_image(data_dir / "lfw" / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg")
     first = engine.backend.detect(image.pixels, "hog", 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import candor
-from candor.results import CompareFacesResult, DetectFacesResult
+from candor.face.results import CompareFacesResult, DetectFacesResult
 
 
 def test_detect_faces_typed_and_round_trips(samples):

@@ -24,8 +24,8 @@ from candor.errors import (
     ResourceAlreadyExists,
     ResourceNotFound,
 )
-from candor.imaging import Image, load_image
-from candor.results import CompareFacesResult, DetectFacesResult
+from candor.face.imaging import Image, load_image
+from candor.face.results import CompareFacesResult, DetectFacesResult
 from candor.service import Service
 
 __version__ = "0.1.0"

@@ -333,7 +333,7 @@ def _warm_up(gateway: Gateway) -> None:
     try:
         import numpy as np
 
-        from candor.imaging import Image
+        from candor.face.imaging import Image
 
         blank = Image(pixels=np.zeros((120, 120, 3), np.uint8), format="PNG", sha256="0" * 64)
         gateway.service.call("DetectFaces", {"Image": {"Bytes": blank}})

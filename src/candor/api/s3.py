@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 from candor.errors import CandorError, ImageTooLarge
-from candor.imaging import MAX_S3_IMAGE_BYTES, Image, decode_image
+from candor.face.imaging import MAX_S3_IMAGE_BYTES, Image, decode_image
 
 IMAGE_MEMBERS = ("Image", "SourceImage", "TargetImage")
 

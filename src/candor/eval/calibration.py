@@ -148,7 +148,7 @@ def check_table(table: dict, scores: Scores, similarity: Callable[[np.ndarray], 
 
 
 def table_similarity(table: dict) -> Callable[[np.ndarray], np.ndarray]:
-    """The Similarity function of a table (score -> 0..100), as candor.similarity applies it."""
+    """The Similarity function of a table (score -> 0..100), as candor.scoring.similarity applies it."""
     knots = np.asarray(table["knots"], np.float64)
 
     def apply(score):

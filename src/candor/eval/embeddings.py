@@ -65,7 +65,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 def settings_for(backend: str | None = None, detector: str | None = None,
                  face: str = "centre") -> dict:
     """What an embedding depends on, resolved to names (defaults as the engine's)."""
-    from candor import engine as engine_mod
+    from candor.face import engine as engine_mod
 
     if face not in FACE_CHOICES:
         raise ValueError(f"face must be one of {FACE_CHOICES}, not {face!r}")
@@ -140,7 +140,7 @@ _face = "centre"
 def _init_worker(backend: str, detector: str, face: str) -> None:
     global _engine, _face
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from candor.engine import Engine
+    from candor.face.engine import Engine
 
     _engine = Engine(backend=backend, detector=detector)
     _face = face
@@ -149,7 +149,7 @@ def _init_worker(backend: str, detector: str, face: str) -> None:
 def _embed_path(path: str) -> tuple[np.ndarray | None, int, str | None]:
     """(embedding of the chosen face, number of faces found, error) for one photo."""
     from candor.errors import CandorError
-    from candor.imaging import MAX_S3_IMAGE_BYTES, read_image
+    from candor.face.imaging import MAX_S3_IMAGE_BYTES, read_image
 
     try:
         image = read_image(path, max_bytes=MAX_S3_IMAGE_BYTES)

@@ -1,4 +1,4 @@
-"""``candor eval fit-normalisation``: fit Fair Score Normalization on reference photo sets.
+"""Fit Fair Score Normalization on reference photo sets (``candor eval fit-normalisation``).
 
     candor eval fit-normalisation \\
         -r ../shared/data/faces/lfw/pairsDevTrain.txt \\
@@ -22,17 +22,13 @@ from __future__ import annotations
 import datetime
 import hashlib
 import shlex
-import sys
 import time
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
-import typer
 
 from candor import __version__
-from candor import normalisation as fsn
-from candor.cli_common import BackendOption, DataDirOption, cli_errors, console, err_console, fail
+from candor.scoring import normalisation as fsn
 
 
 def reference_embeddings(specs: list[str], *, images: Path | None = None,
@@ -106,58 +102,3 @@ def run(specs: list[str], output: Path, *, clusters: int = 100, target_fmr: floa
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     norm.save(output, provenance)
     return provenance
-
-
-def command(
-    reference: Annotated[list[str], typer.Option(
-        "--reference", "-r", help="Reference image set (repeatable): a <person>/<photo> folder, a "
-                                  "labels .csv or an LFW pairs .txt, optionally @K/N (the K-th of "
-                                  "N parts, split by person). Only identities are read.")],
-    output: Annotated[Path, typer.Option(
-        "--output", "-o", help="Parameters file to write (.npz; provenance beside it as .json). "
-                               "The shipped one is src/candor/data/normalisation-v1.npz.")],
-    clusters: Annotated[int, typer.Option("--clusters", "-k", min=1,
-                                          help="k-means clusters.")] = 100,
-    target_fmr: Annotated[float, typer.Option(
-        "--target-fmr", min=0, max=1, help="False match rate at which each cluster's threshold "
-                                           "is taken.")] = 1e-2,
-    neighbours: Annotated[int, typer.Option(
-        "--neighbours", min=-1, help="Nearest clusters whose pairs set a cluster's threshold; "
-                                     "-1 for the paper's rule (all pairs involving the "
-                                     "cluster).")] = 5,
-    seed: Annotated[int, typer.Option("--seed", help="k-means seed.")] = 0,
-    images: Annotated[Path | None, typer.Option(
-        "--images", help="Photo folder for labels CSVs [default: the CSV's folder].")] = None,
-    backend: BackendOption = None,
-    detector: Annotated[str | None, typer.Option(
-        "--detector", help="hog, cnn or hog+cnn [default: the engine's default].")] = None,
-    face: Annotated[str, typer.Option(
-        "--face", help="centre (face nearest the image centre) or largest.")] = "centre",
-    workers: Annotated[int | None, typer.Option("--workers", help="Embedding processes.")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Embed every photo again.")] = False,
-    data_dir: DataDirOption = None,
-) -> None:
-    """Fit score-normalisation parameters (no demographic labels) on reference photo sets."""
-    from candor.eval.cli import _progress
-
-    if not 0 < target_fmr < 1:
-        fail("--target-fmr must be between 0 and 1")
-    cmd = "candor " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    with cli_errors(), _progress() as progress:
-        try:
-            prov = run(reference, output, clusters=clusters, target_fmr=target_fmr,
-                       neighbours=None if neighbours < 0 else neighbours, seed=seed,
-                       command=cmd, images=images, backend=backend, detector=detector,
-                       face=face, data_dir=data_dir, workers=workers, use_cache=not no_cache,
-                       progress=progress)
-        except ValueError as exc:
-            fail(str(exc))
-    r = prov["result"]
-    console.print(f"{prov['faces']:,} faces of {prov['people']:,} people, {clusters} clusters: "
-                  f"offsets {r['offset_min']:+.4f} .. {r['offset_max']:+.4f} "
-                  f"(sd {r['offset_sd']:.4f})")
-    err_console.print(f"wrote {output} and {Path(output).with_suffix('.json')}", highlight=False)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("fit-normalisation")(command)

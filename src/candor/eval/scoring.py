@@ -1,6 +1,6 @@
 """Scores of every pair in an embedded image set: genuine (same person) and impostor
 (different people), computed blockwise with matrix products, so millions of pairs take
-seconds. The score is whatever :func:`candor.similarity.score` says (the cosine today; a
+seconds. The score is whatever :func:`candor.scoring.similarity.score` says (the cosine today; a
 normalised score when score normalisation is on), so the evaluations measure exactly what
 the engine does."""
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from candor import similarity as sim_mod
 from candor.eval.metrics import _dense_ids
+from candor.scoring import similarity as sim_mod
 
 BLOCK = 1024
 

@@ -57,7 +57,7 @@ def image_digests(params: dict[str, Any]) -> list[str] | None:
             continue
         data = img.get("Bytes")
         if data is not None:
-            digest = getattr(data, "sha256", None)  # candor.imaging.Image, already hashed
+            digest = getattr(data, "sha256", None)  # candor.face.imaging.Image, already hashed
             if isinstance(digest, str):
                 out.append(digest)
             elif isinstance(data, (bytes, bytearray, memoryview)):
@@ -227,7 +227,7 @@ class Gate:
         Similarity table, e.g. ``onnx|normalisation-v1|table:normalisation-v1:<date>``."""
         if self.scoring:
             return self.scoring
-        from candor.similarity import scoring_description
+        from candor.scoring.similarity import scoring_description
 
         backend = getattr(self.service, "backend_name", None)
         return f"{backend}|{scoring_description()}" if backend else scoring_description()

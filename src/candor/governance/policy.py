@@ -32,7 +32,7 @@ import yaml
 
 from candor.errors import InvalidParameter
 from candor.governance.principal import KNOWN_CATEGORIES, Principal, valid_category_name
-from candor.similarity import IDENTIFICATION_THRESHOLD, VERIFICATION_THRESHOLD
+from candor.scoring.similarity import IDENTIFICATION_THRESHOLD, VERIFICATION_THRESHOLD
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ ALLOW, DENY, REQUIRE = "allow", "deny", "require"
 UNKNOWN_CATEGORY_RULE = "unknown-category"  # the rule id recorded when a category is unknown
 
 # Which request parameter carries the match threshold, and candor's default for it
-# (candor.similarity: verification 80, identification 85).
+# (candor.scoring.similarity: verification 80, identification 85).
 THRESHOLD_PARAMS: dict[str, str] = {
     "CompareFaces": "SimilarityThreshold",
     "SearchFaces": "FaceMatchThreshold",

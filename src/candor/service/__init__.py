@@ -49,7 +49,7 @@ class Service:
 
     @cached_property
     def engine(self):
-        from candor.engine import Engine
+        from candor.face.engine import Engine
 
         return Engine(backend=self.backend_name, detector=self.detector)
 

@@ -4,7 +4,7 @@ Each handler takes the request as a dict of wire names and returns the response 
 as botocore's ``rekognition/2016-06-27/service-2.json`` shapes them; requests are validated
 against that same model (required members, lengths, ranges, patterns, enums), so the messages
 match what an AWS SDK user sees from Rekognition. Timestamps are epoch seconds (the JSON 1.1
-wire form). Similarities come from :mod:`candor.similarity`.
+wire form). Similarities come from :mod:`candor.scoring.similarity`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from candor.engine import FACE_MODEL_VERSION
 from candor.errors import (
     ConflictError,
     IdempotentParameterMismatch,
@@ -27,8 +26,9 @@ from candor.errors import (
     ResourceNotFound,
     ServiceQuotaExceeded,
 )
+from candor.face.engine import FACE_MODEL_VERSION
+from candor.scoring.similarity import IDENTIFICATION_THRESHOLD, rank, similarity
 from candor.service import Service, operation
-from candor.similarity import IDENTIFICATION_THRESHOLD, rank, similarity
 from candor.store import FaceRow, Store, open_store
 
 ARN_PREFIX = "aws:rekognition:candor:local:collection/"

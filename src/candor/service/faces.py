@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from candor.errors import InvalidParameter
-from candor.imaging import Image, load_image
+from candor.face.imaging import Image, load_image
 from candor.service import Service, operation
 
 

@@ -1,6 +1,6 @@
 """What every CLI command shares: options, the service they run on, output and error handling.
 
-Commands live in ``cli.py`` (faces) and ``cli_*.py`` (one module per area); they all use the
+Commands live in one module per family in this package; they all use the
 helpers here so that options are spelled the same and a bad input is always one line on
 stderr with a non-zero exit, never a traceback.
 """
@@ -17,6 +17,15 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from candor.errors import CandorError
 
@@ -105,3 +114,15 @@ def expand_images(paths: list[Path]) -> list[Path]:
         else:
             out.append(path)
     return out
+
+
+def progress_bar(disable: bool = False, *extra: ProgressColumn, elapsed: bool = False,
+                 stderr: bool = False) -> Progress:
+    """The progress bar every long command shows (transient: gone when the work is done)."""
+    columns: list[ProgressColumn] = [TextColumn("{task.description}"), BarColumn(),
+                                     MofNCompleteColumn(), *extra]
+    if elapsed:
+        columns.append(TimeElapsedColumn())
+    columns.append(TimeRemainingColumn())
+    return Progress(*columns, console=err_console if stderr else console, disable=disable,
+                    transient=True)

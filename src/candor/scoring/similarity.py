@@ -17,7 +17,7 @@ The table is a function of a score, so that a score normalisation placed in fron
 (cosine -> normalised score -> table -> Similarity) keeps one mapping: each scoring has its own
 table in the file, keyed by the scoring's name (``raw-cosine`` for the plain cosine).
 
-Score normalisation (:mod:`candor.normalisation`, Fair Score Normalization) is that step, on by
+Score normalisation (:mod:`candor.scoring.normalisation`, Fair Score Normalization) is that step, on by
 default: each comparison's cosine is shifted by the two faces' cluster offsets, so that one
 threshold falsely matches different populations about equally often (docs/fairness.md). It
 needs both embeddings, which is why the functions here take embeddings, not cosines:
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from candor import normalisation as fsn
+from candor.scoring import normalisation as fsn
 
 #: the scoring of the plain cosine between unit embeddings
 RAW = "raw-cosine"

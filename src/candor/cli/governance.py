@@ -1,7 +1,6 @@
 """``candor audit verify|tail|search``, ``candor report``, ``candor erase``,
 ``candor retention show|set|purge`` and ``candor policy check|explain``: the operator's and
-the compliance officer's commands. Registered on the main app with one line in ``cli.py``:
-``__import__("candor.governance.cli").governance.cli.register(app)``.
+the compliance officer's commands, added to ``candor`` by :func:`register`.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from candor.cli_common import DataDirOption, JsonOption, cli_errors, console, fail, print_json
+from candor.cli.common import DataDirOption, JsonOption, cli_errors, console, fail, print_json
 
 audit_app = typer.Typer(help="The tamper-evident audit ledger: verify it, read it.",
                         no_args_is_help=True)

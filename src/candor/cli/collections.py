@@ -17,10 +17,10 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import TextColumn
 from rich.table import Table
 
-from candor.cli_common import (
+from candor.cli.common import (
     BackendOption,
     DataDirOption,
     DetectorOption,
@@ -32,6 +32,7 @@ from candor.cli_common import (
     make_service,
     print_json,
     print_json_line,
+    progress_bar,
 )
 from candor.errors import CandorError
 
@@ -47,7 +48,7 @@ Collection = Annotated[str, typer.Argument(help="Collection id ([a-zA-Z0-9_.-], 
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the ``candor`` app (called once from cli.py)."""
+    """Add this module's commands to the ``candor`` app."""
     app.add_typer(collection_app, name="collection")
     app.add_typer(faces_app, name="faces")
     app.add_typer(user_app, name="user")
@@ -213,8 +214,8 @@ def index(
     except CandorError as exc:
         fail(escape(f"{exc.code}: {exc.message}"))
 
-    from candor.imaging import load_image
-    from candor.pipeline import map_ordered
+    from candor.face.imaging import load_image
+    from candor.face.pipeline import map_ordered
 
     def index_one(decoded) -> dict:
         """IndexFaces for one decoded photo (on the indexing pool, while others decode)."""
@@ -230,9 +231,7 @@ def index(
 
     indexed, no_face, errors = 0, 0, []
     reasons: Counter[str] = Counter()
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[faces]} faces"), TimeRemainingColumn(),
-                        console=console, disable=json_output, transient=True)
+    progress = progress_bar(json_output, TextColumn("{task.fields[faces]} faces"))
     # photos decode on one pool, a few ahead, while IndexFaces runs on another; results come
     # back (and are printed) in the photos' order, each after its faces are committed
     decoded = map_ordered(load_image, photos, workers=1, ahead=2)
@@ -335,7 +334,7 @@ def faces_delete(
 
 
 def _image_param(path: Path) -> dict:
-    from candor.imaging import load_image
+    from candor.face.imaging import load_image
 
     with cli_errors():
         return {"Bytes": load_image(path)}

@@ -20,7 +20,7 @@ Identity labels are needed only to know which fitting pairs are impostors (diffe
 demographic labels are never used to fit or apply it, only to evaluate it. The fitted parameters
 (centroids and one offset per cluster) ship as ``candor/data/normalisation-v1.npz`` with a
 provenance file, produced by ``candor eval fit-normalisation``; :func:`shipped` loads them once.
-Scores become Similarity only in :mod:`candor.similarity`, which applies this module.
+Scores become Similarity only in :mod:`candor.scoring.similarity`, which applies this module.
 """
 
 from __future__ import annotations

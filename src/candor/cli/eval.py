@@ -1,6 +1,6 @@
 """``candor eval``: measure accuracy, calibrate Similarity, measure demographic differentials.
 
-Registered in ``candor/cli.py`` with one line; every command writes ``summary.json`` and a
+Added to ``candor`` by ``register``; every command writes ``summary.json`` and a
 self-contained ``report.html`` to ``--output`` and, with ``--json``, prints the summary.
 """
 
@@ -14,17 +14,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from candor.cli_common import BackendOption, DataDirOption, cli_errors, console, err_console, fail, print_json
+from candor.cli.common import (
+    BackendOption,
+    DataDirOption,
+    cli_errors,
+    console,
+    err_console,
+    fail,
+    print_json,
+    progress_bar,
+)
+from candor.eval import fit_normalisation as fit_normalisation_module  # noqa: E402
 
 app = typer.Typer(name="eval", no_args_is_help=True,
                   help="Measure accuracy, calibrate Similarity and measure demographic "
@@ -70,9 +72,7 @@ def _thresholds(text: str) -> list[float]:
 @contextmanager
 def _progress(enabled: bool = True):
     """A Rich progress bar per photo set being embedded (on stderr, gone when done)."""
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console,
-                        transient=True, disable=not enabled)
+    progress = progress_bar(not enabled, elapsed=True, stderr=True)
 
     def factory(label: str):
         task = progress.add_task(f"embedding {label}", total=None)
@@ -317,5 +317,51 @@ def _print_fairness(d: dict) -> None:
                           f"({f.get('highest_group')}), max/min {mm}, max/geomean {mg}")
 
 
-# fitting score normalisation's parameters (candor.normalisation) lives in its own module
-__import__("candor.eval.fit_normalisation").eval.fit_normalisation.register(app)
+@app.command("fit-normalisation")
+def fit_normalisation(
+    reference: Annotated[list[str], typer.Option(
+        "--reference", "-r", help="Reference image set (repeatable): a <person>/<photo> folder, a "
+                                  "labels .csv or an LFW pairs .txt, optionally @K/N (the K-th of "
+                                  "N parts, split by person). Only identities are read.")],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="Parameters file to write (.npz; provenance beside it as .json). "
+                               "The shipped one is src/candor/data/normalisation-v1.npz.")],
+    clusters: Annotated[int, typer.Option("--clusters", "-k", min=1,
+                                          help="k-means clusters.")] = 100,
+    target_fmr: Annotated[float, typer.Option(
+        "--target-fmr", min=0, max=1, help="False match rate at which each cluster's threshold "
+                                           "is taken.")] = 1e-2,
+    neighbours: Annotated[int, typer.Option(
+        "--neighbours", min=-1, help="Nearest clusters whose pairs set a cluster's threshold; "
+                                     "-1 for the paper's rule (all pairs involving the "
+                                     "cluster).")] = 5,
+    seed: Annotated[int, typer.Option("--seed", help="k-means seed.")] = 0,
+    images: Annotated[Path | None, typer.Option(
+        "--images", help="Photo folder for labels CSVs [default: the CSV's folder].")] = None,
+    backend: BackendOption = None,
+    detector: Annotated[str | None, typer.Option(
+        "--detector", help="hog, cnn or hog+cnn [default: the engine's default].")] = None,
+    face: Annotated[str, typer.Option(
+        "--face", help="centre (face nearest the image centre) or largest.")] = "centre",
+    workers: Annotated[int | None, typer.Option("--workers", help="Embedding processes.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Embed every photo again.")] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Fit score-normalisation parameters (no demographic labels) on reference photo sets."""
+    if not 0 < target_fmr < 1:
+        fail("--target-fmr must be between 0 and 1")
+    cmd = "candor " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    with cli_errors(), _progress() as progress:
+        try:
+            prov = fit_normalisation_module.run(reference, output, clusters=clusters, target_fmr=target_fmr,
+                       neighbours=None if neighbours < 0 else neighbours, seed=seed,
+                       command=cmd, images=images, backend=backend, detector=detector,
+                       face=face, data_dir=data_dir, workers=workers, use_cache=not no_cache,
+                       progress=progress)
+        except ValueError as exc:
+            fail(str(exc))
+    r = prov["result"]
+    console.print(f"{prov['faces']:,} faces of {prov['people']:,} people, {clusters} clusters: "
+                  f"offsets {r['offset_min']:+.4f} .. {r['offset_max']:+.4f} "
+                  f"(sd {r['offset_sd']:.4f})")
+    err_console.print(f"wrote {output} and {Path(output).with_suffix('.json')}", highlight=False)

@@ -1,7 +1,7 @@
 """Image -> faces (box, landmarks, attributes, embedding); compare faces.
 
 The engine composes a model backend (``candor.models``) with the geometry in
-``candor.analysis`` and the score mapping in ``candor.similarity``. It knows nothing of
+``candor.face.analysis`` and the score mapping in ``candor.scoring.similarity``. It knows nothing of
 collections, HTTP or policy: those layers sit on top of it.
 """
 
@@ -15,12 +15,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from candor import analysis, config
 from candor.errors import InvalidParameter
-from candor.imaging import Image, load_image
-from candor.models import Detection, get_backend
-from candor.models.base import CHIP_SIZE, EMBEDDING_SIZE
-from candor.results import (
+from candor.face import analysis, config
+from candor.face.imaging import Image, load_image
+from candor.face.results import (
     BoundingBox,
     ComparedFace,
     ComparedSourceImageFace,
@@ -29,7 +27,9 @@ from candor.results import (
     DetectFacesResult,
     FaceDetail,
 )
-from candor.similarity import normalise, similarity
+from candor.models import Detection, get_backend
+from candor.models.base import CHIP_SIZE, EMBEDDING_SIZE
+from candor.scoring.similarity import normalise, similarity
 
 #: names the embedding candor stores, in Rekognition's numeric form; it changes whenever
 #: embeddings stop being comparable (collections record it as their FaceModelVersion).
@@ -163,7 +163,7 @@ class Engine:
 
     def chips(self, image: Image, faces: Sequence[Face]) -> np.ndarray:
         """The aligned 150x150 chips of ``faces`` (N, 150, 150, 3), as :meth:`embed` cuts them;
-        :mod:`candor.pipeline` cuts them beside detection and embeds many images' at once."""
+        :mod:`candor.face.pipeline` cuts them beside detection and embeds many images' at once."""
         if not faces:
             return np.zeros((0, CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
         return self.backend.chips(image.pixels, [f.landmarks5 for f in faces])

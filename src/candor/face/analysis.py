@@ -12,8 +12,8 @@ import math
 import cv2
 import numpy as np
 
+from candor.face.results import BoolAttribute, BoundingBox, ImageQuality, Landmark, Pose
 from candor.models.base import Detection
-from candor.results import BoolAttribute, BoundingBox, ImageQuality, Landmark, Pose
 
 # Rekognition's 30 landmark types from the 68 points. "Left"/"right" are as seen in the image
 # (eyeLeft is the eye on the image's left), as Rekognition reports them. A tuple is averaged.

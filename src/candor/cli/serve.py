@@ -1,6 +1,6 @@
 """``candor serve`` (Rekognition's HTTP API for any AWS SDK) and ``candor keys create|list|revoke``.
 
-Registered on the main ``candor`` app by one line in ``cli.py``.
+Added to ``candor`` by :func:`register`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from candor.cli_common import (
+from candor.cli.common import (
     BackendOption,
     DataDirOption,
     DetectorOption,

@@ -7,8 +7,8 @@ the GIL, so a pool of threads overlaps them. The ResNet embedding is the same ne
 every face and runs best in batches, in ONNX Runtime on its own thread. While one batch is
 embedded, the pool prepares the next images, so both halves stay busy::
 
-    from candor.engine import Engine
-    from candor.pipeline import analyse_many, central_face
+    from candor.face.engine import Engine
+    from candor.face.pipeline import analyse_many, central_face
 
     for item in analyse_many(Engine(), paths, select=central_face):
         if item.error:            # a CandorError (unreadable, too large, ...) for that image
@@ -37,7 +37,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from candor.errors import CandorError
-from candor.imaging import Image
+from candor.face.imaging import Image
 from candor.models.onnx_backend import available_cores
 
 T = TypeVar("T")
@@ -144,10 +144,10 @@ def analyse_many(engine, sources: Iterable[Any],
     ``landmarks`` is ``Engine.analyse``'s (default False here: bulk jobs need boxes and
     embeddings, not the 68 points); ``select(image, faces)`` keeps only some faces (e.g.
     :func:`largest_face`, :func:`central_face`), and only those are embedded. ``load``
-    decodes a source (default :func:`candor.imaging.load_image`, Rekognition's 5 MB limit;
+    decodes a source (default :func:`candor.face.imaging.load_image`, Rekognition's 5 MB limit;
     e.g. ``lambda p: read_image(p, max_bytes=MAX_S3_IMAGE_BYTES)`` for 15 MB).
     """
-    from candor.engine import MAX_FACES
+    from candor.face.engine import MAX_FACES
 
     attributes = list(attributes) if attributes is not None else None
     limit = MAX_FACES if max_faces is None else max_faces

@@ -1,5 +1,4 @@
-"""The ``candor`` command: face detection and comparison here; every other area registers its
-commands from its own ``cli_*.py`` module at the bottom of this file."""
+"""``candor detect`` and ``candor compare``: faces in photos, and two photos compared."""
 
 from __future__ import annotations
 
@@ -7,11 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from candor import __version__
-from candor.cli_common import (
+from candor.cli.common import (
     BackendOption,
     DataDirOption,
     DetectorOption,
@@ -23,58 +20,18 @@ from candor.cli_common import (
     make_service,
     print_json,
     print_json_line,
+    progress_bar,
 )
 from candor.errors import CandorError
-from candor.imaging import load_image
-
-app = typer.Typer(
-    name="candor",
-    help="Self-hosted face recognition with accountability built in.\n\n"
-         "Detect and compare faces in photos, index them into collections and search them, "
-         "or serve Amazon Rekognition's API to any AWS SDK.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+from candor.face.imaging import load_image
 
 
-def _version(value: bool) -> None:
-    if value:
-        console.print(f"candor {__version__}")
-        raise typer.Exit()
+def register(app: typer.Typer) -> None:
+    """Add ``detect`` and ``compare`` to the ``candor`` command."""
+    app.command("detect")(detect)
+    app.command("compare")(compare)
 
 
-@app.callback()
-def root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Show the version and exit.")] = False,
-    as_org: Annotated[str | None, typer.Option(
-        "--as", envvar="CANDOR_ORG", help="Act as this organisation: every call is decided "
-        "by the policy and recorded in the audit ledger under it [default: local].")] = None,
-    category: Annotated[str | None, typer.Option(
-        "--category", envvar="CANDOR_CATEGORY",
-        help="The use-case category you act under [default: general].")] = None,
-    policy: Annotated[str | None, typer.Option(
-        "--policy", envvar="CANDOR_POLICY",
-        help="Policy file or shipped policy name for these calls [default: open].")] = None,
-    no_normalisation: Annotated[bool, typer.Option(
-        "--no-normalisation", help="Score with the raw cosine, without score normalisation "
-        "(also CANDOR_NORMALISATION=off): for comparison; the audit ledger records which "
-        "scoring was used. See docs/fairness.md.")] = False,
-) -> None:
-    """Self-hosted face recognition with accountability built in."""
-    import os
-
-    # read by candor.governance.gate.governed() when a command builds its service
-    for name, value in (("CANDOR_ORG", as_org), ("CANDOR_CATEGORY", category),
-                        ("CANDOR_POLICY", policy)):
-        if value is not None:
-            os.environ[name] = value
-    if no_normalisation:  # read by candor.similarity, here and in any process started from here
-        os.environ["CANDOR_NORMALISATION"] = "off"
-
-
-@app.command()
 def detect(
     images: Annotated[list[Path], typer.Argument(help="Photos (JPEG/PNG) or folders of photos.")],
     attributes: Annotated[str, typer.Option(
@@ -110,7 +67,7 @@ def detect(
 
     failures = 0
     rows: list[tuple[Path, dict | None, str | None]] = []
-    with _progress(disable=json_output) as progress:
+    with progress_bar(disable=json_output) as progress:
         task = progress.add_task("detecting", total=len(paths))
         for path in paths:
             try:
@@ -129,7 +86,6 @@ def detect(
         raise typer.Exit(2)
 
 
-@app.command()
 def compare(
     source: Annotated[Path, typer.Argument(help="Photo whose largest face is compared.")],
     target: Annotated[Path, typer.Argument(help="Photo with the faces to compare against.")],
@@ -170,11 +126,6 @@ def compare(
     console.print(f"{n} of {len(faces)} face(s) in {target.name} match.")
 
 
-def _progress(disable: bool) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), console=console, disable=disable, transient=True)
-
-
 def _faces_table(path: Path, faces: list[dict]) -> None:
     extras = [k for k in ("EyesOpen", "MouthOpen") if any(k in f for f in faces)]
     table = Table(title=f"{path.name}: {len(faces)} face(s)")
@@ -209,19 +160,3 @@ def _summary_table(rows: list[tuple[Path, dict | None, str | None]]) -> None:
         faces = str(len(response["FaceDetails"])) if response else "-"
         table.add_row(str(path), faces, f"[red]{error}[/red]" if error else "")
     console.print(table)
-
-
-# -- commands from the other areas register here, one line each --------------------------
-__import__("candor.cli_collections").cli_collections.register(app)  # collections, search
-__import__("candor.cli_serve").cli_serve.register(app)  # serve, keys: the HTTP API
-__import__("candor.governance.cli").governance.cli.register(app)  # audit, report, erase, policy
-__import__("candor.eval.cli").eval.cli.register(app)  # eval: accuracy, calibration, fairness
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app()
-
-
-if __name__ == "__main__":
-    main()
