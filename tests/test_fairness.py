@@ -12,7 +12,7 @@ import pytest
 from candor.scoring import normalisation as fsn
 from candor.scoring import similarity as sim
 
-DATA = Path(fsn.__file__).parent / "data"
+DATA = Path(fsn.__file__).parents[1] / "data"
 
 
 def _population(rng, centre, spread, n):
@@ -138,32 +138,28 @@ def test_shipped_parameters_are_small_documented_and_sane():
 
 
 # -- where it applies ----------------------------------------------------------------------
-@pytest.fixture()
-def reset_switch():
-    yield
-    sim.set_normalisation(None)
+def test_similarity_applies_normalisation_and_can_be_switched_off():
+    from candor.config import Settings
+    from candor.scoring.similarity import Scoring
 
-
-def test_similarity_applies_normalisation_and_can_be_switched_off(monkeypatch, reset_switch):
     rng = np.random.default_rng(5)
     a = np.vstack([_unit(rng) for _ in range(20)]).astype(np.float32)
     b = np.vstack([_unit(rng) for _ in range(30)]).astype(np.float32)
     norm = fsn.shipped()
     expected = a @ b.T + norm.face_offsets(a)[:, None] + norm.face_offsets(b)[None, :]
-    monkeypatch.delenv("CANDOR_NORMALISATION", raising=False)
-    assert sim.normalisation_enabled()
+    on = Scoring.from_settings(Settings.load(environ={}))
+    assert on.normalised and on.name == fsn.SHIPPED and on.description.startswith(fsn.SHIPPED)
     assert np.allclose(sim.scores(a, b), expected)
-    assert np.allclose(sim.similarity(a, b), sim.similarity_from_cosine(expected))
-    assert sim.scoring_name() == fsn.SHIPPED and sim.scoring_description().startswith(fsn.SHIPPED)
-    assert np.allclose(sim.similarity(a, b), sim.similarity(b, a).T)  # symmetric
+    assert np.allclose(on.similarity(a, b), sim.similarity_from_cosine(expected))
+    assert np.allclose(on.similarity(a, b), on.similarity(b, a).T)  # symmetric
 
-    monkeypatch.setenv("CANDOR_NORMALISATION", "off")
-    assert not sim.normalisation_enabled()
-    assert np.allclose(sim.scores(a, b), a @ b.T)
-    assert sim.scoring_name() == "raw-cosine"
-    sim.set_normalisation(True)  # the CLI's switch wins over the environment
-    assert np.allclose(sim.scores(a, b), expected)
+    off = Scoring.from_settings(Settings.load(environ={"CANDOR_NORMALISATION": "off"}))
+    assert not off.normalised and off.name == "raw-cosine"
     assert np.allclose(sim.scores(a, b, normalised=False), a @ b.T)
+    assert np.allclose(off.similarity(a, b), sim.similarity_from_cosine(a @ b.T, False))
+    # a flag wins over the environment
+    flagged = Settings.load(environ={"CANDOR_NORMALISATION": "off"}, normalisation=True)
+    assert Scoring.from_settings(flagged).normalised
 
 
 def test_candidate_scores_equal_pairwise_scores():

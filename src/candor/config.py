@@ -1,32 +1,145 @@
-"""Where candor keeps its data and which defaults are in force (environment first, then defaults)."""
+"""Settings: flags, then the environment, then defaults, resolved once per door into one frozen
+object that is passed down to the service, gate, store, engine and scoring.
+
+This is the only module that reads the environment (a test enforces it), so that what a
+process does is decided in one place and can be printed, logged and tested; nothing travels
+through ``os.environ`` between modules. Every ``CANDOR_*`` variable is listed in :data:`ENV`
+with what it sets, and documented in docs/configuration.md.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
-DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "candor"
+from candor.errors import InvalidParameter
+
+#: the organisation the CLI and the Python API act as unless told otherwise, and the one the
+#: first admin key of ``candor serve`` is issued to: the operator of this installation
+OPERATOR_ORG = "operator"
+DEFAULT_CATEGORY = "general"
+DEFAULT_BACKEND = "onnx"
+#: HOG, then the CNN where HOG finds nothing: on FairFace, HOG alone finds 67.8% of Black faces
+#: and 80.1% of Southeast Asian ones (a 12.4-point spread); with the CNN where HOG finds nothing
+#: every group is within 96.4-97.9% (docs/fairness.md)
+DEFAULT_DETECTOR = "hog+cnn"
+DEFAULT_INDEX = "flat"
+INDEX_KINDS = ("flat", "hnsw")
+OFF_VALUES = frozenset({"0", "off", "false", "no", "none", "raw"})
+
+
+def default_data_dir() -> Path:
+    """``~/.local/share/candor`` of the user running candor."""
+    return Path.home() / ".local" / "share" / "candor"
+
+
+#: environment variable -> Settings field it sets
+ENV: dict[str, str] = {
+    "CANDOR_DATA_DIR": "data_dir",
+    "CANDOR_DATABASE_URL": "database_url",
+    "CANDOR_BACKEND": "backend",
+    "CANDOR_DETECTOR": "detector",
+    "CANDOR_INDEX": "index_kind",
+    "CANDOR_NORMALISATION": "normalisation",
+    "CANDOR_SIMILARITY_TABLE": "similarity_table",
+    "CANDOR_ORG": "org",
+    "CANDOR_CATEGORY": "category",
+    "CANDOR_POLICY": "policy",
+    "CANDOR_AUTHORIZATION_REF": "authorization_reference",
+    "CANDOR_S3_ENDPOINT_URL": "s3_endpoint_url",
+    "AWS_REGION": "aws_region",
+    "AWS_DEFAULT_REGION": "aws_region",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a candor process is configured with (see :data:`ENV` for the variables)."""
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    #: SQLAlchemy URL of the database; None: SQLite at <data_dir>/candor.db
+    database_url: str | None = None
+    backend: str = DEFAULT_BACKEND
+    detector: str = DEFAULT_DETECTOR
+    #: vector index per collection: flat (exact) or hnsw (approximate)
+    index_kind: str = DEFAULT_INDEX
+    #: score normalisation (docs/fairness.md); off scores with the raw cosine
+    normalisation: bool = True
+    #: a Similarity tables file other than the shipped one (for evaluation)
+    similarity_table: Path | None = None
+    #: who the CLI and Python API act as
+    org: str = OPERATOR_ORG
+    category: str = DEFAULT_CATEGORY
+    #: policy file or shipped policy name; None: the shipped open policy
+    policy: str | None = None
+    #: reference of an authorisation (warrant, court order) given with every call
+    authorization_reference: str | None = None
+    s3_endpoint_url: str | None = None
+    aws_region: str = "us-east-1"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
+        if self.similarity_table is not None:
+            object.__setattr__(self, "similarity_table", Path(self.similarity_table).expanduser())
+        if self.index_kind not in INDEX_KINDS:
+            raise InvalidParameter(f"the vector index must be {' or '.join(INDEX_KINDS)}, "
+                                   f"not {self.index_kind!r} (CANDOR_INDEX)")
+
+    @classmethod
+    def load(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``overrides`` (flags; None means not given), then the environment
+        (``environ``, default the process's), then the defaults."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, attr in ENV.items():
+            raw = env.get(name)
+            if raw is None or raw.strip() == "" or attr in values:
+                continue
+            values[attr] = _parse(attr, raw.strip())
+        known = {f.name for f in fields(cls)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise TypeError(f"unknown settings: {sorted(unknown)}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied (None values ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def ensure_data_dir(self) -> Path:
+        """The data directory, created (private to its owner) if missing."""
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return self.data_dir
+
+
+def _parse(attr: str, raw: str) -> Any:
+    if attr == "normalisation":
+        return raw.lower() not in OFF_VALUES
+    return raw
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def single_threaded_children() -> None:
+    """Let worker processes started from here run one BLAS/OpenMP thread each (a pool of them
+    already uses every core); an explicit setting by the user is kept."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """The data directory: the explicit argument, else ``CANDOR_DATA_DIR``, else the default."""
-    chosen = explicit or os.environ.get("CANDOR_DATA_DIR") or DEFAULT_DATA_DIR
-    path = Path(chosen).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def default_backend() -> str:
-    """The model backend used when none is named: ``CANDOR_BACKEND``, else ``onnx`` (dlib's own
-    networks run in ONNX Runtime; tested equal to the ``dlib`` reference, many times faster)."""
-    return os.environ.get("CANDOR_BACKEND", "onnx")
-
-
-def default_detector() -> str:
-    """The face detector used when none is named: ``CANDOR_DETECTOR``, else ``hog+cnn``.
-
-    On FairFace, HOG alone finds 67.8% of Black faces and 80.1% of Southeast Asian ones (a
-    12.4-point spread); with the CNN run where HOG finds nothing, every group is within
-    96.4-97.9% (1.5 points), and the CNN's cost falls only on those photos (docs/fairness.md).
-    """
-    return os.environ.get("CANDOR_DETECTOR", "hog+cnn")
+    """The data directory (created): ``explicit``, else ``CANDOR_DATA_DIR``, else the default.
+    Prefer passing a :class:`Settings` down; this is for code handed only a path."""
+    if explicit:
+        path = Path(explicit).expanduser()
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return path
+    return Settings.load().ensure_data_dir()

@@ -70,7 +70,8 @@ class Gateway:
                  s3_endpoint_url: str | None = None, retention_interval: float = 0) -> None:
         self.service = service
         self.keys = keys
-        self.s3 = S3Images(s3_endpoint_url)
+        settings = getattr(service, "settings", None)
+        self.s3 = S3Images(s3_endpoint_url, settings.aws_region if settings else "us-east-1")
         self.retention_interval = retention_interval
         self.retention_timer = None
         #: governance: ``gate.invoke(principal, operation, params, request_id)`` decides,

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from candor.config import OPERATOR_ORG
 from candor.errors import InvalidParameter, ResourceNotFound
 
-ADMIN_ORG = "admin"
+ADMIN_ORG = OPERATOR_ORG  # the first key is the operator's own
 ADMIN_CATEGORY = "general"
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -82,11 +83,12 @@ class KeyStore:
         self.table = schema.access_keys
 
     @classmethod
-    def open(cls, data_dir: str | Path | None = None) -> KeyStore:
-        """The keys of the store in ``data_dir`` (the process-wide store for that directory)."""
+    def open(cls, data_dir: str | Path | None = None, url: str | None = None) -> KeyStore:
+        """The keys of the store in ``data_dir`` (the process-wide store for that directory
+        and database URL)."""
         from candor.store import open_store
 
-        return cls(open_store(data_dir))
+        return cls(open_store(data_dir, url))
 
     def create(self, org: str, category: str) -> tuple[AccessKey, str]:
         """Issue a key for ``org`` under ``category``; returns the key and its secret (once)."""

@@ -8,7 +8,6 @@ the actual pixels' source bytes rather than just the object's name.
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
 
@@ -25,8 +24,9 @@ class InvalidS3Object(CandorError):
 class S3Images:
     """Fetches S3Object images from one endpoint; the botocore client is made on first use."""
 
-    def __init__(self, endpoint_url: str | None = None) -> None:
-        self.endpoint_url = endpoint_url or os.environ.get("CANDOR_S3_ENDPOINT_URL") or None
+    def __init__(self, endpoint_url: str | None = None, region: str = "us-east-1") -> None:
+        self.endpoint_url = endpoint_url or None
+        self.region = region
         self._client = None
         self._lock = threading.Lock()
 
@@ -39,8 +39,7 @@ class S3Images:
                 session = botocore.session.get_session()
                 self._client = session.create_client(
                     "s3", endpoint_url=self.endpoint_url,
-                    region_name=os.environ.get("AWS_REGION") or os.environ.get(
-                        "AWS_DEFAULT_REGION") or "us-east-1",
+                    region_name=self.region,
                     config=Config(s3={"addressing_style": "path"}, connect_timeout=5,
                                   read_timeout=30, retries={"max_attempts": 2}))
             return self._client

@@ -10,7 +10,8 @@ import typer
 from candor import __version__
 from candor.cli import collections, faces, governance, serve
 from candor.cli import eval as eval_commands
-from candor.cli.common import console
+from candor.cli.common import console, remember_globals
+from candor.config import DEFAULT_CATEGORY, OPERATOR_ORG
 
 app = typer.Typer(
     name="candor",
@@ -34,29 +35,28 @@ def root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Show the version and exit.")] = False,
     as_org: Annotated[str | None, typer.Option(
-        "--as", envvar="CANDOR_ORG", help="Act as this organisation: every call is decided "
-        "by the policy and recorded in the audit ledger under it [default: local].")] = None,
+        "--as", help="Act as this organisation: every call is decided by the policy and "
+        f"recorded in the audit ledger under it (also CANDOR_ORG) [default: {OPERATOR_ORG}].")]
+    = None,
     category: Annotated[str | None, typer.Option(
-        "--category", envvar="CANDOR_CATEGORY",
-        help="The use-case category you act under [default: general].")] = None,
+        "--category", help="The use-case category you act under (also CANDOR_CATEGORY) "
+        f"[default: {DEFAULT_CATEGORY}].")] = None,
     policy: Annotated[str | None, typer.Option(
-        "--policy", envvar="CANDOR_POLICY",
-        help="Policy file or shipped policy name for these calls [default: open].")] = None,
+        "--policy", help="Policy file or shipped policy name for these calls (also "
+        "CANDOR_POLICY) [default: open].")] = None,
+    authorization_ref: Annotated[str | None, typer.Option(
+        "--authorization-ref", help="Reference of the authorisation (warrant, court order) "
+        "these calls are made under, for policies that require one; recorded in the audit "
+        "ledger (also CANDOR_AUTHORIZATION_REF).")] = None,
     no_normalisation: Annotated[bool, typer.Option(
         "--no-normalisation", help="Score with the raw cosine, without score normalisation "
         "(also CANDOR_NORMALISATION=off): for comparison; the audit ledger records which "
         "scoring was used. See docs/fairness.md.")] = False,
 ) -> None:
     """Self-hosted face recognition with accountability built in."""
-    import os
-
-    # read by candor.governance.gate.governed() when a command builds its service
-    for name, value in (("CANDOR_ORG", as_org), ("CANDOR_CATEGORY", category),
-                        ("CANDOR_POLICY", policy)):
-        if value is not None:
-            os.environ[name] = value
-    if no_normalisation:  # read by candor.scoring.similarity, here and in any process started from here
-        os.environ["CANDOR_NORMALISATION"] = "off"
+    remember_globals(org=as_org, category=category, policy=policy,
+                     authorization_reference=authorization_ref,
+                     normalisation=False if no_normalisation else None)
 
 
 faces.register(app)  # detect, compare

@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,6 +28,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from candor.config import DEFAULT_BACKEND, DEFAULT_DETECTOR, Settings
 from candor.errors import CandorError
 
 console = Console()
@@ -36,34 +38,53 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 DataDirOption = Annotated[
     Path | None,
-    typer.Option("--data-dir", envvar="CANDOR_DATA_DIR",
-                 help="Where candor keeps its data [default: ~/.local/share/candor]."),
+    typer.Option("--data-dir", help="Where candor keeps its data (also CANDOR_DATA_DIR) "
+                                    "[default: ~/.local/share/candor]."),
 ]
 BackendOption = Annotated[
     str | None,
-    typer.Option("--backend", envvar="CANDOR_BACKEND",
-                 help="Model backend: dlib (reference) or onnx (fast path)."),
+    typer.Option("--backend", help="Model backend: onnx (fast path) or dlib (reference) "
+                                   f"(also CANDOR_BACKEND) [default: {DEFAULT_BACKEND}]."),
 ]
 DetectorOption = Annotated[
     str | None,
-    typer.Option("--detector", envvar="CANDOR_DETECTOR",
-                 help="Face detector: hog+cnn (default: HOG, and the CNN where HOG finds no face), "
-                      "hog (fastest) or cnn (MMOD, every image)."),
+    typer.Option("--detector",
+                 help="Face detector: hog+cnn (HOG, and the CNN where HOG finds no face), "
+                      "hog (fastest) or cnn (MMOD, every image) (also CANDOR_DETECTOR) "
+                      f"[default: {DEFAULT_DETECTOR}]."),
 ]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print the Rekognition response JSON instead of a table.")
 ]
 
 
+#: the root command's options of this invocation (``--as``, ``--policy`` ...)
+_globals: ContextVar[dict[str, Any] | None] = ContextVar("candor_cli_globals", default=None)
+
+
+def remember_globals(**values: Any) -> None:
+    """Keep the root command's options for the subcommand that builds the settings (in this
+    invocation's context, never in the environment)."""
+    _globals.set({k: v for k, v in values.items() if v is not None})
+
+
+def settings(data_dir: Path | None = None, backend: str | None = None,
+             detector: str | None = None, **more: Any) -> Settings:
+    """This command's settings: its own flags, then the root's, then the environment, then
+    the defaults (:meth:`candor.config.Settings.load`)."""
+    return Settings.load(**{**(_globals.get() or {}), "data_dir": data_dir, "backend": backend,
+                            "detector": detector, **more})
+
+
 def make_service(data_dir: Path | None = None, backend: str | None = None,
                  detector: str | None = None, governed: bool = True):
     """The service the command runs on: behind the governance gate, acting as the local
-    principal (``candor --as ORG --category C``, or CANDOR_ORG / CANDOR_CATEGORY), under
-    CANDOR_POLICY (default: open), so CLI calls are decided and audited like HTTP ones.
-    ``governed=False`` is for ``serve``, which puts its own gate in front per request."""
+    principal (``candor --as ORG --category C``), under the policy (``--policy``, default
+    open), so CLI calls are decided and audited like HTTP ones. ``governed=False`` is for
+    ``serve``, which puts its own gate in front per request."""
     from candor.service import Service
 
-    service = Service(data_dir=data_dir, backend=backend, detector=detector)
+    service = Service(settings=settings(data_dir, backend, detector))
     if not governed:
         return service
     from candor.governance.gate import governed as behind_gate

@@ -15,7 +15,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from candor.cli.common import DataDirOption, JsonOption, cli_errors, console, fail, print_json
+from candor.cli.common import (
+    DataDirOption,
+    JsonOption,
+    cli_errors,
+    console,
+    fail,
+    print_json,
+    settings,
+)
 
 audit_app = typer.Typer(help="The tamper-evident audit ledger: verify it, read it.",
                         no_args_is_help=True)
@@ -30,10 +38,10 @@ AsOption = Annotated[str | None, typer.Option(
 
 
 def _store(data_dir):
-    from candor.config import data_dir as resolve
     from candor.store import open_store
 
-    return open_store(resolve(data_dir))
+    s = settings(data_dir)
+    return open_store(s.ensure_data_dir(), s.database_url, s.index_kind)
 
 
 def _ledger(data_dir):
@@ -43,12 +51,10 @@ def _ledger(data_dir):
 
 
 def _operator(org: str | None):
-    import os
-
     from candor.governance.principal import Principal
 
-    return Principal.local(org or os.environ.get("CANDOR_ORG") or "operator",
-                           os.environ.get("CANDOR_CATEGORY") or "general")
+    s = settings()
+    return Principal.local(org or s.org, s.category)
 
 
 def _records_table(records: list[dict[str, Any]], title: str) -> Table:

@@ -20,6 +20,7 @@ from candor.cli.common import (
     cli_errors,
     console,
     print_json,
+    settings,
 )
 
 
@@ -36,13 +37,14 @@ def serve(
         "--workers", min=1,
         help="Operations run in parallel (worker threads) [default: number of cores].")] = None,
     s3_endpoint_url: Annotated[str | None, typer.Option(
-        "--s3-endpoint-url", envvar="CANDOR_S3_ENDPOINT_URL",
-        help="S3-compatible endpoint for Image.S3Object (credentials from the usual AWS "
-             "environment variables).")] = None,
+        "--s3-endpoint-url",
+        help="S3-compatible endpoint for Image.S3Object (also CANDOR_S3_ENDPOINT_URL; "
+             "credentials from the usual AWS environment variables).")] = None,
     policy: Annotated[str | None, typer.Option(
-        "--policy", envvar="CANDOR_POLICY",
+        "--policy",
         help="Policy file, or a shipped policy's name (moratorium-2020, eu-ai-act, open) "
-             "[default: open: allow all, audit all]. Re-read when the file changes.")] = None,
+             "(also CANDOR_POLICY) [default: open: allow all, audit all]. Re-read when the "
+             "file changes.")] = None,
     retention_interval: Annotated[float, typer.Option(
         "--retention-interval", min=0,
         help="Seconds between retention purges (faces past their collection's retention "
@@ -67,10 +69,12 @@ def serve(
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with cli_errors():
+        config = settings(data_dir, backend, detector, policy=policy,
+                          s3_endpoint_url=s3_endpoint_url)
         # the bare service: the gate goes in front per request, with the key's principal
-        service = Service(data_dir=data_dir, backend=backend, detector=detector)
-        keys = KeyStore.open(service.data_dir)
-        gate = Gate.for_service(service, policy)
+        service = Service(settings=config)
+        keys = KeyStore.open(service.data_dir, config.database_url)
+        gate = Gate.for_service(service, config.policy)
         first = keys.ensure_admin_key()
     if first is not None:
         key, secret = first
@@ -82,7 +86,7 @@ def serve(
         logging.getLogger("candor.api").warning(
             "serving plain HTTP on %s: SigV4 protects integrity, not confidentiality; put a "
             "TLS-terminating proxy in front before images travel over a network", host)
-    gateway = Gateway(service, keys, workers, gate=gate, s3_endpoint_url=s3_endpoint_url,
+    gateway = Gateway(service, keys, workers, gate=gate, s3_endpoint_url=config.s3_endpoint_url,
                       retention_interval=retention_interval)
     app = create_app(gateway)
     uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False,
@@ -100,9 +104,9 @@ CategoryOption = Annotated[str, typer.Option(
 
 def _keys(data_dir):
     from candor.api.keys import KeyStore
-    from candor.config import data_dir as resolve
 
-    return KeyStore.open(resolve(data_dir))
+    s = settings(data_dir)
+    return KeyStore.open(s.ensure_data_dir(), s.database_url)
 
 
 @keys_app.command("create")

@@ -139,7 +139,7 @@ _face = "centre"
 
 def _init_worker(backend: str, detector: str, face: str) -> None:
     global _engine, _face
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    config.single_threaded_children()
     from candor.face.engine import Engine
 
     _engine = Engine(backend=backend, detector=detector)

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from candor import config
 from candor.errors import InvalidParameter
-from candor.face import analysis, config
+from candor.face import analysis
 from candor.face.imaging import Image, load_image
 from candor.face.results import (
     BoundingBox,
@@ -29,7 +30,7 @@ from candor.face.results import (
 )
 from candor.models import Detection, get_backend
 from candor.models.base import CHIP_SIZE, EMBEDDING_SIZE
-from candor.scoring.similarity import normalise, similarity
+from candor.scoring.similarity import Scoring, normalise
 
 #: names the embedding candor stores, in Rekognition's numeric form; it changes whenever
 #: embeddings stop being comparable (collections record it as their FaceModelVersion).
@@ -87,9 +88,11 @@ def parse_attributes(attributes: Iterable[str] | None) -> set[str]:
 class Engine:
     """Face detection, analysis, embedding and comparison over one model backend."""
 
-    def __init__(self, backend: str | None = None, detector: str | None = None) -> None:
-        self.backend = get_backend(backend or config.default_backend())
-        self.detector = detector or config.default_detector()
+    def __init__(self, backend: str | None = None, detector: str | None = None,
+                 scoring: Scoring | None = None) -> None:
+        self.backend = get_backend(backend or config.DEFAULT_BACKEND)
+        self.detector = detector or config.DEFAULT_DETECTOR
+        self.scoring = scoring or Scoring()
         if self.detector not in DETECTORS:
             raise InvalidParameter(f"unknown detector {self.detector!r}; choose one of: "
                                    f"{', '.join(DETECTORS)}")
@@ -199,7 +202,7 @@ class Engine:
             bounding_box=src.detail.bounding_box, confidence=src.detail.confidence))
         if not tgt_faces:
             return result
-        scores = similarity(src.embedding, np.stack([f.embedding for f in tgt_faces]))[0]
+        scores = self.scoring.similarity(src.embedding, np.stack([f.embedding for f in tgt_faces]))[0]
         for face, score in sorted(zip(tgt_faces, scores), key=lambda p: -p[1]):
             compared = compared_face(face)
             if score >= similarity_threshold:

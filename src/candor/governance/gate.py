@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from candor.config import Settings
 from candor.errors import AccessDenied, CandorError
 from candor.governance.ledger import AuditUnavailable, Ledger
 from candor.governance.policy import (
@@ -149,7 +150,9 @@ class Gate:
         """A gate over ``service`` whose ledger lives in the service's own store."""
         from candor.store import open_store
 
-        return cls(service, Ledger.for_store(open_store(service.data_dir)), policy, **kw)
+        settings = service.settings
+        store = open_store(service.data_dir, settings.database_url, settings.index_kind)
+        return cls(service, Ledger.for_store(store), policy, **kw)
 
     @property
     def policy(self) -> Policy:
@@ -218,19 +221,23 @@ class Gate:
     # Same shape as the HTTP gateway's seam: ``invoke(principal, operation, params, request_id)``.
     invoke = call
 
-    def as_principal(self, principal: Principal) -> BoundGate:
+    def as_principal(self, principal: Principal,
+                     authorization_reference: str | None = None) -> BoundGate:
         """A service-like object (``.call(operation, params)``) that acts as ``principal``."""
-        return BoundGate(self, principal)
+        return BoundGate(self, principal, authorization_reference)
 
     def _scoring(self) -> str | None:
         """What scored the similarities: model backend | score normalisation (or raw-cosine) |
         Similarity table, e.g. ``onnx|normalisation-v1|table:normalisation-v1:<date>``."""
         if self.scoring:
             return self.scoring
-        from candor.scoring.similarity import scoring_description
+        scoring = getattr(self.service, "scoring", None)
+        if scoring is None:
+            from candor.scoring.similarity import Scoring
 
+            scoring = Scoring()
         backend = getattr(self.service, "backend_name", None)
-        return f"{backend}|{scoring_description()}" if backend else scoring_description()
+        return f"{backend}|{scoring.description}" if backend else scoring.description
 
     def _record(self, base: dict[str, Any], details: dict[str, Any], **fields: Any) -> None:
         record = {**base, **fields}
@@ -255,37 +262,40 @@ class Gate:
 
 class BoundGate:
     """The gate for one principal, with the service's ``call(operation, params)`` shape, so the
-    CLI and the Python API can use it wherever they would have used the service."""
+    CLI and the Python API can use it wherever they would have used the service.
+    ``authorization_reference`` (``candor --authorization-ref``) goes with every call unless a
+    call names its own."""
 
-    def __init__(self, gate: Gate, principal: Principal):
+    def __init__(self, gate: Gate, principal: Principal,
+                 authorization_reference: str | None = None):
         self.gate = gate
         self.principal = principal
+        self.authorization_reference = authorization_reference
 
     def call(self, operation: str, params: dict[str, Any] | None = None,
              request_id: str | None = None, *,
              authorization_reference: str | None = None) -> dict[str, Any]:
         return self.gate.call(self.principal, operation, params, request_id,
-                              authorization_reference=authorization_reference)
+                              authorization_reference=authorization_reference
+                              or self.authorization_reference)
 
     def __getattr__(self, name: str) -> Any:  # data_dir, engine, ... of the wrapped service
         return getattr(self.gate.service, name)
 
 
-def local_principal(org: str | None = None, category: str | None = None) -> Principal:
-    """The CLI / Python API caller: ``--as ORG`` (or ``CANDOR_ORG``), in ``category`` (or
-    ``CANDOR_CATEGORY``, default ``general``); audited like an access key."""
-    import os
-
-    return Principal.local(org or os.environ.get("CANDOR_ORG") or "local",
-                           category or os.environ.get("CANDOR_CATEGORY") or "general")
+def local_principal(settings: Settings) -> Principal:
+    """The CLI / Python API caller: ``settings.org`` (``--as ORG``, CANDOR_ORG) in
+    ``settings.category``; audited like an access key."""
+    return Principal.local(settings.org, settings.category)
 
 
 def governed(service: Any, principal: Principal | None = None,
              policy: PolicyStore | Policy | str | None = None) -> BoundGate:
-    """``service`` behind the gate, acting as ``principal``: what the CLI and the Python API
-    use in place of the bare service, so that their calls are decided and audited too.
-    ``policy`` defaults to ``CANDOR_POLICY``, else the shipped open policy."""
-    import os
-
-    policy = policy if policy is not None else os.environ.get("CANDOR_POLICY") or None
-    return Gate.for_service(service, policy).as_principal(principal or local_principal())
+    """``service`` behind the gate, acting as ``principal`` (default: the local principal of
+    the service's settings): what the CLI and the Python API use in place of the bare
+    service, so that their calls are decided and audited too. ``policy`` defaults to the
+    settings' policy, else the shipped open policy."""
+    settings = service.settings
+    policy = policy if policy is not None else settings.policy
+    return Gate.for_service(service, policy).as_principal(
+        principal or local_principal(settings), settings.authorization_reference)

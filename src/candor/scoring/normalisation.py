@@ -37,8 +37,6 @@ import numpy as np
 
 #: the parameters candor ships and applies by default
 SHIPPED = "normalisation-v1"
-#: values of CANDOR_NORMALISATION that switch normalisation off
-OFF_VALUES = {"off", "0", "false", "no", "none", "raw"}
 
 
 @dataclass(frozen=True)
@@ -117,10 +115,6 @@ def shipped_provenance() -> dict:
     ref = resources.files("candor") / "data" / f"{SHIPPED}.json"
     return json.loads(ref.read_text())
 
-
-def enabled_by_environment() -> bool:
-    """False when ``CANDOR_NORMALISATION`` is off/0/false/no/none/raw; on otherwise."""
-    return os.environ.get("CANDOR_NORMALISATION", "on").strip().lower() not in OFF_VALUES
 
 
 # ----------------------------------------------------------------------------- fitting

@@ -22,17 +22,18 @@ default: each comparison's cosine is shifted by the two faces' cluster offsets, 
 threshold falsely matches different populations about equally often (docs/fairness.md). It
 needs both embeddings, which is why the functions here take embeddings, not cosines:
 :func:`similarity` (compare), :func:`candidate_similarities` and :func:`rank` (search over a
-vector index, which supplies cosines and stored embeddings). Switch it off for a process with
-``CANDOR_NORMALISATION=off``, ``candor --no-normalisation ...`` or :func:`set_normalisation`;
-:func:`scoring_description` names what is in force for the audit ledger.
+vector index, which supplies cosines and stored embeddings). A :class:`Scoring` holds the
+choices a process made (normalisation on or off: ``CANDOR_NORMALISATION=off`` or
+``candor --no-normalisation``; another tables file: ``CANDOR_SIMILARITY_TABLE``), built once from
+:class:`candor.config.Settings`; its :attr:`Scoring.description` names it for the audit ledger.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -43,7 +44,7 @@ from candor.scoring import normalisation as fsn
 
 #: the scoring of the plain cosine between unit embeddings
 RAW = "raw-cosine"
-#: the shipped tables file; CANDOR_SIMILARITY_TABLE may name another (for evaluation)
+#: the shipped tables file; Settings.similarity_table may name another (for evaluation)
 TABLE_FILE = "similarity-table.json"
 
 #: the thresholds candor applies when a request names none (the numbers behind them are in
@@ -55,7 +56,6 @@ TABLE_FILE = "similarity-table.json"
 VERIFICATION_THRESHOLD = 80.0
 IDENTIFICATION_THRESHOLD = 85.0
 
-_override: bool | None = None
 
 
 def normalise(embeddings: np.ndarray) -> np.ndarray:
@@ -73,52 +73,56 @@ def _tables(path: str | None) -> dict:
     return json.loads((resources.files("candor") / "data" / TABLE_FILE).read_text())
 
 
-def table(scoring: str = RAW) -> dict:
-    """The calibration table for ``scoring`` (knots, rows, provenance); the raw-cosine table
-    when there is none for that scoring."""
-    tables = _tables(os.environ.get("CANDOR_SIMILARITY_TABLE") or None)["tables"]
+def table(scoring: str = RAW, table_file: str | Path | None = None) -> dict:
+    """The calibration table for ``scoring`` (knots, rows, provenance) in ``table_file`` (the
+    shipped file by default); the raw-cosine table when there is none for that scoring."""
+    tables = _tables(str(table_file) if table_file else None)["tables"]
     return tables.get(scoring) or tables[RAW]
 
 
 @lru_cache(maxsize=8)
 def _knots(scoring: str, path: str | None) -> tuple[np.ndarray, np.ndarray]:
-    knots = np.asarray(table(scoring)["knots"], dtype=np.float64)
+    knots = np.asarray(table(scoring, path)["knots"], dtype=np.float64)
     return knots[:, 0].copy(), knots[:, 1].copy()
 
 
-def _table_knots(scoring: str) -> tuple[np.ndarray, np.ndarray]:
-    return _knots(scoring, os.environ.get("CANDOR_SIMILARITY_TABLE") or None)
+def _table_knots(scoring: str, table_file: str | Path | None) -> tuple[np.ndarray, np.ndarray]:
+    return _knots(scoring, str(table_file) if table_file else None)
 
 
-def mapping_name(scoring: str = RAW) -> str:
+def mapping_name(scoring: str = RAW, table_file: str | Path | None = None) -> str:
     """Names the score-to-Similarity mapping in force (for the audit ledger)."""
-    t = table(scoring)
+    t = table(scoring, table_file)
     return f"table:{t['score']}:{t.get('created', '?')}"
 
 
-def similarity_from_score(score: np.ndarray | float, scoring: str = RAW) -> np.ndarray:
+def similarity_from_score(score: np.ndarray | float, scoring: str = RAW,
+                          table_file: str | Path | None = None) -> np.ndarray:
     """Similarity 0-100 for score(s) of ``scoring``; strictly increasing in the score."""
-    x, y = _table_knots(scoring)
+    x, y = _table_knots(scoring, table_file)
     s = np.clip(np.asarray(score, dtype=np.float64), x[0], x[-1])
     return np.interp(s, x, y)
 
 
-def score_for_similarity(similarity: float, scoring: str = RAW) -> float:
+def score_for_similarity(similarity: float, scoring: str = RAW,
+                         table_file: str | Path | None = None) -> float:
     """The smallest score whose Similarity reaches ``similarity`` (inverse of the table)."""
-    x, y = _table_knots(scoring)
+    x, y = _table_knots(scoring, table_file)
     return float(np.interp(min(max(float(similarity), 0.0), 100.0), y, x))
 
 
-def similarity_from_cosine(score: np.ndarray | float, normalised: bool | None = None) -> np.ndarray:
-    """Similarity 0-100 for score(s) of the scoring in force (the cosine, or the normalised
-    cosine when normalisation is on; ``normalised`` overrides); monotone increasing. This is
-    the table alone: to score two faces use :func:`similarity`."""
-    return similarity_from_score(score, scoring_name(normalised))
+def similarity_from_cosine(score: np.ndarray | float, normalised: bool | None = None,
+                           table_file: str | Path | None = None) -> np.ndarray:
+    """Similarity 0-100 for score(s) of the scoring (the cosine, or the normalised cosine when
+    normalisation is on, the default); monotone increasing. This is the table alone: to score
+    two faces use :func:`similarity`."""
+    return similarity_from_score(score, scoring_name(normalised), table_file)
 
 
-def cosine_for_similarity(similarity: float, normalised: bool | None = None) -> float:
-    """The smallest score of the scoring in force whose Similarity reaches ``similarity``."""
-    return score_for_similarity(similarity, scoring_name(normalised))
+def cosine_for_similarity(similarity: float, normalised: bool | None = None,
+                          table_file: str | Path | None = None) -> float:
+    """The smallest score of the scoring whose Similarity reaches ``similarity``."""
+    return score_for_similarity(similarity, scoring_name(normalised), table_file)
 
 
 def false_match_rate(similarity: float) -> float:
@@ -130,22 +134,10 @@ def false_match_rate(similarity: float) -> float:
 
 
 # -- score normalisation ---------------------------------------------------------------
-def set_normalisation(enabled: bool | None) -> None:
-    """Turn score normalisation on or off for this process; ``None`` defers to the
-    ``CANDOR_NORMALISATION`` environment variable (on unless it says off)."""
-    global _override
-    _override = enabled
-
-
-def normalisation_enabled() -> bool:
-    return _override if _override is not None else fsn.enabled_by_environment()
-
-
 def active_normalisation(normalised: bool | None = None) -> fsn.Normalisation | None:
-    """The normalisation parameters that apply (``normalised`` overrides the process setting),
-    or None when scores are raw cosines."""
-    on = normalisation_enabled() if normalised is None else normalised
-    return fsn.shipped() if on else None
+    """The normalisation parameters that apply (on unless ``normalised`` is False), or None
+    when scores are raw cosines."""
+    return fsn.shipped() if normalised is not False else None
 
 
 def scoring_name(normalised: bool | None = None) -> str:
@@ -154,10 +146,11 @@ def scoring_name(normalised: bool | None = None) -> str:
     return norm.name if norm is not None else RAW
 
 
-def scoring_description(normalised: bool | None = None) -> str:
+def scoring_description(normalised: bool | None = None,
+                        table_file: str | Path | None = None) -> str:
     """Scoring and Similarity table in force, as the audit ledger records them."""
     name = scoring_name(normalised)
-    return f"{name}|{mapping_name(name)}"
+    return f"{name}|{mapping_name(name, table_file)}"
 
 
 # -- scores and Similarity of faces ------------------------------------------------------
@@ -171,9 +164,10 @@ def scores(a: np.ndarray, b: np.ndarray, normalised: bool | None = None) -> np.n
     return norm.scores(a, b)
 
 
-def similarity(a: np.ndarray, b: np.ndarray, normalised: bool | None = None) -> np.ndarray:
+def similarity(a: np.ndarray, b: np.ndarray, normalised: bool | None = None,
+               table_file: str | Path | None = None) -> np.ndarray:
     """Similarity between unit embeddings ``a`` (N, D) and ``b`` (M, D): an (N, M) array."""
-    return similarity_from_cosine(scores(a, b, normalised), normalised)
+    return similarity_from_cosine(scores(a, b, normalised), normalised, table_file)
 
 
 def candidate_scores(query: np.ndarray, candidates: np.ndarray, cosines: np.ndarray,
@@ -190,16 +184,18 @@ def candidate_scores(query: np.ndarray, candidates: np.ndarray, cosines: np.ndar
 
 
 def candidate_similarities(query: np.ndarray, candidates: np.ndarray, cosines: np.ndarray,
-                           normalised: bool | None = None) -> np.ndarray:
+                           normalised: bool | None = None,
+                           table_file: str | Path | None = None) -> np.ndarray:
     """Similarity to ``query`` of each candidate (rows of ``candidates``, with their
     ``cosines`` to the query from a vector index)."""
     return similarity_from_cosine(candidate_scores(query, candidates, cosines, normalised),
-                                  normalised)
+                                  normalised, table_file)
 
 
 def rank(query: np.ndarray, nearest: Callable[[int], tuple[np.ndarray, np.ndarray]],
          vectors: Callable[[np.ndarray], np.ndarray], k: int, threshold: float,
-         normalised: bool | None = None) -> list[tuple[float, int]]:
+         normalised: bool | None = None,
+         table_file: str | Path | None = None) -> list[tuple[float, int]]:
     """The best ``k`` (Similarity, key) at or above ``threshold``, best first, from a vector
     index: ``nearest(n)`` gives the top ``n`` (cosines, keys) by cosine, best first, and
     ``vectors(keys)`` the stored unit embeddings of those keys.
@@ -224,10 +220,50 @@ def rank(query: np.ndarray, nearest: Callable[[int], tuple[np.ndarray, np.ndarra
             break  # the index has nothing more
         best_unseen = (cos[-1] + float(norm.face_offsets(np.reshape(query, (1, -1)))[0])
                        + float(norm.offsets.max()))
-        floor = cosine_for_similarity(threshold, True) if threshold > 0 else -np.inf
+        floor = cosine_for_similarity(threshold, True, table_file) if threshold > 0 else -np.inf
         kth = s[order[k - 1]] if len(s) >= k else -np.inf
         if best_unseen < max(floor, kth):
             break
         fetch *= 4
-    sims = similarity_from_cosine(s, normalised=norm is not None)
+    sims = similarity_from_cosine(s, norm is not None, table_file)
     return [(float(sims[i]), int(keys[i])) for i in order if sims[i] >= threshold][:k]
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How this process turns embeddings into Similarity: score normalisation on or off, and
+    which tables file. Built once from :class:`candor.config.Settings` and handed to the engine
+    and the service, so that every door scores the same way."""
+
+    normalised: bool = True
+    table_file: Path | None = None
+
+    @classmethod
+    def from_settings(cls, settings) -> Scoring:
+        return cls(settings.normalisation, settings.similarity_table)
+
+    @property
+    def name(self) -> str:
+        return scoring_name(self.normalised)
+
+    @property
+    def description(self) -> str:
+        return scoring_description(self.normalised, self.table_file)
+
+    def similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return similarity(a, b, self.normalised, self.table_file)
+
+    def candidate_similarities(self, query: np.ndarray, candidates: np.ndarray,
+                               cosines: np.ndarray) -> np.ndarray:
+        return candidate_similarities(query, candidates, cosines, self.normalised, self.table_file)
+
+    def rank(self, query: np.ndarray, nearest: Callable[[int], tuple[np.ndarray, np.ndarray]],
+             vectors: Callable[[np.ndarray], np.ndarray], k: int,
+             threshold: float) -> list[tuple[float, int]]:
+        return rank(query, nearest, vectors, k, threshold, self.normalised, self.table_file)
+
+    def from_score(self, score: np.ndarray | float) -> np.ndarray:
+        return similarity_from_cosine(score, self.normalised, self.table_file)
+
+    def score_for(self, similarity_value: float) -> float:
+        return cosine_for_similarity(similarity_value, self.normalised, self.table_file)

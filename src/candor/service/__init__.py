@@ -17,8 +17,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from candor import config
+from candor.config import Settings
 from candor.errors import InvalidParameter
+from candor.scoring.similarity import Scoring
 
 Handler = Callable[["Service", dict[str, Any]], dict[str, Any]]
 OPERATIONS: dict[str, Handler] = {}
@@ -35,23 +36,28 @@ def operation(name: str) -> Callable[[Handler], Handler]:
 
 
 class Service:
-    """One candor instance: a data directory, a model backend and the engine over it."""
+    """One candor instance: its settings (data directory, database, model backend, scoring)
+    and the engine over them. ``data_dir``, ``backend`` and ``detector`` override ``settings``
+    (by default read from the environment by :meth:`Settings.load`)."""
 
     def __init__(self, data_dir: str | os.PathLike | None = None, backend: str | None = None,
-                 detector: str | None = None) -> None:
-        self._data_dir_arg = data_dir
-        self.backend_name = backend or config.default_backend()
-        self.detector = detector
+                 detector: str | None = None, settings: Settings | None = None) -> None:
+        base = settings if settings is not None else Settings.load()
+        self.settings = base.with_(data_dir=Path(data_dir) if data_dir else None,
+                                   backend=backend, detector=detector)
+        self.backend_name = self.settings.backend
+        self.detector = self.settings.detector
+        self.scoring = Scoring.from_settings(self.settings)
 
     @cached_property
     def data_dir(self) -> Path:
-        return config.data_dir(self._data_dir_arg)
+        return self.settings.ensure_data_dir()
 
     @cached_property
     def engine(self):
         from candor.face.engine import Engine
 
-        return Engine(backend=self.backend_name, detector=self.detector)
+        return Engine(backend=self.backend_name, detector=self.detector, scoring=self.scoring)
 
     def call(self, name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run operation ``name`` on ``params`` and return its response dict."""

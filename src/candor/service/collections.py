@@ -27,7 +27,7 @@ from candor.errors import (
     ServiceQuotaExceeded,
 )
 from candor.face.engine import FACE_MODEL_VERSION
-from candor.scoring.similarity import IDENTIFICATION_THRESHOLD, rank, similarity
+from candor.scoring.similarity import IDENTIFICATION_THRESHOLD, Scoring
 from candor.service import Service, operation
 from candor.store import FaceRow, Store, open_store
 
@@ -60,7 +60,8 @@ def store_of(service: Service) -> Store:
     """The store of the service's data dir (shared by every Service on the same directory)."""
     store = service.__dict__.get("_store")
     if store is None:
-        store = service.__dict__["_store"] = open_store(service.data_dir)
+        store = service.__dict__["_store"] = open_store(
+            service.data_dir, service.settings.database_url, service.settings.index_kind)
     return store
 
 
@@ -255,10 +256,11 @@ def _stored(index):
 
 
 def _face_matches(store: Store, coll_pk: int, vector: np.ndarray, max_faces: int,
-                  threshold: float, exclude: str | None = None) -> list[dict]:
+                  threshold: float, exclude: str | None = None, *,
+                  scoring: Scoring) -> list[dict]:
     index = store.face_index(coll_pk)
     k = max_faces + (1 if exclude else 0)
-    chosen = rank(vector, lambda n: index.search(vector, n), _stored(index), k, threshold)
+    chosen = scoring.rank(vector, lambda n: index.search(vector, n), _stored(index), k, threshold)
     rows = store.faces_by_key(k for _, k in chosen)
     out = []
     for sim, key in chosen:
@@ -270,10 +272,11 @@ def _face_matches(store: Store, coll_pk: int, vector: np.ndarray, max_faces: int
 
 
 def _user_matches(store: Store, coll_pk: int, vector: np.ndarray, max_users: int,
-                  threshold: float, exclude_user_pk: int | None = None) -> list[dict]:
+                  threshold: float, exclude_user_pk: int | None = None, *,
+                  scoring: Scoring) -> list[dict]:
     index = store.user_index(coll_pk)
-    ranked = rank(vector, lambda n: index.search(vector, n), _stored(index),
-                  max_users + (1 if exclude_user_pk else 0), threshold)
+    ranked = scoring.rank(vector, lambda n: index.search(vector, n), _stored(index),
+                          max_users + (1 if exclude_user_pk else 0), threshold)
     chosen = [(s, k) for s, k in ranked if k != exclude_user_pk]
     users = store.users_by_key(k for _, k in chosen)
     return [{"Similarity": s, "User": {"UserId": users[k].user_id,
@@ -415,7 +418,7 @@ def search_faces(service: Service, params: dict) -> dict:
     matches = _face_matches(store, coll.id, vector,
                             int(params.get("MaxFaces", DEFAULT_SEARCH_MAX_FACES)),
                             float(params.get("FaceMatchThreshold", IDENTIFICATION_THRESHOLD)),
-                            exclude=params["FaceId"])
+                            exclude=params["FaceId"], scoring=service.scoring)
     return {"SearchedFaceId": params["FaceId"], "FaceMatches": matches,
             "FaceModelVersion": coll.face_model_version}
 
@@ -441,7 +444,8 @@ def search_faces_by_image(service: Service, params: dict) -> dict:
                                f"({', '.join(reasons)}). Should be at least 1.")
     matches = _face_matches(store, coll.id, _unit(largest.embedding),
                             int(params.get("MaxFaces", DEFAULT_SEARCH_MAX_FACES)),
-                            float(params.get("FaceMatchThreshold", IDENTIFICATION_THRESHOLD)))
+                            float(params.get("FaceMatchThreshold", IDENTIFICATION_THRESHOLD)),
+                            scoring=service.scoring)
     return {"SearchedFaceBoundingBox": largest.detail["BoundingBox"],
             "SearchedFaceConfidence": largest.detail.get("Confidence", 100.0),
             "FaceMatches": matches, "FaceModelVersion": coll.face_model_version}
@@ -558,7 +562,7 @@ def associate_faces(service: Service, params: dict) -> dict:
                 continue
             if centre is not None:
                 vector = store.face_embedding(coll.id, fid)
-                sim = float(similarity(vector, centre)[0, 0])
+                sim = float(service.scoring.similarity(vector, centre)[0, 0])
                 if sim < threshold:
                     failed.append({"FaceId": fid, "UserId": params["UserId"], "Confidence": sim,
                                    "Reasons": ["LOW_MATCH_CONFIDENCE"]})
@@ -632,7 +636,8 @@ def search_users(service: Service, params: dict) -> dict:
 
         vector, exclude = from_blob(user.embedding), user.id
         out["SearchedUser"] = {"UserId": params["UserId"]}
-    out["UserMatches"] = _user_matches(store, coll.id, vector, max_users, threshold, exclude)
+    out["UserMatches"] = _user_matches(store, coll.id, vector, max_users, threshold, exclude,
+                                       scoring=service.scoring)
     out["FaceModelVersion"] = coll.face_model_version
     return {"UserMatches": out.pop("UserMatches"), **out}
 
@@ -655,7 +660,8 @@ def search_users_by_image(service: Service, params: dict) -> dict:
             out["UserMatches"] = _user_matches(
                 store, coll.id, _unit(faces[0].embedding),
                 int(params.get("MaxUsers", DEFAULT_MAX_USERS)),
-                float(params.get("UserMatchThreshold", IDENTIFICATION_THRESHOLD)))
+                float(params.get("UserMatchThreshold", IDENTIFICATION_THRESHOLD)),
+                scoring=service.scoring)
             out["SearchedFace"] = {"FaceDetail": faces[0].detail}
     out["UnsearchedFaces"] = unsearched
     return out

@@ -32,6 +32,7 @@ from sqlalchemy.engine import Engine, Row
 from candor import config
 from candor.errors import (
     InvalidPaginationToken,
+    InvalidParameter,
     ResourceAlreadyExists,
     ResourceNotFound,
 )
@@ -137,7 +138,7 @@ class Store:
     def __init__(self, data_dir: str | os.PathLike | None = None, url: str | None = None,
                  index_kind: str | None = None) -> None:
         self.data_dir = config.data_dir(data_dir)
-        self.url = url or os.environ.get("CANDOR_DATABASE_URL") or sqlite_url(self.data_dir)
+        self.url = url or sqlite_url(self.data_dir)
         self.engine = create_engine(self.url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         if self.is_sqlite:
@@ -150,9 +151,9 @@ class Store:
         self._token_key = bytes.fromhex(settings["token_key"])
         self.instance_id = settings["instance_id"]
         # flat (exact, default) or hnsw (approximate; deletions make it rebuild)
-        self.index_kind = index_kind or os.environ.get("CANDOR_INDEX", "flat")
-        if self.index_kind not in ("flat", "hnsw"):
-            raise ValueError(f"CANDOR_INDEX must be flat or hnsw, not {self.index_kind!r}")
+        self.index_kind = index_kind or config.DEFAULT_INDEX
+        if self.index_kind not in config.INDEX_KINDS:
+            raise InvalidParameter(f"the vector index must be flat or hnsw, not {self.index_kind!r}")
         self._indexes: dict[tuple[str, int], VectorIndex] = {}
         self._locks: dict[tuple[str, int], threading.RLock] = {}
         self._locks_guard = threading.Lock()
@@ -563,14 +564,16 @@ _stores: dict[tuple[str, str | None], Store] = {}
 _stores_lock = threading.Lock()
 
 
-def open_store(data_dir: str | os.PathLike | None = None) -> Store:
-    """The process-wide store for a data dir (one engine and one set of indexes per database)."""
+def open_store(data_dir: str | os.PathLike | None = None, url: str | None = None,
+               index_kind: str | None = None) -> Store:
+    """The process-wide store for a data dir and database (one engine and one set of indexes
+    per database). ``url`` None means SQLite in the data dir."""
     path = str(config.data_dir(data_dir).resolve())
-    key = (path, os.environ.get("CANDOR_DATABASE_URL"))
+    key = (path, url)
     with _stores_lock:
         store = _stores.get(key)
         if store is None:
-            store = _stores[key] = Store(path)
+            store = _stores[key] = Store(path, url=url, index_kind=index_kind)
         return store
 
 

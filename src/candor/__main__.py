@@ -1,0 +1,5 @@
+"""``python -m candor``: the same as the ``candor`` command."""
+
+from candor.cli import main
+
+main()
