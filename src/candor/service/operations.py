@@ -1,0 +1,198 @@
+"""The operation table: one descriptor per operation, the single place that says what an
+operation is.
+
+The gate reads it to decide and record a call (is it biometric? which members are images,
+which is the match threshold and what is its default, what did the response return as
+matches?), the policy engine to apply floors and caps and to match rules by kind, the HTTP
+door to size request bodies, and the SDK model extension and the docs to list what candor
+serves. A handler registered without a descriptor is refused at import, and a test checks
+that every descriptor is complete.
+
+Kinds, for policies (``match: kind: [...]``):
+
+- ``detect``: finds and describes faces, compares nothing (DetectFaces);
+- ``verify``: compares faces 1:1 and returns or uses a similarity (CompareFaces, AssociateFaces);
+- ``identify``: compares a face with many (searches);
+- ``enrol``: stores face data (IndexFaces);
+- ``erase``: removes face data (DeleteFaces, DeleteUser, DeleteCollection, erasure, purges);
+- ``manage``: collections and users without face data (create, describe, list);
+- ``admin``: the operator's own acts (keys, retention, policy, evaluation).
+
+Every operation of kind ``verify`` or ``identify`` returns or uses a similarity, so threshold
+floors apply to it and a moratorium on identification covers it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from candor.scoring.similarity import IDENTIFICATION_THRESHOLD, VERIFICATION_THRESHOLD
+
+KINDS = ("detect", "verify", "identify", "enrol", "erase", "manage", "admin")
+#: kinds whose operations return or use a similarity
+SIMILARITY_KINDS = frozenset({"verify", "identify"})
+
+Extract = Callable[[dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class OperationSpec:
+    """What one operation is, for everything that is not its handler."""
+
+    name: str
+    kind: str
+    #: reads, creates, searches or destroys face data: always decided and recorded
+    biometric: bool
+    #: changes stored state (and so is refused on replay)
+    mutates: bool
+    #: request members that carry an image
+    images: tuple[str, ...] = ()
+    #: request member holding the match threshold, and candor's default for it
+    threshold: str | None = None
+    default_threshold: float | None = None
+    #: request member bounding the number of results (or faces indexed)
+    results: str | None = None
+    #: request member naming the collection the call acts on (tenancy)
+    collection: str | None = None
+    #: how many faces the call found in its input image(s), from the response
+    faces_found: Extract | None = None
+    #: what the response returned as matches or scores (FaceIds, UserIds, similarities),
+    #: recorded so that erasure and audits can follow a face
+    matches: Extract | None = None
+    #: candor's own operation, not one of Rekognition's
+    candor: bool = False
+
+    @property
+    def uses_similarity(self) -> bool:
+        return self.kind in SIMILARITY_KINDS
+
+    def problems(self) -> list[str]:
+        """Why this descriptor is incomplete (empty when it is complete)."""
+        out = []
+        if self.kind not in KINDS:
+            out.append(f"kind {self.kind!r} is not one of {KINDS}")
+        if self.uses_similarity and (self.threshold is None or self.default_threshold is None):
+            out.append("an operation that uses a similarity must name its threshold member "
+                       "and default")
+        if self.uses_similarity and self.matches is None:
+            out.append("an operation that uses a similarity must say what it returns as matches")
+        if self.images and self.faces_found is None:
+            out.append("an operation that takes images must say how many faces it found")
+        return out
+
+
+# -- what responses return ------------------------------------------------------------------
+def _length(value: Any) -> int:
+    return len(value) if isinstance(value, list) else 0
+
+
+def _face_matches(resp: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"FaceId": (m.get("Face") or {}).get("FaceId"), "Similarity": m.get("Similarity")}
+            for m in resp.get("FaceMatches") or []]
+
+
+def _user_matches(resp: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"UserId": (m.get("User") or {}).get("UserId"), "Similarity": m.get("Similarity")}
+            for m in resp.get("UserMatches") or []]
+
+
+def _compare_matches(resp: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"Similarity": m.get("Similarity")} for m in resp.get("FaceMatches") or []]
+
+
+def _indexed(resp: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"FaceId": (r.get("Face") or {}).get("FaceId"), "Indexed": True}
+            for r in resp.get("FaceRecords") or []]
+
+
+def _associated(resp: dict[str, Any]) -> list[dict[str, Any]]:
+    """AssociateFaces compares each face with the user: what it associated, and the scores
+    it returned for the faces it refused."""
+    out: list[dict[str, Any]] = [{"FaceId": a.get("FaceId"), "Associated": True}
+                                 for a in resp.get("AssociatedFaces") or []]
+    out += [{"FaceId": f.get("FaceId"), "Similarity": f.get("Confidence")}
+            for f in resp.get("UnsuccessfulFaceAssociations") or []
+            if f.get("Confidence") is not None]
+    return out
+
+
+def _detected(resp: dict[str, Any]) -> int:
+    return _length(resp.get("FaceDetails"))
+
+
+def _index_found(resp: dict[str, Any]) -> int:
+    return _length(resp.get("FaceRecords")) + _length(resp.get("UnindexedFaces"))
+
+
+def _compare_found(resp: dict[str, Any]) -> int:
+    return ((1 if resp.get("SourceImageFace") else 0) + _length(resp.get("FaceMatches"))
+            + _length(resp.get("UnmatchedFaces")))
+
+
+def _search_found(resp: dict[str, Any]) -> int:
+    return 1 if resp.get("SearchedFaceBoundingBox") else 0
+
+
+def _search_users_found(resp: dict[str, Any]) -> int:
+    return (1 if resp.get("SearchedFace") else 0) + _length(resp.get("UnsearchedFaces"))
+
+
+# -- the table --------------------------------------------------------------------------------
+_C = "CollectionId"
+TABLE: dict[str, OperationSpec] = {spec.name: spec for spec in (
+    OperationSpec("DetectFaces", "detect", biometric=True, mutates=False, images=("Image",),
+                  faces_found=_detected),
+    OperationSpec("CompareFaces", "verify", biometric=True, mutates=False,
+                  images=("SourceImage", "TargetImage"), threshold="SimilarityThreshold",
+                  default_threshold=VERIFICATION_THRESHOLD, faces_found=_compare_found,
+                  matches=_compare_matches),
+    OperationSpec("CreateCollection", "manage", biometric=False, mutates=True, collection=_C),
+    OperationSpec("DescribeCollection", "manage", biometric=False, mutates=False, collection=_C),
+    OperationSpec("ListCollections", "manage", biometric=False, mutates=False,
+                  results="MaxResults"),
+    OperationSpec("DeleteCollection", "erase", biometric=True, mutates=True, collection=_C),
+    OperationSpec("IndexFaces", "enrol", biometric=True, mutates=True, images=("Image",),
+                  results="MaxFaces", collection=_C, faces_found=_index_found,
+                  matches=_indexed),
+    OperationSpec("ListFaces", "manage", biometric=True, mutates=False, results="MaxResults",
+                  collection=_C),
+    OperationSpec("DeleteFaces", "erase", biometric=True, mutates=True, collection=_C),
+    OperationSpec("SearchFaces", "identify", biometric=True, mutates=False,
+                  threshold="FaceMatchThreshold", default_threshold=IDENTIFICATION_THRESHOLD,
+                  results="MaxFaces", collection=_C, matches=_face_matches),
+    OperationSpec("SearchFacesByImage", "identify", biometric=True, mutates=False,
+                  images=("Image",), threshold="FaceMatchThreshold",
+                  default_threshold=IDENTIFICATION_THRESHOLD, results="MaxFaces", collection=_C,
+                  faces_found=_search_found, matches=_face_matches),
+    OperationSpec("CreateUser", "manage", biometric=False, mutates=True, collection=_C),
+    OperationSpec("DeleteUser", "erase", biometric=True, mutates=True, collection=_C),
+    OperationSpec("ListUsers", "manage", biometric=False, mutates=False, results="MaxResults",
+                  collection=_C),
+    OperationSpec("AssociateFaces", "verify", biometric=True, mutates=True,
+                  threshold="UserMatchThreshold", default_threshold=75.0, collection=_C,
+                  matches=_associated),
+    OperationSpec("DisassociateFaces", "manage", biometric=True, mutates=True, collection=_C),
+    OperationSpec("SearchUsers", "identify", biometric=True, mutates=False,
+                  threshold="UserMatchThreshold", default_threshold=IDENTIFICATION_THRESHOLD,
+                  results="MaxUsers", collection=_C, matches=_user_matches),
+    OperationSpec("SearchUsersByImage", "identify", biometric=True, mutates=False,
+                  images=("Image",), threshold="UserMatchThreshold",
+                  default_threshold=IDENTIFICATION_THRESHOLD, results="MaxUsers", collection=_C,
+                  faces_found=_search_users_found, matches=_user_matches),
+)}
+
+
+def spec(name: str) -> OperationSpec | None:
+    """The descriptor of operation ``name``, or None when candor does not know it."""
+    return TABLE.get(name)
+
+
+def describe(spec_: OperationSpec) -> None:
+    """Add ``spec_`` to the table (for operations defined outside this module); an
+    incomplete descriptor is refused."""
+    problems = spec_.problems()
+    if problems:
+        raise ValueError(f"operation {spec_.name}: " + "; ".join(problems))
+    TABLE[spec_.name] = spec_
