@@ -48,6 +48,16 @@ def serve(
         help="Seconds between retention purges (faces past their collection's retention "
              "period are deleted, with a receipt in the ledger); 0 turns the timer off.")]
     = 3600,
+    signing_key: Annotated[str | None, typer.Option(
+        "--signing-key", envvar="CANDOR_SIGNING_KEY",
+        help="Ed25519 private key (PEM, from `candor audit keygen`, kept outside the data "
+             "dir): sign the audit chain's head every --checkpoint-interval seconds and on "
+             "stop, so `candor audit verify --public-key` can prove it was not rewritten.")]
+    = None,
+    checkpoint_interval: Annotated[float, typer.Option(
+        "--checkpoint-interval", min=0,
+        help="Seconds between signed checkpoints with --signing-key (0: only on stop).")]
+    = 300,
     backend: BackendOption = None,
     detector: DetectorOption = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
@@ -72,6 +82,13 @@ def serve(
         keys = KeyStore.open(service.data_dir)
         gate = Gate.for_service(service, policy)
         first = keys.ensure_admin_key()
+        checkpointer = None
+        if signing_key:
+            from candor.governance.checkpoints import CheckpointTimer, load_private_key
+
+            checkpointer = CheckpointTimer(
+                gate.ledger, load_private_key(signing_key, service.data_dir),
+                checkpoint_interval)
     if first is not None:
         key, secret = first
         # shown once, on stdout, for the operator; never written to the log
@@ -84,6 +101,7 @@ def serve(
             "TLS-terminating proxy in front before images travel over a network", host)
     gateway = Gateway(service, keys, workers, gate=gate, s3_endpoint_url=s3_endpoint_url,
                       retention_interval=retention_interval)
+    gateway.checkpointer = checkpointer
     app = create_app(gateway)
     uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False,
                 server_header=False)
