@@ -87,11 +87,14 @@ def _print_verify(result, signed: bool) -> None:
     if result.ok:
         console.print(f"[green]ok[/green]: {result.checked} records, chain intact")
     else:
-        console.print(f"[red]BROKEN[/red]: {len(result.problems)} problem(s) in "
-                      f"{result.checked} records", highlight=False)
-        for p in result.problems:
-            where = f"record {p.seq}" if p.seq is not None else "ledger"
-            console.print(f"  {where}: {escape(p.problem)}", highlight=False, soft_wrap=True)
+        where = f" at record {result.broken_seq}" if result.broken_seq is not None else ""
+        console.print(f"[red]BROKEN[/red]{where}: {escape(result.problem)}", highlight=False,
+                      soft_wrap=True)
+        if len(result.problems) > 1:
+            console.print(f"{len(result.problems)} problems in {result.checked} records:")
+            for p in result.problems:
+                at = f"record {p.seq}" if p.seq is not None else "ledger"
+                console.print(f"  {at}: {escape(p.problem)}", highlight=False, soft_wrap=True)
     console.print(f"head: {result.head_seq}:{result.head_hash}", highlight=False)
     if result.checkpoint:
         cp = result.checkpoint
