@@ -3,7 +3,7 @@
 A record is hashed when it is written and again, from what the database gives back, when it is
 verified, so the encoding must give the same bytes for every value the database may return for
 what was written. SQLite stores ``-0.0`` in a REAL column as ``0.0``, PostgreSQL's ``jsonb`` has
-no negative zero and may give ``99`` back for ``99.0``; so numbers are encoded by value, not by
+no negative zero, and a JSON column may give ``99`` back for ``99.0``; so numbers are encoded by value, not by
 Python type:
 
 * ``-0.0`` and ``0.0`` are ``0``; a float with an integral value below 2**53 is that integer
@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,9 +37,10 @@ def value(v: Any) -> Any:
     """``v`` with every number in its canonical form (see the module docstring)."""
     if v is None or isinstance(v, (bool, str)):
         return v
-    if isinstance(v, int):
+    if isinstance(v, numbers.Integral):  # also numpy's integers
         return int(v)
-    if isinstance(v, float):
+    if isinstance(v, numbers.Real):
+        v = float(v)
         if not math.isfinite(v):
             raise UnrecordableValue(f"{v!r} cannot be recorded in the audit ledger")
         if v == 0:

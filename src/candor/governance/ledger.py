@@ -1,14 +1,13 @@
 """The tamper-evident audit ledger: one hash-chained record per call, in ``audit_records``.
 
-Each record's ``hash`` is SHA-256 over the canonical JSON of its fields, which include its
-``seq`` and the previous record's hash (``prev_hash``). Editing a record breaks its own hash;
-deleting, inserting or reordering breaks the next link (or the sequence); so :meth:`verify`
-reports the first broken link. Deleting the newest records leaves a shorter chain that is
-still consistent; an *anchor* (the head's seq and hash, kept outside the database and
-updated on every append) catches that too.
-
-The canonical form leaves out fields that are null, so that a nullable column added to the
-table later does not change the hashes of records written before it existed.
+Each record's ``hash`` is SHA-256 over the canonical encoding of its fields
+(:mod:`candor.governance.canonical`), which include its ``seq`` and the previous record's hash
+(``prev_hash``). Editing a record breaks its own hash; deleting, inserting or reordering breaks
+the next link (or the sequence); :meth:`Ledger.verify` reports every such break. Deleting the
+newest records leaves a shorter chain that is still consistent; an *anchor* (the head's seq and
+hash, kept outside the database and updated on every append) catches that too. Rewriting the
+chain and the anchor together is caught only by signed checkpoints
+(:mod:`candor.governance.checkpoints`).
 """
 
 from __future__ import annotations
