@@ -188,3 +188,41 @@ def test_serve_refuses_a_signing_key_inside_the_data_dir(home):
     inside.write_bytes(home.private.read_bytes())
     out = cli("serve", "--signing-key", inside, "--data-dir", home.data, "--port", "0")
     assert out.exit_code == 2 and "inside the data dir" in out.output
+
+
+def test_candor_serve_signs_the_head_on_stop(home):
+    """The real server in its own process: started with --signing-key, stopped with SIGTERM."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    fill(home.ledger, 3)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from candor.cli import main; main()", "serve", "--port",
+         str(port), "--data-dir", str(home.data), "--signing-key", str(home.private),
+         "--checkpoint-interval", "0", "--log-level", "warning"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read()
+                time.sleep(0.25)
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    lines = (home.data / CHECKPOINT_FILE).read_text().splitlines()
+    assert [json.loads(line)["seq"] for line in lines] == [3]
+    out = cli("audit", "verify", "--public-key", home.public, "--data-dir", home.data)
+    assert out.exit_code == 0 and "last signed checkpoint: record 3" in out.output, out.output

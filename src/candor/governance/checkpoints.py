@@ -267,9 +267,10 @@ def verify_signed(ledger: Ledger, result: VerifyResult, public: Ed25519PublicKey
         problems.append(Break(None, f"no checkpoint signed by key {kid} was found: nothing "
                                     "proves the chain was not rewritten"))
     elif last is not None and result.head_seq > last.seq:
-        notes.append(f"records {last.seq + 1}-{result.head_seq} come after the last signed "
-                     f"checkpoint ({last.seq}, {last.ts}): they are covered only by the chain "
-                     "and the anchor, not by a signature")
+        span = (f"record {result.head_seq} comes" if result.head_seq == last.seq + 1
+                else f"records {last.seq + 1}-{result.head_seq} come")
+        notes.append(f"{span} after the last signed checkpoint ({last.seq}, {last.ts}): "
+                     "covered only by the chain and the anchor, not by a signature")
     problems.sort(key=lambda b: (b.seq is None, b.seq or 0))
     return VerifyResult.of(result.checked, result.head_seq, result.head_hash, problems, notes,
                            last.to_dict() if last else None)
