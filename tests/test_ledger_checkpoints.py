@@ -226,3 +226,18 @@ def test_candor_serve_signs_the_head_on_stop(home):
     assert [json.loads(line)["seq"] for line in lines] == [3]
     out = cli("audit", "verify", "--public-key", home.public, "--data-dir", home.data)
     assert out.exit_code == 0 and "last signed checkpoint: record 3" in out.output, out.output
+
+
+def test_hostile_checkpoint_lines_are_findings_not_crashes(home):
+    fill(home.ledger, 2)
+    sign_head(home.ledger, load_private_key(home.private))
+    good = json.loads((home.data / CHECKPOINT_FILE).read_text())
+    hostile = ["[" * 100_000 + "]" * 100_000, json.dumps({**good, "seq": "3"}),
+               json.dumps({**good, "sig": "!!"}), json.dumps({**good, "sig": "AAAA"}),
+               "\xff\xfe", json.dumps([1, 2])]
+    with open(home.data / CHECKPOINT_FILE, "a") as f:
+        f.write("\n".join(hostile) + "\n")
+    out = cli("audit", "verify", "--public-key", home.public, "--json", "--data-dir", home.data)
+    assert out.exit_code == 1, out.output
+    report = json.loads(out.output)
+    assert report["checkpoint"]["seq"] == 2 and len(report["problems"]) == 6

@@ -175,3 +175,14 @@ def test_a_deleted_anchor_is_a_failure_unless_no_anchor(home):
 def test_a_new_data_dir_verifies(tmp_path):
     out = cli("audit", "verify", "--data-dir", tmp_path / "fresh")
     assert out.exit_code == 0 and "0 records, chain intact" in out.output
+
+
+def test_an_edited_anchor_is_reported_with_the_rest(home):
+    data, store, ledger = home
+    fill(ledger, 4)
+    (data / "ledger.head").write_text("garbage\n")
+    with store.write() as conn:
+        conn.execute(update(T).where(T.c.seq == 2).values(org="evil"))
+    result = ledger.verify()
+    assert [p.seq for p in result.problems] == [2, None]
+    assert "unreadable" in result.problems[1].problem

@@ -206,7 +206,7 @@ def audit_search(
     operation: Annotated[str | None, typer.Option(help="Operation, e.g. SearchFaces.")] = None,
     collection: Annotated[str | None, typer.Option(help="Collection id.")] = None,
     decision: Annotated[str | None, typer.Option(
-        help="allow, deny, failed, erasure or purge.")] = None,
+        help="allow, deny, failed, erasure, purge or checkpoint.")] = None,
     rule: Annotated[str | None, typer.Option(help="The deciding rule's id.")] = None,
     request_id: Annotated[str | None, typer.Option(help="A request id.")] = None,
     since: Annotated[str | None, typer.Option(help="From this date/time (UTC).")] = None,

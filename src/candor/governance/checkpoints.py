@@ -207,7 +207,7 @@ def read_file(path: Path) -> tuple[list[Checkpoint], list[Break]]:
             continue
         try:
             cp = Checkpoint.from_dict(json.loads(line))
-        except ValueError:
+        except (ValueError, RecursionError):
             cp = None
         if cp is None:
             bad.append(Break(None, f"{path} line {n} is not a checkpoint"))
@@ -271,7 +271,6 @@ def verify_signed(ledger: Ledger, result: VerifyResult, public: Ed25519PublicKey
                 else f"records {last.seq + 1}-{result.head_seq} come")
         notes.append(f"{span} after the last signed checkpoint ({last.seq}, {last.ts}): "
                      "covered only by the chain and the anchor, not by a signature")
-    problems.sort(key=lambda b: (b.seq is None, b.seq or 0))
     return VerifyResult.of(result.checked, result.head_seq, result.head_hash, problems, notes,
                            last.to_dict() if last else None)
 

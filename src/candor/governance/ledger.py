@@ -103,6 +103,7 @@ class VerifyResult:
     def of(cls, checked: int, head_seq: int, head_hash: str, problems: list[Break],
            notes: list[str] | None = None,
            checkpoint: dict[str, Any] | None = None) -> VerifyResult:
+        problems = sorted(problems, key=lambda b: (b.seq is None, b.seq or 0))  # stable
         first = problems[0] if problems else None
         return cls(not problems, checked, head_seq, head_hash,
                    first.seq if first else None, first.problem if first else "",
@@ -234,9 +235,15 @@ class Ledger:
         records and a rewrite. A ledger with an anchor path, records and no anchor file is
         broken unless ``require_anchor`` is False (``candor audit verify --no-anchor``).
         """
-        anchor = anchor if anchor is not None else self.read_anchor()
         t = self.table
         problems: list[Break] = []
+        unreadable = False
+        if anchor is None:
+            try:
+                anchor = self.read_anchor()
+            except ValueError as exc:  # an edited anchor is a finding, not a reason to stop
+                problems.append(Break(None, f"{exc}: edited?"))
+                unreadable = True
         prev_hash, expect_seq, checked, last_seq = GENESIS, 1, 0, 0
         anchor_seen = anchor is None
         with self.engine.connect() as conn:
@@ -272,8 +279,8 @@ class Ledger:
             problems.append(Break(anchor[0], f"the chain ends at {last_seq} but the anchor "
                                              f"records record {anchor[0]}: newest records "
                                              "deleted"))
-        if (anchor is None and require_anchor and self.anchor_path is not None
-                and checked > 0):
+        if (anchor is None and not unreadable and require_anchor
+                and self.anchor_path is not None and checked > 0):
             problems.append(Break(None, f"the anchor file {self.anchor_path} is missing (it is "
                                         "written with every record): deleted? (--no-anchor to "
                                         "check the chain alone)"))
