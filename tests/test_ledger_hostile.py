@@ -90,7 +90,7 @@ def test_numbers_are_hashed_by_value_not_by_type():
 @pytest.mark.parametrize("fields", [
     {"threshold": float("nan")}, {"threshold": float("inf")}, {"threshold": 10 ** 400},
     {"matches": [{"Similarity": float("-inf")}]}, {"details": {"x": [float("nan")]}},
-    {"org": "\ud800"},
+    {"org": "\ud800"}, {"faces_found": 2 ** 64}, {"threshold": "ninety"},
 ])
 def test_unencodable_values_are_refused_as_invalid_parameters(home, fields):
     _, _, ledger = home

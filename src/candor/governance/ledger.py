@@ -65,6 +65,8 @@ def _normalise(record: dict[str, Any]) -> dict[str, Any]:
             out["threshold"] = float(out["threshold"])
         if out.get("faces_found") is not None:
             out["faces_found"] = int(out["faces_found"])
+            if not -2 ** 63 <= out["faces_found"] < 2 ** 63:  # an INTEGER column's range
+                raise OverflowError("faces_found out of range")
     except (TypeError, ValueError, OverflowError) as exc:
         raise UnrecordableValue(f"audit record not recordable: {exc}") from exc
     return out
