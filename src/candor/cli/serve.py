@@ -81,7 +81,6 @@ def serve(
         service = Service(data_dir=data_dir, backend=backend, detector=detector)
         keys = KeyStore.open(service.data_dir)
         gate = Gate.for_service(service, policy)
-        first = keys.ensure_admin_key()
         checkpointer = None
         if signing_key:
             from candor.governance.checkpoints import CheckpointTimer, load_private_key
@@ -89,6 +88,7 @@ def serve(
             checkpointer = CheckpointTimer(
                 gate.ledger, load_private_key(signing_key, service.data_dir),
                 checkpoint_interval)
+        first = keys.ensure_admin_key()
     if first is not None:
         key, secret = first
         # shown once, on stdout, for the operator; never written to the log
