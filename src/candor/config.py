@@ -49,6 +49,8 @@ ENV: dict[str, str] = {
     "CANDOR_POLICY": "policy",
     "CANDOR_AUTHORIZATION_REF": "authorization_reference",
     "CANDOR_S3_ENDPOINT_URL": "s3_endpoint_url",
+    "CANDOR_SIGNING_KEY": "signing_key",
+    "CANDOR_LEDGER_PUBLIC_KEY": "ledger_public_key",
     "AWS_REGION": "aws_region",
     "AWS_DEFAULT_REGION": "aws_region",
 }
@@ -78,11 +80,17 @@ class Settings:
     authorization_reference: str | None = None
     s3_endpoint_url: str | None = None
     aws_region: str = "us-east-1"
+    #: Ed25519 private key that signs ledger checkpoints (kept outside the data dir)
+    signing_key: Path | None = None
+    #: the public key ``candor audit verify`` checks signed checkpoints with
+    ledger_public_key: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
-        if self.similarity_table is not None:
-            object.__setattr__(self, "similarity_table", Path(self.similarity_table).expanduser())
+        for name in ("similarity_table", "signing_key", "ledger_public_key"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, Path(value).expanduser())
         if self.index_kind not in INDEX_KINDS:
             raise InvalidParameter(f"the vector index must be {' or '.join(INDEX_KINDS)}, "
                                    f"not {self.index_kind!r} (CANDOR_INDEX)")

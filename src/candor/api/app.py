@@ -74,6 +74,9 @@ class Gateway:
         self.s3 = S3Images(s3_endpoint_url, settings.aws_region if settings else "us-east-1")
         self.retention_interval = retention_interval
         self.retention_timer = None
+        #: signs the ledger's head at an interval and once more on close, after the last
+        #: request is recorded (a CheckpointTimer from candor.governance.checkpoints), or None
+        self.checkpointer = None
         #: governance: ``gate.invoke(principal, operation, params, request_id)`` decides,
         #: runs and records each call (see :mod:`candor.governance.gate`)
         self.gate = gate
@@ -175,12 +178,16 @@ class Gateway:
 
             self.retention_timer = RetentionTimer(self.keys.store, self.gate.ledger,
                                                   self.retention_interval).start()
+        if self.checkpointer is not None:
+            self.checkpointer.start()
 
     def close(self) -> None:
         """Finish running operations, then write the changed vector indexes (a rebuild saved)."""
         if self.retention_timer is not None:
             self.retention_timer.stop()
         self.pool.shutdown(wait=True)
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         close = getattr(self.service, "close", None)
         if callable(close):
             close()

@@ -1,6 +1,7 @@
-"""``candor audit verify|tail|search``, ``candor report``, ``candor erase``,
+"""``candor report``, ``candor erase``,
 ``candor retention show|set|purge`` and ``candor policy check|explain``: the operator's and
-the compliance officer's commands, added to ``candor`` by :func:`register`.
+the compliance officer's commands, added to ``candor`` by :func:`register` (``candor audit``
+is in :mod:`candor.cli.audit`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from candor.cli.common import (
     DataDirOption,
@@ -25,8 +25,6 @@ from candor.cli.common import (
     settings,
 )
 
-audit_app = typer.Typer(help="The tamper-evident audit ledger: verify it, read it.",
-                        no_args_is_help=True)
 retention_app = typer.Typer(help="Per-collection retention periods and purges.",
                             no_args_is_help=True)
 policy_app = typer.Typer(help="Check a policy file; see how it decides a call.",
@@ -55,122 +53,6 @@ def _operator(org: str | None):
 
     s = settings()
     return Principal.local(org or s.org, s.category)
-
-
-def _records_table(records: list[dict[str, Any]], title: str) -> Table:
-    table = Table(title=title)
-    for col in ("seq", "time (UTC)", "org", "category", "operation", "collection", "threshold",
-                "faces", "matches", "decision", "rule"):
-        table.add_column(col, justify="right" if col in ("seq", "threshold", "faces",
-                                                         "matches") else "left")
-    colour = {"allow": "green", "deny": "red", "failed": "yellow"}
-    for r in records:
-        d = r["decision"]
-        table.add_row(str(r["seq"]), r["ts"][:19].replace("T", " "), r.get("org") or "",
-                      r.get("category") or "", r["operation"], r.get("collection") or "",
-                      "" if r.get("threshold") is None else f"{r['threshold']:g}",
-                      "" if r.get("faces_found") is None else str(r["faces_found"]),
-                      "" if r.get("matches") is None else str(len(r["matches"])),
-                      f"[{colour.get(d, 'cyan')}]{d}[/]", r.get("rule") or "")
-    return table
-
-
-def _print_records(records: list[dict[str, Any]], title: str, json_output: bool) -> None:
-    if json_output:
-        for r in records:
-            sys.stdout.write(json.dumps(r, sort_keys=True) + "\n")
-    else:
-        console.print(_records_table(records, title))
-
-
-@audit_app.command("verify")
-def audit_verify(data_dir: DataDirOption = None,
-                 anchor: Annotated[str | None, typer.Option(
-                     "--anchor", help="A head published earlier, as SEQ:HASH, to check the "
-                                      "chain against [default: the data dir's ledger.head].")]
-                 = None,
-                 json_output: JsonOption = False) -> None:
-    """Walk the hash chain; report the first broken record. Exit 1 if the chain is broken."""
-    with cli_errors():
-        ledger = _ledger(data_dir)
-        given = None
-        if anchor:
-            seq, _, digest = anchor.partition(":")
-            if not seq.isdigit() or len(digest) != 64:
-                fail("--anchor must look like 1234:<64 hex digits>")
-            given = (int(seq), digest)
-        try:
-            result = ledger.verify(anchor=given)
-        except ValueError as exc:
-            fail(escape(str(exc)))
-    if json_output:
-        print_json({"ok": result.ok, "checked": result.checked, "head_seq": result.head_seq,
-                    "head_hash": result.head_hash, "broken_seq": result.broken_seq,
-                    "problem": result.problem or None})
-    elif result.ok:
-        console.print(f"[green]ok[/green]: {result.checked} records, chain intact")
-        console.print(f"head: {result.head_seq}:{result.head_hash}", highlight=False)
-    else:
-        console.print(f"[red]BROKEN[/red] at record {result.broken_seq}: {result.problem}",
-                      highlight=False)
-        console.print(f"({result.checked} records before it verified)")
-    if not result.ok:
-        raise typer.Exit(1)
-
-
-@audit_app.command("tail")
-def audit_tail(n: Annotated[int, typer.Option("-n", "--lines", min=1,
-                                              help="How many records.")] = 20,
-               data_dir: DataDirOption = None, json_output: JsonOption = False) -> None:
-    """The newest records (JSON lines with --json)."""
-    with cli_errors():
-        records = _ledger(data_dir).tail(n)
-    _print_records(records, f"last {len(records)} audit record(s)", json_output)
-
-
-def _when(value: str | None) -> str | None:
-    from candor.governance.policy import parse_when
-
-    if value is None:
-        return None
-    try:
-        at = parse_when(value)
-    except ValueError:
-        fail(escape(f"not a date or date-time: {value!r}"))
-    from candor.governance.ledger import iso
-
-    if not isinstance(at, datetime):
-        at = datetime(at.year, at.month, at.day, tzinfo=timezone.utc)
-    return iso(at)
-
-
-@audit_app.command("search")
-def audit_search(
-    org: Annotated[str | None, typer.Option(help="Organisation.")] = None,
-    category: Annotated[str | None, typer.Option(help="Use-case category.")] = None,
-    principal: Annotated[str | None, typer.Option(help="Access key id or local name.")] = None,
-    operation: Annotated[str | None, typer.Option(help="Operation, e.g. SearchFaces.")] = None,
-    collection: Annotated[str | None, typer.Option(help="Collection id.")] = None,
-    decision: Annotated[str | None, typer.Option(
-        help="allow, deny, failed, erasure or purge.")] = None,
-    rule: Annotated[str | None, typer.Option(help="The deciding rule's id.")] = None,
-    request_id: Annotated[str | None, typer.Option(help="A request id.")] = None,
-    since: Annotated[str | None, typer.Option(help="From this date/time (UTC).")] = None,
-    until: Annotated[str | None, typer.Option(help="Before this date/time (UTC).")] = None,
-    image_sha256: Annotated[str | None, typer.Option(
-        help="Records whose input images include this SHA-256.")] = None,
-    face_id: Annotated[str | None, typer.Option(
-        help="Records whose matches include this FaceId or UserId.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, oldest first.")] = 100,
-    data_dir: DataDirOption = None, json_output: JsonOption = False,
-) -> None:
-    """Records matching every filter given."""
-    with cli_errors():
-        records = _ledger(data_dir).search(
-            limit=limit, org=org, category=category, principal=principal, operation=operation,
-            collection=collection, decision=decision, rule=rule, request_id=request_id,
-            since=_when(since), until=_when(until), image_sha256=image_sha256, face_id=face_id)
-    _print_records(records, f"{len(records)} matching audit record(s)", json_output)
 
 
 def report(
@@ -369,7 +251,6 @@ def policy_explain(
 
 def register(app: typer.Typer) -> None:
     """Add the governance commands to the main ``candor`` command."""
-    app.add_typer(audit_app, name="audit")
     app.add_typer(retention_app, name="retention")
     app.add_typer(policy_app, name="policy")
     app.command("report")(report)

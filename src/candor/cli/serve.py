@@ -50,6 +50,17 @@ def serve(
         help="Seconds between retention purges (faces past their collection's retention "
              "period are deleted, with a receipt in the ledger); 0 turns the timer off.")]
     = 3600,
+    signing_key: Annotated[str | None, typer.Option(
+        "--signing-key",
+        help="Ed25519 private key (PEM, from `candor audit keygen`, kept outside the data "
+             "dir; also CANDOR_SIGNING_KEY): sign the audit chain's head every "
+             "--checkpoint-interval seconds and on stop, so `candor audit verify "
+             "--public-key` can prove it was not rewritten.")]
+    = None,
+    checkpoint_interval: Annotated[float, typer.Option(
+        "--checkpoint-interval", min=0,
+        help="Seconds between signed checkpoints with --signing-key (0: only on stop).")]
+    = 300,
     backend: BackendOption = None,
     detector: DetectorOption = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
@@ -70,11 +81,18 @@ def serve(
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with cli_errors():
         config = settings(data_dir, backend, detector, policy=policy,
-                          s3_endpoint_url=s3_endpoint_url)
+                          s3_endpoint_url=s3_endpoint_url, signing_key=signing_key)
         # the bare service: the gate goes in front per request, with the key's principal
         service = Service(settings=config)
         keys = KeyStore.open(service.data_dir, config.database_url)
         gate = Gate.for_service(service, config.policy)
+        checkpointer = None
+        if config.signing_key:
+            from candor.governance.checkpoints import CheckpointTimer, load_private_key
+
+            checkpointer = CheckpointTimer(
+                gate.ledger, load_private_key(config.signing_key, service.data_dir),
+                checkpoint_interval)
         first = keys.ensure_admin_key()
     if first is not None:
         key, secret = first
@@ -88,6 +106,7 @@ def serve(
             "TLS-terminating proxy in front before images travel over a network", host)
     gateway = Gateway(service, keys, workers, gate=gate, s3_endpoint_url=config.s3_endpoint_url,
                       retention_interval=retention_interval)
+    gateway.checkpointer = checkpointer
     app = create_app(gateway)
     uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False,
                 server_header=False)

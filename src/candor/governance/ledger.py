@@ -1,27 +1,24 @@
 """The tamper-evident audit ledger: one hash-chained record per call, in ``audit_records``.
 
-Each record's ``hash`` is SHA-256 over the canonical JSON of its fields, which include its
-``seq`` and the previous record's hash (``prev_hash``). Editing a record breaks its own hash;
-deleting, inserting or reordering breaks the next link (or the sequence); so :meth:`verify`
-reports the first broken link. Deleting the newest records leaves a shorter chain that is
-still consistent; an *anchor* (the head's seq and hash, kept outside the database and
-updated on every append) catches that too.
-
-The canonical form leaves out fields that are null, so that a nullable column added to the
-table later does not change the hashes of records written before it existed.
+Each record's ``hash`` is SHA-256 over the canonical encoding of its fields
+(:mod:`candor.governance.canonical`), which include its ``seq`` and the previous record's hash
+(``prev_hash``). Editing a record breaks its own hash; deleting, inserting or reordering breaks
+the next link (or the sequence); :meth:`Ledger.verify` reports every such break. Deleting the
+newest records leaves a shorter chain that is still consistent; an *anchor* (the head's seq and
+hash, kept outside the database and updated on every append) catches that too. Rewriting the
+chain and the anchor together is caught only by signed checkpoints
+(:mod:`candor.governance.checkpoints`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -30,7 +27,9 @@ from sqlalchemy import String, Table, and_, cast, func, insert, select, true
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
-from candor.errors import CandorError
+from candor.governance.canonical import canonical, hash_matches, record_hash
+from candor.governance.canonical import value as canonical_value
+from candor.governance.errors import AuditUnavailable, UnrecordableValue
 from candor.store.schema import audit_records
 
 log = logging.getLogger(__name__)
@@ -41,14 +40,11 @@ GENESIS = "0" * 64
 RECORD_FIELDS = ("ts", "request_id", "principal", "org", "category", "operation", "collection",
                  "image_sha256", "faces_found", "matches", "threshold", "decision", "rule",
                  "scoring")
-DECISIONS = ("allow", "deny", "failed", "erasure", "purge")
+DECISIONS = ("allow", "deny", "failed", "erasure", "purge", "checkpoint")
+ANCHOR_FILE = "ledger.head"
 
-
-class AuditUnavailable(CandorError):
-    """The record could not be written, so the operation is refused: no unaudited work."""
-
-    code = "InternalServerError"
-    http_status = 500
+__all__ = ["GENESIS", "DECISIONS", "AuditUnavailable", "UnrecordableValue", "Ledger",
+           "VerifyResult", "Break", "canonical", "record_hash", "iso"]
 
 
 def iso(at: datetime | None = None) -> str:
@@ -60,33 +56,37 @@ def iso(at: datetime | None = None) -> str:
         timespec="microseconds") + "Z"
 
 
-def canonical(record: Mapping[str, Any]) -> bytes:
-    """The bytes that are hashed: sorted keys, no whitespace, no nulls, no ``hash``."""
-    body = {k: v for k, v in record.items() if k != "hash" and v is not None}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
-
-
-def record_hash(record: Mapping[str, Any]) -> str:
-    return hashlib.sha256(canonical(record)).hexdigest()
-
-
 def _normalise(record: dict[str, Any]) -> dict[str, Any]:
-    """The values exactly as the database will give them back (JSON round trip, float threshold)."""
-    out = dict(record)
-    if out.get("threshold") is not None:
-        out["threshold"] = float(out["threshold"])
-    if out.get("faces_found") is not None:
-        out["faces_found"] = int(out["faces_found"])
-    for key, value in out.items():
-        if isinstance(value, (list, tuple, dict)):
-            out[key] = json.loads(json.dumps(value, allow_nan=False))
+    """The values exactly as the database will give them back: canonical numbers (no -0.0, no
+    NaN), a float threshold, an int faces_found, JSON-shaped lists and objects."""
+    out = {k: canonical_value(v) for k, v in record.items()}
+    try:
+        if out.get("threshold") is not None:
+            out["threshold"] = float(out["threshold"])
+        if out.get("faces_found") is not None:
+            out["faces_found"] = int(out["faces_found"])
+            if not -2 ** 63 <= out["faces_found"] < 2 ** 63:  # an INTEGER column's range
+                raise OverflowError("faces_found out of range")
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise UnrecordableValue(f"audit record not recordable: {exc}") from exc
     return out
 
 
 @dataclass(frozen=True)
+class Break:
+    """One problem :meth:`Ledger.verify` found, at record ``seq`` (None: not at one record)."""
+
+    seq: int | None
+    problem: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "problem": self.problem}
+
+
+@dataclass(frozen=True)
 class VerifyResult:
-    """What :meth:`Ledger.verify` found: ``ok``, or the first broken record and why."""
+    """What :meth:`Ledger.verify` found: ``ok``, or every problem (``problems``); ``broken_seq``
+    and ``problem`` are the first one, for callers that only want to know where it starts."""
 
     ok: bool
     checked: int
@@ -94,12 +94,36 @@ class VerifyResult:
     head_hash: str
     broken_seq: int | None = None
     problem: str = ""
+    problems: list[Break] = field(default_factory=list)
+    #: things that are not breaks but limit what was proved (e.g. records after the last
+    #: signed checkpoint are covered only by the chain and the anchor)
+    notes: list[str] = field(default_factory=list)
+    #: the last checkpoint verified against a public key, when one was given
+    checkpoint: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, checked: int, head_seq: int, head_hash: str, problems: list[Break],
+           notes: list[str] | None = None,
+           checkpoint: dict[str, Any] | None = None) -> VerifyResult:
+        problems = sorted(problems, key=lambda b: (b.seq is None, b.seq or 0))  # stable
+        first = problems[0] if problems else None
+        return cls(not problems, checked, head_seq, head_hash,
+                   first.seq if first else None, first.problem if first else "",
+                   list(problems), list(notes or []), checkpoint)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checked": self.checked, "head_seq": self.head_seq,
+                "head_hash": self.head_hash, "broken_seq": self.broken_seq,
+                "problem": self.problem or None,
+                "problems": [p.to_dict() for p in self.problems], "notes": list(self.notes),
+                "checkpoint": self.checkpoint}
 
     def __str__(self) -> str:
         if self.ok:
             return (f"ok: {self.checked} records, chain intact, "
                     f"head {self.head_seq} {self.head_hash}")
-        return f"BROKEN at record {self.broken_seq}: {self.problem} ({self.checked} checked)"
+        return (f"BROKEN at record {self.broken_seq}: {self.problem} ({self.checked} checked, "
+                f"{len(self.problems)} problem(s))")
 
 
 class Ledger:
@@ -120,7 +144,7 @@ class Ledger:
     @classmethod
     def for_store(cls, store: Any, anchor: bool = True) -> Ledger:
         """The ledger of a :class:`candor.store.Store`, anchored in its data dir."""
-        anchor_path = Path(store.data_dir) / "ledger.head" if anchor else None
+        anchor_path = Path(store.data_dir) / ANCHOR_FILE if anchor else None
         return cls(store.engine, writer=getattr(store, "writer", None), anchor_path=anchor_path)
 
     # -- writing -------------------------------------------------------------------------------
@@ -141,11 +165,8 @@ class Ledger:
         fields["ts"] = iso(ts) if isinstance(ts, datetime) or ts is None else ts
         fields.setdefault("request_id", None)
         fields["request_id"] = fields["request_id"] or str(uuid.uuid4())
-        try:
-            body = _normalise({k: v for k, v in fields.items() if k in self._columns})
-            canonical(body)
-        except (TypeError, ValueError) as exc:
-            raise AuditUnavailable(f"audit record not serialisable: {exc}") from exc
+        body = _normalise({k: v for k, v in fields.items() if k in self._columns})
+        canonical(body)  # refuses (UnrecordableValue) what cannot be encoded one way
         last_exc: Exception | None = None
         with self._lock:
             for attempt in range(self.retries):
@@ -205,16 +226,27 @@ class Ledger:
 
     # -- checking ------------------------------------------------------------------------------
 
-    def verify(self, anchor: tuple[int, str] | None = None, batch: int = 1000) -> VerifyResult:
-        """Walk the chain from the first record; report the first record that breaks it.
+    def verify(self, anchor: tuple[int, str] | None = None, batch: int = 1000,
+               require_anchor: bool = True) -> VerifyResult:
+        """Walk the whole chain and report every problem, each at its record.
 
+        After a broken record the walk re-syncs on the record's stored hash, so an edit further
+        on is still found (one edit is reported once, not at every record after it).
         ``anchor`` (seq, hash) is a head recorded earlier (by default the anchor file): the
         chain must still contain that record unchanged, which catches deletion of the newest
-        records and a wholesale rewrite.
+        records and a rewrite. A ledger with an anchor path, records and no anchor file is
+        broken unless ``require_anchor`` is False (``candor audit verify --no-anchor``).
         """
-        anchor = anchor if anchor is not None else self.read_anchor()
         t = self.table
-        prev_hash, expect_seq, checked = GENESIS, 1, 0
+        problems: list[Break] = []
+        unreadable = False
+        if anchor is None:
+            try:
+                anchor = self.read_anchor()
+            except ValueError as exc:  # an edited anchor is a finding, not a reason to stop
+                problems.append(Break(None, f"{exc}: edited?"))
+                unreadable = True
+        prev_hash, expect_seq, checked, last_seq = GENESIS, 1, 0, 0
         anchor_seen = anchor is None
         with self.engine.connect() as conn:
             while True:
@@ -226,33 +258,35 @@ class Ledger:
                     rec = dict(r)
                     seq = rec["seq"]
                     if seq != expect_seq:
-                        return self._broken(checked, expect_seq - 1, prev_hash, seq,
-                                            f"record {expect_seq} is missing (the sequence jumps "
-                                            f"from {expect_seq - 1} to {seq}): deleted")
-                    if rec["prev_hash"] != prev_hash:
-                        return self._broken(checked, seq - 1, prev_hash, seq,
-                                            f"its prev_hash does not match record {seq - 1}'s "
-                                            "hash: a record was edited, inserted, deleted or "
-                                            "moved here")
-                    if record_hash(rec) != rec["hash"]:
-                        return self._broken(checked, seq - 1, prev_hash, seq,
-                                            "its contents do not match its hash: edited")
+                        gone = (f"record {expect_seq}" if seq == expect_seq + 1
+                                else f"records {expect_seq}-{seq - 1}")
+                        problems.append(Break(seq, f"{gone} {'is' if seq == expect_seq + 1 else 'are'}"
+                                              f" missing (the sequence jumps from "
+                                              f"{expect_seq - 1} to {seq}): deleted"))
+                    elif rec["prev_hash"] != prev_hash:
+                        problems.append(Break(seq, f"its prev_hash does not match record "
+                                                   f"{seq - 1}'s hash: a record was edited, "
+                                                   "inserted, deleted or moved here"))
+                    if not hash_matches(rec):
+                        problems.append(Break(seq, "its contents do not match its hash: edited"))
                     if anchor is not None and seq == anchor[0]:
-                        if rec["hash"] != anchor[1]:
-                            return self._broken(checked, seq - 1, prev_hash, seq,
-                                                "it differs from the anchored head: the chain "
-                                                "was rewritten")
                         anchor_seen = True
-                    prev_hash, expect_seq, checked = rec["hash"], seq + 1, checked + 1
+                        if rec["hash"] != anchor[1]:
+                            problems.append(Break(seq, "it differs from the anchored head: the "
+                                                       "chain was rewritten"))
+                    # re-sync on what is stored, so later problems are found where they are
+                    prev_hash, expect_seq, last_seq = rec["hash"], seq + 1, seq
+                    checked += 1
         if not anchor_seen:
-            return self._broken(checked, expect_seq - 1, prev_hash, expect_seq,
-                                f"the chain ends at {expect_seq - 1} but the anchor records "
-                                f"record {anchor[0]}: newest records deleted")
-        return VerifyResult(True, checked, expect_seq - 1, prev_hash)
-
-    @staticmethod
-    def _broken(checked: int, head_seq: int, head_hash: str, at: int, why: str) -> VerifyResult:
-        return VerifyResult(False, checked, head_seq, head_hash, at, why)
+            problems.append(Break(anchor[0], f"the chain ends at {last_seq} but the anchor "
+                                             f"records record {anchor[0]}: newest records "
+                                             "deleted"))
+        if (anchor is None and not unreadable and require_anchor
+                and self.anchor_path is not None and checked > 0):
+            problems.append(Break(None, f"the anchor file {self.anchor_path} is missing (it is "
+                                        "written with every record): deleted? (--no-anchor to "
+                                        "check the chain alone)"))
+        return VerifyResult.of(checked, last_seq, prev_hash, problems)
 
     def head(self) -> tuple[int, str] | None:
         """The newest record's (seq, hash): publish it to let others check the chain later."""
