@@ -202,6 +202,22 @@ def test_close_leaves_no_wal_content(tmp_path):
     assert not wal.exists() or wal.stat().st_size == 0
 
 
+def test_a_process_on_its_way_out_leaves_no_wal_content(tmp_path):
+    """``save_open_indexes`` is what a CLI command runs at exit and ``save_indexes`` what the
+    server runs on stop: the log is emptied, with the store still open."""
+    from candor.store import open_store, save_open_indexes
+
+    store = open_store(tmp_path / "data")
+    store.create_collection("c", "1.0")
+    store.add_faces("c", [face(vector()) for _ in range(3)])
+    store.face_index(store.collection("c").id)
+    wal = store.data_dir / "candor.db-wal"
+    assert wal.stat().st_size > 0
+    save_open_indexes()
+    assert wal.stat().st_size == 0
+    assert index_files(store.data_dir)
+
+
 def test_indexing_does_not_checkpoint(tmp_path):
     """Only deletions pay for a checkpoint: ordinary writes leave the WAL to grow as usual."""
     store = Store(tmp_path / "data")
