@@ -127,7 +127,7 @@ class Store(CollectionsPart, FacesPart, UsersPart, TokensPart):
         self.db.checkpoint()
 
 
-_stores: dict[tuple[str, str | None, str | None], Store] = {}
+_stores: dict[tuple[str, str | None, str], Store] = {}
 _stores_lock = threading.Lock()
 
 
@@ -135,7 +135,7 @@ def open_store(data_dir: str | os.PathLike | None = None, url: str | None = None
                index_kind: str | None = None) -> Store:
     """The process-wide store for a data dir (one engine and one set of indexes per database)."""
     path = str(config.data_dir(data_dir).resolve())
-    key = (path, url, index_kind)
+    key = (path, url, index_kind or "flat")
     with _stores_lock:
         store = _stores.get(key)
         if store is None:
