@@ -123,24 +123,30 @@ def test_saved_index_is_repaired_when_stale_and_rebuilt_when_missing_or_corrupt(
     pk = s.collection("c").id
     s.face_index(pk)
     s.close()  # saves the index file
-    path = s._index_path(("faces", pk))
+    path = s.vectors.index_path(("faces", pk))
     assert path.exists()
 
     # change the database behind the saved file's back
     other = Store(tmp_path)
-    other.delete_faces("c", [rows[0].face_id])
     more = other.add_faces("c", face_rows(unit_vectors(3, seed=4)))
     other.engine.dispose()  # no save: the file is now stale
 
-    expected = {r.key for r in rows[1:]} | {r.key for r in more}
+    expected = {r.key for r in rows} | {r.key for r in more}
     fresh = Store(tmp_path)
     assert set(fresh.face_index(pk).keys()) == expected
     fresh.engine.dispose()
 
-    path.unlink()
+    # a deletion by a process that holds no current index removes the saved file (it still
+    # held the deleted face); the next process rebuilds from the database
+    other = Store(tmp_path)
+    other.delete_faces("c", [rows[0].face_id])
+    other.engine.dispose()
+    assert not path.exists()
+    expected -= {rows[0].key}
     rebuilt = Store(tmp_path)
     assert set(rebuilt.face_index(pk).keys()) == expected
-    rebuilt.engine.dispose()
+    rebuilt.close()
+    assert path.exists()
 
     path.write_bytes(b"not a faiss index")
     repaired = Store(tmp_path)
@@ -182,9 +188,9 @@ def test_index_survives_wrong_instance_file(tmp_path):
     t = Store(tmp_path / "b")
     t.create_collection("c", "1.0")
     t.add_faces("c", face_rows(unit_vectors(2, seed=5)))
-    target = t._index_path(("faces", pk))
+    target = t.vectors.index_path(("faces", pk))
     target.parent.mkdir(parents=True, exist_ok=True)
-    src = s._index_path(("faces", pk))
+    src = s.vectors.index_path(("faces", pk))
     target.write_bytes(src.read_bytes())
     target.with_suffix(".json").write_bytes(src.with_suffix(".json").read_bytes())
     assert t.face_index(pk).ntotal == 2
@@ -305,3 +311,45 @@ def test_kill_9_at_random_moments_of_a_write_loop(tmp_path):
     assert sum(n == 3 for n in groups.values()) <= 4  # at most one per killed run
     assert set(s.face_index(coll.id).keys()) == {f.key for f in faces}
     s.close()
+
+
+def test_a_bad_index_kind_is_a_typed_error(tmp_path):
+    from candor.errors import InvalidParameter
+
+    with pytest.raises(InvalidParameter):
+        Store(tmp_path, index_kind="lsh")
+
+
+def test_schema_too_new_is_a_candor_error():
+    """The CLI shows a CandorError as one line, not a traceback."""
+    from candor.errors import CandorError, SchemaTooNew
+
+    assert issubclass(migrations.SchemaTooNew, CandorError)
+    assert migrations.SchemaTooNew is SchemaTooNew
+
+
+def test_no_store_module_imports_its_own_package():
+    """Parts import each other's modules (candor.store.schema), never the package __init__,
+    which imports them all: that is how import cycles start."""
+    import ast
+    from pathlib import Path
+
+    import candor.store
+
+    for path in Path(candor.store.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert node.module != "candor.store", f"{path.name}: from candor.store import"
+            elif isinstance(node, ast.Import):
+                assert all(a.name != "candor.store" for a in node.names), path.name
+
+
+def test_the_store_does_not_read_the_environment():
+    """Settings come in as parameters (candor.config is the one module reading os.environ)."""
+    from pathlib import Path
+
+    import candor.store
+
+    for path in Path(candor.store.__file__).parent.glob("*.py"):
+        assert "os.environ" not in path.read_text(), path.name
+        assert "getenv" not in path.read_text(), path.name

@@ -63,3 +63,10 @@ class IdempotentParameterMismatch(CandorError):
 
 class ConflictError(CandorError):
     code = "ConflictException"
+
+
+class SchemaTooNew(CandorError):
+    """The database was written by a newer candor: refused rather than guessed at."""
+
+    code = "ServiceUnavailableException"
+    http_status = 503

@@ -20,14 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import select, update
-
 from candor.errors import InvalidParameter, ResourceNotFound
 from candor.governance.ledger import Ledger, iso
 from candor.governance.principal import Principal
-from candor.store.schema import collections as T_coll
-from candor.store.schema import faces as T_faces
-from candor.store.schema import users as T_users
 
 log = logging.getLogger(__name__)
 
@@ -59,23 +54,24 @@ def _subject_hash(kind: str, value: str) -> str:
 def _collections(store: Any, conn, collection: str | None) -> list:
     if collection is not None:
         return [store.collection(collection, conn)]
-    return list(conn.execute(select(T_coll).order_by(T_coll.c.collection_id)).all())
+    return store.all_collections(conn)
 
 
-def _remove(store: Any, conn, coll, face_rows: list) -> list[str]:
-    """Unlink ``face_rows`` from their users (recomputing each user's mean embedding) in this
-    write transaction; return their FaceIds for deletion once it has committed."""
+def _remove(store: Any, conn, coll, faces: list) -> list[str]:
+    """Unlink ``faces`` (FaceRows) from their users (recomputing each user's mean embedding) in
+    this write transaction; return their FaceIds for deletion once it has committed."""
     by_user: dict[int, list[int]] = {}
-    for r in face_rows:
-        if r.user_pk is not None:
-            by_user.setdefault(r.user_pk, []).append(r.id)
+    for f in faces:
+        if f.user_pk is not None:
+            by_user.setdefault(f.user_pk, []).append(f.key)
     for user_pk, keys in by_user.items():
-        if conn.execute(select(T_users.c.id).where(T_users.c.id == user_pk)).first():
-            store.set_user_faces(conn, coll.id, user_pk, add=[], remove=keys)
-    return [r.face_id for r in face_rows]
+        store.set_user_faces(conn, coll.id, user_pk, add=[], remove=keys)
+    return [f.face_id for f in faces]
 
 
 def _delete_faces(store: Any, faces: dict[str, list[str]]) -> None:
+    """Delete the faces; when this returns they are in no file of the data dir (the store
+    checkpoints its log and rewrites the saved indexes after a deletion)."""
     for collection_id, ids in faces.items():
         if not ids:
             continue
@@ -84,10 +80,8 @@ def _delete_faces(store: Any, faces: dict[str, list[str]]) -> None:
         if left:  # a concurrent AssociateFaces re-linked one: unlink again and retry once
             with store.write() as conn:
                 coll = store.collection(collection_id, conn)
-                rows = conn.execute(select(T_faces).where(
-                    T_faces.c.collection_pk == coll.id,
-                    T_faces.c.face_id.in_([f["FaceId"] for f in left]))).all()
-                _remove(store, conn, coll, rows)
+                found = store.faces_by_id(coll.id, [f["FaceId"] for f in left], conn)
+                _remove(store, conn, coll, list(found.values()))
             store.delete_faces(collection_id, [f["FaceId"] for f in left])
 
 
@@ -104,16 +98,13 @@ def erase(store: Any, ledger: Ledger, *, external_image_id: str | None = None,
     with store.write() as conn:
         for coll in _collections(store, conn, collection):
             if external_image_id is not None:
-                rows = conn.execute(select(T_faces).where(
-                    T_faces.c.collection_pk == coll.id,
-                    T_faces.c.external_image_id == external_image_id)).all()
-                ids = _remove(store, conn, coll, rows)
+                found = store.faces_where(conn, coll.id, external_image_id=external_image_id)
+                ids = _remove(store, conn, coll, found)
             else:
                 user = store.user(coll.id, user_id, conn)
                 if user is None:
                     continue
-                rows = conn.execute(select(T_faces).where(T_faces.c.user_pk == user.id)).all()
-                ids = [r.face_id for r in rows]
+                ids = [f.face_id for f in store.faces_where(conn, coll.id, user_pk=user.id)]
                 store.delete_user(conn, coll.id, user.id)  # unlinks its faces, drops the user
                 receipt.users[coll.collection_id] = [user_id]
             if ids:
@@ -132,19 +123,14 @@ def set_retention(store: Any, ledger: Ledger, collection: str, days: int | None,
     """Keep the faces of ``collection`` for ``days`` (None: until deleted); recorded."""
     if days is not None and (isinstance(days, bool) or not isinstance(days, int) or days < 1):
         raise InvalidParameter("retention must be a whole number of days, at least 1")
-    with store.write() as conn:
-        coll = store.collection(collection, conn)
-        conn.execute(update(T_coll).where(T_coll.c.id == coll.id).values(retention_days=days))
+    store.set_retention(collection, days)
     ledger.append(operation="SetRetention", decision="allow", collection=collection,
                   **_who(principal), details={"retention_days": days})
 
 
 def retention(store: Any) -> dict[str, int]:
     """Collections that have a retention period, with it in days."""
-    with store.read() as conn:
-        rows = conn.execute(select(T_coll.c.collection_id, T_coll.c.retention_days)
-                            .where(T_coll.c.retention_days.is_not(None))).all()
-    return {r[0]: int(r[1]) for r in rows}
+    return store.retention_periods()
 
 
 def purge(store: Any, ledger: Ledger, now: datetime | None = None,
@@ -160,9 +146,7 @@ def purge(store: Any, ledger: Ledger, now: datetime | None = None,
                 coll = store.collection(collection_id, conn)
             except ResourceNotFound:
                 continue
-            rows = conn.execute(select(T_faces).where(T_faces.c.collection_pk == coll.id,
-                                                      T_faces.c.created_at < cutoff)).all()
-            ids = _remove(store, conn, coll, rows)
+            ids = _remove(store, conn, coll, store.faces_where(conn, coll.id, created_before=cutoff))
         if not ids:
             continue
         receipt.faces[collection_id] = ids

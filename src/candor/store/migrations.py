@@ -21,7 +21,8 @@ from datetime import datetime, timezone
 
 from sqlalchemy import Connection, Engine, inspect, select
 
-from candor.store import schema
+from candor.errors import SchemaTooNew
+from candor.store.schema import metadata, schema_migrations, settings
 
 #: tables that version 1 created, in dependency order
 _V1_TABLES = ["settings", "collections", "users", "faces", "idempotency_tokens", "access_keys",
@@ -30,9 +31,9 @@ _V1_TABLES = ["settings", "collections", "users", "faces", "idempotency_tokens",
 
 def _v1_initial(conn: Connection) -> None:
     """Collections, users, faces, idempotency tokens, access keys, audit records, settings."""
-    tables = [schema.metadata.tables[name] for name in _V1_TABLES]
-    schema.metadata.create_all(conn, tables=tables)
-    conn.execute(schema.settings.insert(), [
+    tables = [metadata.tables[name] for name in _V1_TABLES]
+    metadata.create_all(conn, tables=tables)
+    conn.execute(settings.insert(), [
         {"key": "token_key", "value": secrets.token_hex(32)},
         {"key": "instance_id", "value": str(uuid.uuid4())},
     ])
@@ -52,22 +53,20 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
 
 LATEST = MIGRATIONS[-1][0]
 
-
-class SchemaTooNew(RuntimeError):
-    """The database was written by a newer candor."""
+__all__ = ["LATEST", "MIGRATIONS", "SchemaTooNew", "current_version", "migrate"]
 
 
 def current_version(conn: Connection) -> int:
     if not inspect(conn).has_table("schema_migrations"):
         return 0
-    versions = conn.execute(select(schema.schema_migrations.c.version)).scalars().all()
+    versions = conn.execute(select(schema_migrations.c.version)).scalars().all()
     return max(versions, default=0)
 
 
 def migrate(engine: Engine) -> int:
     """Bring the database at ``engine`` to the latest version; returns that version."""
     with engine.begin() as conn:
-        schema.schema_migrations.create(conn, checkfirst=True)
+        schema_migrations.create(conn, checkfirst=True)
     while True:
         with engine.begin() as conn:
             version = current_version(conn)
@@ -79,5 +78,5 @@ def migrate(engine: Engine) -> int:
                 return version
             number, name, fn = pending[0]
             fn(conn)
-            conn.execute(schema.schema_migrations.insert().values(
+            conn.execute(schema_migrations.insert().values(
                 version=number, name=name, applied_at=datetime.now(timezone.utc)))

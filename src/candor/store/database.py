@@ -1,0 +1,166 @@
+"""The database under the store: engine, SQLite configuration, transactions, checkpoints.
+
+SQLite by default, at ``<data_dir>/candor.db``, in WAL mode with ``synchronous=FULL``: a write
+that returned has reached the disk, and a ``kill -9`` at any moment leaves either the whole
+transaction or none of it. Writers take the write lock up front (``BEGIN IMMEDIATE``), so two
+processes (a long ``candor index`` run and a server) queue instead of failing half-way.
+
+Erasure. ``secure_delete`` is on, so SQLite zeroes the bytes of deleted rows and freed pages
+instead of leaving them in free space. A deleted row's old bytes still sit in earlier frames of
+the write-ahead log until a checkpoint copies the newest pages into the database file; so a
+write transaction that deleted embeddings (:meth:`Database.mark_erasing`) is followed, once it
+has committed, by a ``wal_checkpoint(TRUNCATE)`` that empties the log (:meth:`Database.checkpoint`
+says what that guarantees). Ordinary writes (IndexFaces) do not checkpoint: SQLite's automatic
+checkpoints suffice for them, and secure_delete costs nothing on an insert.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import Connection, create_engine, event
+from sqlalchemy.engine import Engine
+
+from candor.store.migrations import migrate
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "candor.db"
+
+#: how long a statement, and a checkpoint, waits for another connection's lock (milliseconds)
+BUSY_TIMEOUT_MS = 60_000
+
+#: how long one checkpoint attempt waits for readers and writers to move on (milliseconds)
+CHECKPOINT_WAIT_MS = 5_000
+
+_ERASING = "candor_erasing"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands datetimes back naive; they were written in UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def sqlite_url(data_dir: Path) -> str:
+    return f"sqlite:///{data_dir / DB_NAME}"
+
+
+def configure_sqlite(engine: Engine) -> None:
+    """WAL + synchronous=FULL (durable commits), secure_delete (deleted bytes are zeroed),
+    foreign keys, a generous busy timeout, and explicit BEGIN so that writers can take the lock
+    up front (BEGIN IMMEDIATE)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = FULL")
+        cur.execute("PRAGMA secure_delete = ON")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        write = conn.get_execution_options().get("candor_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+class Database:
+    """One SQL database, migrated to the latest schema, with read and write transactions."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_engine(url)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        if self.is_sqlite:
+            configure_sqlite(self.engine)
+        self.writer = self.engine.execution_options(candor_write=True)
+        self.schema_version = migrate(self.writer)
+        #: how long a checkpoint after an erasure waits for other connections' transactions
+        self.checkpoint_wait_ms = CHECKPOINT_WAIT_MS
+        self._owed = False  # a checkpoint after an erasure could not complete yet
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction: committed (durably) on normal exit, rolled back on error. If it
+        deleted embeddings (:meth:`mark_erasing`), the WAL is checkpointed before this returns."""
+        with self.writer.connect() as conn:
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                erasing = conn.info.pop(_ERASING, False)
+        if erasing or self._owed:
+            self.checkpoint()
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    @staticmethod
+    def mark_erasing(conn: Connection) -> None:
+        """Note that this write transaction removes embeddings: checkpoint after its commit."""
+        conn.info[_ERASING] = True
+
+    def checkpoint(self, attempts: int = 2) -> bool:
+        """Copy the write-ahead log into the database file and truncate the log to zero bytes.
+
+        Guarantee: when this returns True, no byte of a committed deletion's old rows is left in
+        ``candor.db-wal`` (the log is empty) and, with secure_delete, none in ``candor.db``.
+        TRUNCATE must wait until no other connection (in this or another process) is writing or
+        still reading an older snapshot; SQLite's busy handler waits up to
+        :attr:`checkpoint_wait_ms` for that, ``attempts`` times. If a connection holds a
+        transaction open longer, this logs a warning and returns False, and the checkpoint is
+        owed: the end of every later write transaction in this process tries again (as do
+        :meth:`close` and SQLite itself when the last connection closes). Until then the
+        erased rows' old bytes remain in the log.
+        """
+        if not self.is_sqlite:
+            return True
+        raw = self.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            cur.execute(f"PRAGMA busy_timeout = {int(self.checkpoint_wait_ms)}")
+            try:
+                for _ in range(attempts):
+                    busy, _frames, _copied = cur.execute(
+                        "PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                    if not busy:
+                        self._owed = False
+                        return True
+            finally:
+                cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                cur.close()
+        finally:
+            raw.close()
+        self._owed = True
+        log.warning("could not checkpoint the write-ahead log: another connection holds the "
+                    "database; erased rows stay in %s-wal until the next checkpoint", DB_NAME)
+        return False
+
+    def integrity_check(self) -> str:
+        """SQLite's own ``PRAGMA integrity_check`` ("ok" when sound), plus foreign keys."""
+        if not self.is_sqlite:
+            return "ok"
+        with self.engine.connect() as conn:
+            result = conn.exec_driver_sql("PRAGMA integrity_check").scalars().all()
+            fk = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+        if fk:
+            result = [*result, f"{len(fk)} foreign key violations"]
+        return "\n".join(result)
+
+    def close(self) -> None:
+        """Empty the write-ahead log into the database, then release every connection."""
+        self.checkpoint()
+        self.engine.dispose()
