@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 
 from candor.errors import InvalidParameter
-from candor.face import analysis, config
+from candor import config
+from candor.face import analysis
 from candor.face.imaging import Image, load_image
 from candor.face.results import (
     BoundingBox,
