@@ -30,7 +30,7 @@ from sqlalchemy import String, Table, and_, cast, func, insert, select, true
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
-from candor.errors import CandorError
+from candor.errors import AuditUnavailable  # noqa: F401  (re-exported)
 from candor.store.schema import audit_records
 
 log = logging.getLogger(__name__)
@@ -42,13 +42,6 @@ RECORD_FIELDS = ("ts", "request_id", "principal", "org", "category", "operation"
                  "image_sha256", "faces_found", "matches", "threshold", "decision", "rule",
                  "scoring")
 DECISIONS = ("allow", "deny", "failed", "erasure", "purge")
-
-
-class AuditUnavailable(CandorError):
-    """The record could not be written, so the operation is refused: no unaudited work."""
-
-    code = "InternalServerError"
-    http_status = 500
 
 
 def iso(at: datetime | None = None) -> str:
