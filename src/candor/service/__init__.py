@@ -23,6 +23,7 @@ from typing import Any
 
 from candor import config
 from candor.errors import InvalidParameter
+from candor.service.validation import validate
 
 Handler = Callable[["Service", dict[str, Any]], dict[str, Any]]
 OPERATIONS: dict[str, Handler] = {}
@@ -58,13 +59,12 @@ class Service:
         return Engine(backend=self.backend_name, detector=self.detector)
 
     def call(self, name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Run operation ``name`` on ``params`` and return its response dict."""
+        """Run operation ``name`` on ``params`` (checked against botocore's model first) and
+        return its response dict."""
         _load_operations()
         handler = OPERATIONS.get(name)
         if handler is None:
             raise InvalidParameter(f"unknown operation {name!r}")
-        from candor.service.validation import validate
-
         return handler(self, validate(name, params))
 
 
