@@ -127,7 +127,8 @@ def decode_image(data: bytes, max_bytes: int = MAX_IMAGE_BYTES, source: str = "<
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InvalidImageFormat(f"{where}corrupt or truncated {fmt} image ({exc})") from None
 
-    pixels = to_rgb(ImageOps.exif_transpose(pil))
+    ImageOps.exif_transpose(pil, in_place=True)  # in place: no second copy of the pixels
+    pixels = to_rgb(pil)
     return Image(pixels=pixels, format=fmt, sha256=hashlib.sha256(data).hexdigest(), source=source)
 
 
@@ -183,7 +184,9 @@ def to_rgb(pil: PILImage.Image) -> np.ndarray:
         rgba = pil.convert("RGBA")
         background = PILImage.new("RGBA", rgba.size, (255, 255, 255, 255))
         pil = PILImage.alpha_composite(background, rgba)
-    return np.ascontiguousarray(np.asarray(pil.convert("RGB"), dtype=np.uint8))
+    if pil.mode != "RGB":
+        pil = pil.convert("RGB")
+    return np.ascontiguousarray(np.asarray(pil, dtype=np.uint8))
 
 
 def _mb(n: int) -> str:
