@@ -11,7 +11,13 @@ import pytest
 from PIL import Image as PILImage
 
 from candor.errors import ImageTooLarge, InvalidImageFormat, InvalidParameter
-from candor.face.imaging import MAX_IMAGE_BYTES, decode_image, load_image, read_image
+from candor.face.imaging import (
+    MAX_DECODED_PIXELS,
+    MAX_IMAGE_BYTES,
+    decode_image,
+    load_image,
+    read_image,
+)
 
 
 def encode(img: PILImage.Image, fmt: str, **kw) -> bytes:
@@ -125,3 +131,22 @@ def test_header_over_the_cap_refused_with_its_size():
             + png_chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + png_chunk(b"IEND", b""))
     with pytest.raises(ImageTooLarge, match="9000x7000"):
         decode_image(data)
+
+
+def test_png_out_of_proportion_to_its_bytes_is_refused_before_decoding():
+    """A few KB of PNG declaring 7000x7000 decoded to 49 MP (~8 s, ~800 MB) before."""
+    header = struct.pack(">IIBBBBB", 7000, 7000, 8, 2, 0, 0, 0)
+    data = (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
+            + png_chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + png_chunk(b"IEND", b""))
+    assert len(data) < 48 * 1024
+    with pytest.raises(ImageTooLarge, match="7000x7000.*12 MP"):
+        decode_image(data)
+
+
+def test_large_jpeg_is_decoded_reduced():
+    data = encode(PILImage.new("RGB", (6000, 4000), (90, 120, 150)), "JPEG", quality=40)
+    image = decode_image(data)
+    assert (image.width, image.height) == (3000, 2000)  # libjpeg's 1/2 scale, while decoding
+    assert image.width * image.height <= MAX_DECODED_PIXELS
+    small = decode_image(encode(gradient(4000, 3000), "JPEG"))
+    assert (small.width, small.height) == (4000, 3000)  # at the cap: decoded whole

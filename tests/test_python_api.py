@@ -42,4 +42,4 @@ def test_typed_errors():
 def test_s3object_in_process_is_a_typed_error_not_a_crash():
     with pytest.raises(candor.InvalidParameter, match="S3Object"):
         candor.default_service().call(
-            "DetectFaces", {"Image": {"S3Object": {"Bucket": "b", "Name": "n.jpg"}}})
+            "DetectFaces", {"Image": {"S3Object": {"Bucket": "bucket", "Name": "n.jpg"}}})

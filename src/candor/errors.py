@@ -70,3 +70,88 @@ class SchemaTooNew(CandorError):
 
     code = "ServiceUnavailableException"
     http_status = 503
+
+
+class InternalServerError(CandorError):
+    """A real bug or an unavailable dependency; boto3 retries it (HTTP 500)."""
+
+    code = "InternalServerError"
+    http_status = 500
+
+
+class Throttling(CandorError):
+    """Too many requests in progress: refused before the body is read."""
+
+    code = "ThrottlingException"
+
+
+# ------------------------------------------------------------------ the wire protocol
+
+
+class SerializationException(CandorError):
+    """The body is not JSON, or nested deeper than the protocol allows (AWS's name for it)."""
+
+    code = "SerializationException"
+
+
+class UnknownOperation(CandorError):
+    """An X-Amz-Target, path or method that names no operation candor implements."""
+
+    code = "UnknownOperationException"
+
+
+class InvalidS3Object(CandorError):
+    """An Image.S3Object that cannot be read (no endpoint, missing object, too large)."""
+
+    code = "InvalidS3ObjectException"
+
+
+# ------------------------------------------------------------------ SigV4 authentication
+
+
+class AuthError(CandorError):
+    """Base of the authentication errors; nothing runs for a request that raises one."""
+
+
+class MissingAuthenticationToken(AuthError):
+    code = "MissingAuthenticationTokenException"
+    http_status = 400
+
+
+class IncompleteSignature(AuthError):
+    code = "IncompleteSignatureException"
+    http_status = 400
+
+
+class UnrecognizedClient(AuthError):
+    code = "UnrecognizedClientException"
+    http_status = 400
+
+
+class InvalidSignature(AuthError):
+    code = "InvalidSignatureException"
+    http_status = 403
+
+
+# ------------------------------------------------------------------ governance and models
+
+
+class AuditUnavailable(InternalServerError):
+    """The record could not be written, so the operation is refused: no unaudited work."""
+
+
+class UnrecordableValue(AuditUnavailable):
+    """A value the ledger cannot encode one way (NaN, an infinity, not valid Unicode): the call
+    is refused as an invalid parameter (400), and, being an AuditUnavailable, undone like any
+    call whose record could not be written."""
+
+    code = "InvalidParameterException"
+    http_status = 400
+
+
+class ModelUnavailable(InternalServerError, RuntimeError):
+    """A model file candor needs is not installed (an install problem, not the caller's)."""
+
+
+class DlibFormatError(InternalServerError, ValueError):
+    """A dlib model file that cannot be parsed (corrupt, or a network candor does not know)."""

@@ -31,12 +31,21 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from candor.api import protocol, sigv4
 from candor.api.keys import ActiveKey, KeyStore
 from candor.api.s3 import S3Images
-from candor.errors import CandorError, ImageTooLarge, InvalidParameter
+from candor.errors import (  # noqa: F401  (InternalServerError, Throttling re-exported)
+    CandorError,
+    ImageTooLarge,
+    InternalServerError,
+    InvalidParameter,
+    InvalidSignature,
+    Throttling,
+    UnknownOperation,
+)
 
 log = logging.getLogger("candor.api")
 
@@ -49,18 +58,13 @@ REQUEST_ID_HEADER = "x-amzn-RequestId"
 AUTHORIZATION_REFERENCE_HEADER = "x-candor-authorization-reference"
 
 
+#: methods answered with UnknownOperationException on any path FastAPI has no route for
+OTHER_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 def body_limit(images: int) -> int:
     """The largest body an operation carrying ``images`` images may send."""
     return images * IMAGE_BASE64_CHARS + BODY_SLACK
-
-
-class InternalServerError(CandorError):
-    code = "InternalServerError"
-    http_status = 500
-
-
-class Throttling(CandorError):
-    code = "ThrottlingException"
 
 
 class Gateway:
@@ -126,18 +130,18 @@ class Gateway:
         verified, key = self.authenticate(request, body)
         seen["key_id"] = verified.access_key_id
         if op_model is None:
-            raise protocol.UnknownOperation(
+            raise UnknownOperation(
                 f"Unknown operation {target!r}: expected X-Amz-Target: "
                 f"{protocol.TARGET_PREFIX}<Operation>" if target else
                 "Missing X-Amz-Target header: expected RekognitionService.<Operation>")
         if not self.supported(op_model.name):
-            raise protocol.UnknownOperation(
+            raise UnknownOperation(
                 f"candor does not implement {op_model.name}; see docs/http-api.md for the "
                 "supported operations")
         reference = request.headers.get(AUTHORIZATION_REFERENCE_HEADER)
         if reference is not None:
             if AUTHORIZATION_REFERENCE_HEADER not in verified.signed_headers:
-                raise sigv4.InvalidSignature(
+                raise InvalidSignature(
                     "'X-Candor-Authorization-Reference' must be a signed header")
             seen["authorization_reference"] = reference
         return principal_for(key), self.prepare(op_model, body)
@@ -278,6 +282,19 @@ def create_app(gateway: Gateway, warmup: bool = True) -> FastAPI:
     async def rekognition(request: Request) -> Response:
         return await handle(gateway, request)
 
+    @app.api_route("/{path:path}", methods=list(OTHER_METHODS), include_in_schema=False)
+    async def elsewhere(request: Request, path: str) -> Response:
+        """Anything but ``POST /`` (and the two GETs above) is no Rekognition operation."""
+        return _error_response(UnknownOperation(
+            f"{request.method} /{path} is not an operation: Rekognition requests are "
+            "POST / with X-Amz-Target: RekognitionService.<Operation>"), status=404)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """Whatever Starlette refuses on its own still gets AWS's error shape, not HTML."""
+        return _error_response(UnknownOperation(
+            f"{request.method} {request.url.path}: {exc.detail}"), status=exc.status_code)
+
     return app
 
 
@@ -329,9 +346,9 @@ async def handle(gateway: Gateway, request: Request) -> Response:
     return response
 
 
-def _error_response(exc: CandorError) -> Response:
+def _error_response(exc: CandorError, status: int | None = None) -> Response:
     """AWS's error shape; InternalServerError is always a 500 (boto3 retries those)."""
-    status = 500 if exc.code == "InternalServerError" else exc.http_status
+    status = status or (500 if exc.code == "InternalServerError" else exc.http_status)
     return Response(protocol.encode_error(exc), status_code=status,
                     media_type=protocol.CONTENT_TYPE, headers={"x-amzn-ErrorType": exc.code})
 

@@ -11,14 +11,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from candor.errors import CandorError, ImageTooLarge
+from candor.errors import ImageTooLarge, InvalidS3Object  # noqa: F401
 from candor.face.imaging import MAX_S3_IMAGE_BYTES, Image, decode_image
 
 IMAGE_MEMBERS = ("Image", "SourceImage", "TargetImage")
-
-
-class InvalidS3Object(CandorError):
-    code = "InvalidS3ObjectException"
 
 
 class S3Images:

@@ -16,37 +16,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from candor.errors import CandorError
+from candor.errors import (  # noqa: F401  (re-exported: callers import them from here)
+    AuthError,
+    IncompleteSignature,
+    InvalidSignature,
+    MissingAuthenticationToken,
+    UnrecognizedClient,
+)
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "rekognition"
 TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 MAX_SKEW = dt.timedelta(minutes=15)
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-
-
-class AuthError(CandorError):
-    """Base of the authentication errors; nothing runs for a request that raises one."""
-
-
-class MissingAuthenticationToken(AuthError):
-    code = "MissingAuthenticationTokenException"
-    http_status = 400
-
-
-class IncompleteSignature(AuthError):
-    code = "IncompleteSignatureException"
-    http_status = 400
-
-
-class UnrecognizedClient(AuthError):
-    code = "UnrecognizedClientException"
-    http_status = 400
-
-
-class InvalidSignature(AuthError):
-    code = "InvalidSignatureException"
-    http_status = 403
 
 
 @dataclass(frozen=True)

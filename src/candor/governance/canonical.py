@@ -28,7 +28,7 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
-from candor.governance.errors import UnrecordableValue
+from candor.errors import UnrecordableValue
 
 EXACT = 2 ** 53  # integers up to here are exact in a double
 

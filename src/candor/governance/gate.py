@@ -14,6 +14,7 @@ import base64
 import binascii
 import hashlib
 import logging
+import math
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -84,7 +85,11 @@ def effective_threshold(operation: str, params: dict[str, Any]) -> float | None:
     value = params.get(pname, default_threshold(operation))
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:  # in-process callers reach here before validation: a 400-digit int, inf, -0.0
+        number = float(value) + 0.0  # -0.0 becomes 0.0, which the ledger hashes stably
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _length(value: Any) -> int:

@@ -27,9 +27,9 @@ from sqlalchemy import String, Table, and_, cast, func, insert, select, true
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
+from candor.errors import AuditUnavailable, UnrecordableValue
 from candor.governance.canonical import canonical, hash_matches, record_hash
 from candor.governance.canonical import value as canonical_value
-from candor.governance.errors import AuditUnavailable, UnrecordableValue
 from candor.store.schema import audit_records
 
 log = logging.getLogger(__name__)

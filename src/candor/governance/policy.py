@@ -76,10 +76,9 @@ def known_operations() -> frozenset[str]:
     names: set[str] = set(THRESHOLD_PARAMS) | set(RESULT_PARAMS)
     names |= {"DetectFaces", "IndexFaces", "CreateCollection", "DeleteCollection", "DeleteFaces"}
     try:
-        from botocore.loaders import Loader
+        from candor.service.model import rekognition_model
 
-        model = Loader().load_service_model("rekognition", "service-2")
-        names |= set(model["operations"])
+        names |= set(rekognition_model().operation_names)
     except Exception as exc:  # botocore is a dependency; this only guards odd installs
         log.warning("botocore's rekognition model not loaded (%s); validating operation "
                     "names against a short list", exc)

@@ -6,7 +6,7 @@ import threading
 from functools import cache
 from pathlib import Path
 
-from candor.errors import InvalidParameter
+from candor.errors import InvalidParameter, ModelUnavailable
 from candor.models.base import Backend, Detection
 
 __all__ = ["Backend", "Detection", "BACKENDS", "get_backend", "model_path"]
@@ -26,10 +26,11 @@ def model_path(name: str) -> Path:
 
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("face_recognition_models is not installed: pip install face_recognition_models")
+        raise ModelUnavailable(
+            "face_recognition_models is not installed: pip install face_recognition_models")
     path = Path(list(spec.submodule_search_locations)[0]) / "models" / name
     if not path.is_file():
-        raise RuntimeError(f"model file missing from face_recognition_models: {path}")
+        raise ModelUnavailable(f"model file missing from face_recognition_models: {path}")
     return path
 
 

@@ -27,9 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-class DlibFormatError(ValueError):
-    """The bytes are not a dlib network of a kind this reader understands."""
+from candor.errors import DlibFormatError  # noqa: F401  (re-exported)
 
 
 @dataclass

@@ -2,11 +2,15 @@
 
 Every door (Python API, CLI, HTTP) calls :meth:`Service.call` with the operation's
 Rekognition name and its request as a dict of wire names (``{"Image": {"Bytes": b"..."}}``,
-bytes already base64-decoded), and gets the response dict back. Governance wraps ``call``,
-so no door can bypass it.
+bytes already base64-decoded or an already decoded Image), and gets the response dict back.
+``call`` checks the request against botocore's model (:mod:`candor.service.validation`) before
+the handler runs, so every door gets the same InvalidParameterException text and handlers see
+only valid, normalised requests. Governance wraps ``call``, so no door can bypass it.
 
-Operations live in the submodules (``faces``: DetectFaces, CompareFaces; ``collections``:
-collections, faces, users, search) and register themselves with :func:`operation`.
+Operations live in one module per family and register themselves with :func:`operation`:
+``detection`` (DetectFaces, CompareFaces), ``collections`` (Create/Delete/List/Describe),
+``faces`` (IndexFaces, ListFaces, DeleteFaces), ``users`` (CreateUser ... DisassociateFaces),
+``search`` (SearchFaces*, SearchUsers*).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 from candor.config import Settings
 from candor.errors import InvalidParameter
 from candor.scoring.similarity import Scoring
+from candor.service.validation import validate
 
 Handler = Callable[["Service", dict[str, Any]], dict[str, Any]]
 OPERATIONS: dict[str, Handler] = {}
@@ -60,23 +65,16 @@ class Service:
         return Engine(backend=self.backend_name, detector=self.detector, scoring=self.scoring)
 
     def call(self, name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Run operation ``name`` on ``params`` and return its response dict."""
+        """Run operation ``name`` on ``params`` (checked against botocore's model first) and
+        return its response dict."""
         _load_operations()
         handler = OPERATIONS.get(name)
         if handler is None:
             raise InvalidParameter(f"unknown operation {name!r}")
-        if params is not None and not isinstance(params, dict):
-            raise InvalidParameter("the request must be a JSON object")
-        return handler(self, dict(params or {}))
+        return handler(self, validate(name, params))
 
 
 def _load_operations() -> None:
-    """Import the operation modules once so that they register their handlers."""
-    import importlib
-
-    for module in ("faces", "collections"):
-        try:
-            importlib.import_module(f"candor.service.{module}")
-        except ModuleNotFoundError as exc:  # a module not written yet is simply absent
-            if exc.name != f"candor.service.{module}":
-                raise
+    """Import the operation modules so that they register their handlers (imported here, not
+    at the top, because each of them imports :func:`operation` from this module)."""
+    from candor.service import collections, detection, faces, search, users  # noqa: F401

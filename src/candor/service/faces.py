@@ -1,56 +1,84 @@
-"""DetectFaces and CompareFaces on wire dicts (Rekognition request and response shapes)."""
+"""IndexFaces, ListFaces and DeleteFaces: the faces of a collection."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import uuid
 from typing import Any
 
 from candor.errors import InvalidParameter
-from candor.face.imaging import Image, load_image
+from candor.face.engine import FACE_MODEL_VERSION
 from candor.service import Service, operation
+from candor.service.common import (
+    DEFAULT_LIST_RESULTS,
+    MAX_FACES_PER_IMAGE,
+    analyse,
+    existing_user,
+    face_dict,
+    quality_reasons,
+    same_model,
+    store_of,
+    unit,
+)
 
 
-def request_image(params: dict[str, Any], key: str = "Image") -> Image:
-    """Decode the ``Image`` member of a request: ``{"Bytes": b"..."}``. S3Object images are
-    fetched by the HTTP service (``candor.api.s3``) and arrive here as Bytes."""
-    spec = params.get(key)
-    if not isinstance(spec, dict) or not spec:
-        raise InvalidParameter(f"{key} is required: {{\"Bytes\": ...}} or {{\"S3Object\": ...}}")
-    if "Bytes" in spec:
-        data = spec["Bytes"]
-        if isinstance(data, Image):  # in-process callers hand over an already decoded image
-            return data
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise InvalidParameter(f"{key}.Bytes must be binary image data")
-        return load_image(bytes(data))
-    if "S3Object" in spec:
-        raise InvalidParameter(f"{key}.S3Object is read only by the HTTP service (candor serve "
-                               "--s3-endpoint-url); in-process calls pass Bytes")
-    raise InvalidParameter(f"{key} must have Bytes or S3Object")
+@operation("IndexFaces")
+def index_faces(service: Service, params: dict) -> dict:
+    store = store_of(service)
+    collection_id = params["CollectionId"]
+    same_model(store.collection(collection_id))  # fail before any model work
+    max_faces = min(int(params.get("MaxFaces", MAX_FACES_PER_IMAGE)), MAX_FACES_PER_IMAGE)
+    bar = params.get("QualityFilter", "AUTO")
+    attributes = params.get("DetectionAttributes") or ["DEFAULT"]
+    image, faces = analyse(service, params, attributes)
+
+    image_id = str(uuid.uuid4())
+    keep, unindexed = [], []
+    for face in faces:
+        reasons = quality_reasons(face, bar)
+        if reasons:
+            unindexed.append({"Reasons": reasons, "FaceDetail": face.detail})
+        elif len(keep) >= max_faces:  # faces come largest first: the smallest go
+            unindexed.append({"Reasons": ["EXCEEDS_MAX_FACES"], "FaceDetail": face.detail})
+        else:
+            keep.append(face)
+    stored = store.add_faces(collection_id, [{
+        "embedding": unit(face.embedding), "bbox": face.detail["BoundingBox"],
+        "confidence": face.detail.get("Confidence", 100.0), "image_id": image_id,
+        "external_image_id": params.get("ExternalImageId"), "model_version": FACE_MODEL_VERSION,
+        "image_sha256": getattr(image, "sha256", None),
+    } for face in keep])
+    return {"FaceRecords": [{"Face": face_dict(row), "FaceDetail": face.detail}
+                            for row, face in zip(stored, keep, strict=True)],
+            "FaceModelVersion": FACE_MODEL_VERSION,
+            "UnindexedFaces": unindexed}
 
 
-def _attributes(params: dict[str, Any]) -> list[str]:
-    attributes = params.get("Attributes", ["DEFAULT"])
-    if not isinstance(attributes, list) or not all(isinstance(a, str) for a in attributes):
-        raise InvalidParameter("Attributes must be a list of strings such as [\"DEFAULT\"]")
-    return attributes
+@operation("ListFaces")
+def list_faces(service: Service, params: dict) -> dict:
+    store = store_of(service)
+    coll = store.collection(params["CollectionId"])
+    limit = params.get("MaxResults", DEFAULT_LIST_RESULTS) or DEFAULT_LIST_RESULTS
+    user_pk = None
+    if params.get("UserId"):
+        user = existing_user(store, coll.id, params["UserId"])
+        user_pk = user.id
+    face_ids = params.get("FaceIds")
+    scope = "faces:" + hashlib.sha256(json.dumps(
+        [coll.id, params.get("UserId"), sorted(face_ids or [])]).encode()).hexdigest()[:16]
+    after = store.read_token(params["NextToken"], scope) if params.get("NextToken") else 0
+    if not isinstance(after, int):
+        raise InvalidParameter("Invalid pagination token")
+    rows, more = store.list_faces(coll.id, after, int(limit), user_pk, face_ids)
+    out: dict[str, Any] = {"Faces": [face_dict(r) for r in rows],
+                           "FaceModelVersion": coll.face_model_version}
+    if more:
+        out["NextToken"] = store.make_token(scope, rows[-1].key)
+    return out
 
 
-def _threshold(params: dict[str, Any], name: str, default: float) -> float:
-    value = params.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidParameter(f"{name} must be a number from 0 to 100")
-    return float(value)
-
-
-@operation("DetectFaces")
-def detect_faces(service: Service, params: dict[str, Any]) -> dict[str, Any]:
-    image = request_image(params)
-    return service.engine.detect_faces(image, _attributes(params)).to_dict()
-
-
-@operation("CompareFaces")
-def compare_faces(service: Service, params: dict[str, Any]) -> dict[str, Any]:
-    source = request_image(params, "SourceImage")
-    target = request_image(params, "TargetImage")
-    threshold = _threshold(params, "SimilarityThreshold", 80.0)
-    return service.engine.compare_faces(source, target, threshold).to_dict()
+@operation("DeleteFaces")
+def delete_faces(service: Service, params: dict) -> dict:
+    deleted, failed = store_of(service).delete_faces(params["CollectionId"], params["FaceIds"])
+    return {"DeletedFaces": deleted, "UnsuccessfulFaceDeletions": failed}
