@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from candor import config
 from candor.errors import InvalidParameter
-from candor.face import analysis, config
+from candor.face import analysis
 from candor.face.imaging import Image, load_image
 from candor.face.results import (
     BoundingBox,
