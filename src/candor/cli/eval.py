@@ -243,7 +243,7 @@ def fairness(
 
 # -- terminal summaries --------------------------------------------------------------------
 def _rate(v) -> str:
-    from candor.eval.report import fmt_rate
+    from candor.templates.filters import fmt_rate
 
     return fmt_rate(v)
 
