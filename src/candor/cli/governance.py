@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from candor.cli.common import DataDirOption, JsonOption, cli_errors, console, fail, print_json
+from candor.clock import day_start, iso, utcnow
 
 audit_app = typer.Typer(help="The tamper-evident audit ledger: verify it, read it.",
                         no_args_is_help=True)
@@ -131,11 +132,7 @@ def _when(value: str | None) -> str | None:
         at = parse_when(value)
     except ValueError:
         fail(escape(f"not a date or date-time: {value!r}"))
-    from candor.governance.ledger import iso
-
-    if not isinstance(at, datetime):
-        at = datetime(at.year, at.month, at.day, tzinfo=timezone.utc)
-    return iso(at)
+    return iso(at if isinstance(at, datetime) else day_start(at))
 
 
 @audit_app.command("search")
@@ -340,11 +337,11 @@ def policy_explain(
         except json.JSONDecodeError:
             params[name] = raw
     try:
-        when = parse_when(at) if at else datetime.now(timezone.utc)
+        when = parse_when(at) if at else utcnow()
     except ValueError:
         fail(escape(f"--at: not a date or date-time: {at!r}"))
     if not isinstance(when, datetime):
-        when = datetime(when.year, when.month, when.day, tzinfo=timezone.utc)
+        when = day_start(when)
     with cli_errors():
         try:
             p = load_policy(resolve_policy_path(policy))
