@@ -174,3 +174,12 @@ def test_modules_stay_small():
     long = {name: len(path.read_text().splitlines()) for name, path in MODULES.items()}
     offenders = {k: n for k, n in long.items() if n > MAX_LINES and not _explains_its_length(MODULES[k])}
     assert not offenders, f"modules over {MAX_LINES} lines without a reason in the docstring: {offenders}"
+
+
+def test_every_test_has_its_own_data_dir_and_home(tmp_path_factory):
+    """The autouse fixture in conftest: nothing a test does reaches ~/.local/share/candor."""
+    import os
+
+    data_dir, home = Path(os.environ["CANDOR_DATA_DIR"]), Path(os.environ["HOME"])
+    base = tmp_path_factory.getbasetemp()
+    assert base in data_dir.parents and base in home.parents
