@@ -228,8 +228,9 @@ def test_fairness_with_a_group_too_small_to_measure_says_so(ff_images, cache_dir
     labels.write_text("file,team\n" + "\n".join(rows) + "\n")
     out = tmp_path / "report"
     proc = run_cli(cache_dir, "fairness", "--labels", str(labels), "--images", str(ff_images),
-                   "--group-by", "team", "--bootstrap", "20", "--output", str(out), "--json")
-    d = json.loads(proc.stdout)
+                   "--group-by", "team", "--bootstrap", "20", "--output", str(out))
+    assert "not measured: solo" in proc.stdout, proc.stdout  # the table printed, not a crash
+    d = json.loads((out / "summary.json").read_text())
     groups = {g["group"]: g for g in d["groupings"]["team"]["groups"]}
     assert groups["solo"]["photos"] == 1 and groups["solo"]["fmr"] is None
     assert "pairs of photos" in groups["solo"]["not_measured"]
