@@ -202,7 +202,7 @@ def main() -> int:
         return 1
     from candor.face.engine import Engine
     from candor.face.imaging import sniff_format
-    from candor.models.onnx_backend import available_cores
+    from candor.system import available_cores
 
     engine = Engine(backend=args.backend)
     print(f"candor backend {engine.backend.name}, {available_cores()} cores available, "

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from candor.models import get_backend
-from candor.models.onnx_backend import OnnxBackend, available_cores
+from candor.models.onnx_backend import OnnxBackend
+from candor.system import available_cores
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("CANDOR_TEST_DATA", REPO.parent / "shared" / "data" / "faces"))

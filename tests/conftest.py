@@ -32,9 +32,23 @@ def engine():
     return Engine()
 
 
-@pytest.fixture()
-def candor_home(tmp_path, monkeypatch) -> Path:
-    """A fresh data directory for this test, also set in the environment for subprocesses."""
-    home = tmp_path / "candor-data"
+@pytest.fixture(autouse=True)
+def candor_home(tmp_path_factory, monkeypatch) -> Path:
+    """EVERY test gets its own data directory (also set in the environment for subprocesses)
+    and its own HOME, so nothing can write into the user's real ``~/.local/share/candor``."""
+    root = tmp_path_factory.mktemp("candor")
+    home = root / "candor-data"
     monkeypatch.setenv("CANDOR_DATA_DIR", str(home))
-    return home
+    monkeypatch.setenv("HOME", str(root / "home"))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    _reset_default_service()
+    yield home
+    _reset_default_service()
+
+
+def _reset_default_service() -> None:
+    """The process-wide service of ``import candor`` is bound to one data dir: forget it."""
+    import candor
+
+    if getattr(candor, "_default", None) is not None:
+        candor._default = None

@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -158,19 +157,16 @@ def test_a_photo_without_a_face_is_counted_never_dropped(lfw, cache_dir, tmp_pat
 def ff_runs(fairface, ff_images, cache_dir) -> dict:
     """The same fairness evaluation twice: the second reuses the cached embeddings."""
     kwargs = dict(group_by=["race", "gender"], bootstrap=100, data_dir=cache_dir)
-    t0 = time.perf_counter()
     first = fairness.run(fairface, ff_images, **kwargs)
-    t1 = time.perf_counter()
     second = fairness.run(fairface, ff_images, **kwargs)
-    t2 = time.perf_counter()
-    return {"first": first, "second": second, "t_first": t1 - t0, "t_second": t2 - t1}
+    return {"first": first, "second": second}
 
 
-def test_rerun_reuses_cached_embeddings_in_under_a_tenth_of_the_time(ff_runs):
+def test_rerun_reuses_cached_embeddings(ff_runs):
+    """Counted, not timed: the second run embeds no photo (every one comes from the cache)."""
     first, second = ff_runs["first"], ff_runs["second"]
     assert first["embedding"]["cached_photos"] < FF_ROWS
     assert second["embedding"]["cached_photos"] == FF_ROWS
-    assert ff_runs["t_second"] < ff_runs["t_first"] / 10, ff_runs
     a, b = first["groupings"]["race"], second["groupings"]["race"]
     assert [g["fmr"] for g in a["groups"]] == [g["fmr"] for g in b["groups"]]
 
@@ -222,6 +218,35 @@ def test_fairness_cli_writes_json_and_html_with_per_group_intervals(fairface, ff
     bad = run_cli(cache_dir, "fairness", "--labels", str(fairface), "--images",
                   str(ff_images), "--group-by", "eye_colour", check=False)
     assert bad.returncode == 2 and "eye_colour" in bad.stderr
+
+
+def test_fairness_with_a_group_too_small_to_measure_says_so(ff_images, cache_dir, tmp_path):
+    """A group of one photo cannot give a false match rate: the run completes, the JSON and
+    the page say which group was not measured and why, and the other groups are measured."""
+    rows = [f"{i}.jpg,{'big' if i <= 5 else 'mid' if i <= 8 else 'solo'}" for i in range(1, 10)]
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,team\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "report"
+    proc = run_cli(cache_dir, "fairness", "--labels", str(labels), "--images", str(ff_images),
+                   "--group-by", "team", "--bootstrap", "20", "--output", str(out))
+    assert "not measured: solo" in proc.stdout, proc.stdout  # the table printed, not a crash
+    d = json.loads((out / "summary.json").read_text())
+    groups = {g["group"]: g for g in d["groupings"]["team"]["groups"]}
+    assert groups["solo"]["photos"] == 1 and groups["solo"]["fmr"] is None
+    assert "pairs of photos" in groups["solo"]["not_measured"]
+    assert d["not_measured"] == [{"grouping": "team", "group": "solo", "photos": 1,
+                                  "reason": groups["solo"]["not_measured"]}]
+    assert groups["big"]["fmr"] is not None and groups["big"]["impostor_pairs"] >= 1
+    html = (out / "report.html").read_text()
+    assert "Not measured" in html and "not measured: " in html
+    # the thresholds candor uses are always measured, also in the before/after section
+    from candor.scoring.similarity import IDENTIFICATION_THRESHOLD, VERIFICATION_THRESHOLD
+
+    assert {VERIFICATION_THRESHOLD, IDENTIFICATION_THRESHOLD} <= set(d["thresholds"])
+    if "before_after" in d:
+        ba = d["before_after"]
+        assert ba["recommended"]["identification"]["similarity"] == IDENTIFICATION_THRESHOLD
+        assert IDENTIFICATION_THRESHOLD in {r["threshold"] for r in ba["groupings"]["team"]}
 
 
 def test_fairness_on_person_folders_measures_fnmr(samples, cache_dir, tmp_path):

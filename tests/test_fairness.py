@@ -12,7 +12,7 @@ import pytest
 from candor.scoring import normalisation as fsn
 from candor.scoring import similarity as sim
 
-DATA = Path(fsn.__file__).parents[1] / "data"
+DATA = Path(fsn.__file__).parents[1] / "data"  # candor/data: the shipped parameter files
 
 
 def _population(rng, centre, spread, n):

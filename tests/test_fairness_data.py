@@ -71,9 +71,10 @@ def test_fairness_report_shows_before_and_after(fairface, tmp_path, monkeypatch)
     monkeypatch.delenv("CANDOR_NORMALISATION", raising=False)
     s, emb = fairface
     # what fairness.run does with compare=True, on the embeddings already made
-    result = fairness.evaluate(s, emb, group_by=("race", "gender"), thresholds=[70, 80, 88],
+    thresholds = fairness.with_recommended([70])  # what fairness.run measures: 70, 80, 85
+    result = fairness.evaluate(s, emb, group_by=("race", "gender"), thresholds=thresholds,
                                bootstrap=30)
-    before = fairness.evaluate(s, emb, group_by=("race", "gender"), thresholds=[70, 80, 88],
+    before = fairness.evaluate(s, emb, group_by=("race", "gender"), thresholds=thresholds,
                                bootstrap=30, normalised=False)
     from candor.eval import normalisation_report
 
@@ -83,18 +84,20 @@ def test_fairness_report_shows_before_and_after(fairface, tmp_path, monkeypatch)
     ba = data["before_after"]
     assert (ba["before"], ba["after"]) == ("raw-cosine", fsn.SHIPPED)
     rows = {r["threshold"]: r for r in ba["groupings"]["race"]}
-    assert set(rows) == {70, 80, 88}
+    assert set(rows) == {70, sim.VERIFICATION_THRESHOLD, sim.IDENTIFICATION_THRESHOLD}
     for r in rows.values():
         for side in ("before", "after"):
             assert {"max", "max_over_min", "max_over_min_interval", "max_over_geomean",
                     "max_over_geomean_interval", "meets_target"} <= set(r[side])
     assert rows[70]["before"]["max_over_min"] > rows[70]["after"]["max_over_min"]
-    assert ba["recommended"]["verification"]["similarity"] == 80
-    assert ba["recommended"]["identification"]["similarity"] == 88
+    # the recommendations are the thresholds the code uses, and both were measured
+    assert ba["recommended"]["verification"]["similarity"] == sim.VERIFICATION_THRESHOLD == 80
+    assert ba["recommended"]["identification"]["similarity"] == sim.IDENTIFICATION_THRESHOLD == 85
+    assert all(r["measured"] for r in ba["recommended"].values())
     page = paths["html"].read_text()
     assert "Score normalisation: before and after" in page
     assert "before (raw-cosine)" in page and f"after ({fsn.SHIPPED})" in page
-    assert "80 (verification)" in page and "88 (identification)" in page
+    assert "80 (verification)" in page and "85 (identification)" in page
 
 
 def test_run_adds_the_comparison_only_when_normalisation_is_on(fairface, monkeypatch, tmp_path):

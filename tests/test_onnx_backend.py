@@ -18,7 +18,8 @@ import pytest
 
 from candor.models import dlib_dnn, get_backend, model_path, onnx_convert
 from candor.models.base import Detection
-from candor.models.onnx_backend import OnnxBackend, available_cores
+from candor.models.onnx_backend import OnnxBackend
+from candor.system import available_cores
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("CANDOR_TEST_DATA", REPO.parent / "shared" / "data" / "faces"))

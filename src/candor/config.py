@@ -129,14 +129,6 @@ def _parse(attr: str, raw: str) -> Any:
     return raw
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
 def single_threaded_children() -> None:
     """Let worker processes started from here run one BLAS/OpenMP thread each (a pool of them
     already uses every core); an explicit setting by the user is kept."""

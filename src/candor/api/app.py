@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +45,7 @@ from candor.errors import (  # noqa: F401  (InternalServerError, Throttling re-e
     Throttling,
     UnknownOperation,
 )
+from candor.system import available_cores
 
 log = logging.getLogger("candor.api")
 
@@ -84,7 +84,7 @@ class Gateway:
         #: governance: ``gate.invoke(principal, operation, params, request_id)`` decides,
         #: runs and records each call (see :mod:`candor.governance.gate`)
         self.gate = gate
-        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.workers = max(1, workers or available_cores())
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="candor-op")
         self.registry = CollectorRegistry()
         self.requests = Counter("candor_http_requests", "Requests by operation and HTTP status",

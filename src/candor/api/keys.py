@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import func, select
 
+from candor.clock import as_utc, utcnow
 from candor.config import OPERATOR_ORG
 from candor.errors import InvalidParameter, ResourceNotFound
 
@@ -43,11 +44,8 @@ class AccessKey:
 def _key(row) -> AccessKey:
     """An AccessKey from a row, its times in UTC (SQLite hands them back naive)."""
     key_id, org, category, created, revoked = row
-    utc = timezone.utc
-    return AccessKey(key_id, org, category,
-                     created if created.tzinfo else created.replace(tzinfo=utc),
-                     None if revoked is None else (
-                         revoked if revoked.tzinfo else revoked.replace(tzinfo=utc)))
+    return AccessKey(key_id, org, category, as_utc(created),
+                     None if revoked is None else as_utc(revoked))
 
 
 @dataclass(frozen=True)
@@ -98,7 +96,7 @@ class KeyStore:
             raise InvalidParameter(
                 f"invalid category {category!r}: use a lower-case name such as general, "
                 "identity_verification, media, research, child_safety, law_enforcement")
-        key = AccessKey(new_key_id(), org.strip(), category, datetime.now(timezone.utc))
+        key = AccessKey(new_key_id(), org.strip(), category, utcnow())
         secret = new_secret()
         with self.store.write() as conn:
             conn.execute(self.table.insert().values(
@@ -126,7 +124,7 @@ class KeyStore:
                 raise ResourceNotFound(f"no access key {access_key_id!r}")
             if row.revoked_at is None:
                 conn.execute(t.update().where(t.c.access_key_id == access_key_id)
-                             .values(revoked_at=datetime.now(timezone.utc)))
+                             .values(revoked_at=utcnow()))
         return self.get(access_key_id)
 
     def get(self, access_key_id: str) -> AccessKey:

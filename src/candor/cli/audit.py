@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +23,7 @@ from candor.cli.common import (
     print_json,
     settings,
 )
+from candor.clock import day_start, iso
 
 audit_app = typer.Typer(help="The tamper-evident audit ledger: verify it, read it, sign its head.",
                         no_args_is_help=True)
@@ -202,11 +203,7 @@ def _when(value: str | None) -> str | None:
         at = parse_when(value)
     except ValueError:
         fail(escape(f"not a date or date-time: {value!r}"))
-    from candor.governance.ledger import iso
-
-    if not isinstance(at, datetime):
-        at = datetime(at.year, at.month, at.day, tzinfo=timezone.utc)
-    return iso(at)
+    return iso(at if isinstance(at, datetime) else day_start(at))
 
 
 @audit_app.command("search")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from candor.cli.common import (
@@ -243,7 +244,7 @@ def fairness(
 
 # -- terminal summaries --------------------------------------------------------------------
 def _rate(v) -> str:
-    from candor.eval.report import fmt_rate
+    from candor.templates.filters import fmt_rate
 
     return fmt_rate(v)
 
@@ -306,9 +307,13 @@ def _print_fairness(d: dict) -> None:
         for t in d["thresholds"]:
             table.add_column(f"FMR@{t:g}", justify="right")
         for r in g["groups"]:
-            table.add_row(r["group"], _pct(r["detection_rate"]),
-                          *(_rate(f["fmr"]) for f in r.get("fmr", [])))
+            rates = [_rate(f["fmr"]) for f in r["fmr"]] if r.get("fmr") else \
+                ["-"] * len(d["thresholds"])
+            table.add_row(r["group"], _pct(r["detection_rate"]), *rates)
         console.print(table)
+        for m in d.get("not_measured", []):
+            if m["grouping"] == spec:
+                console.print(f"  not measured: {escape(str(m['group']))}: {m['reason']}")
         for r in g["differentials"]:
             f = r["fmr"]
             mm = f"{f['max_over_min']:.1f}" if f.get("max_over_min") is not None else "inf"

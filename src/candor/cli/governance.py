@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +24,7 @@ from candor.cli.common import (
     print_json,
     settings,
 )
+from candor.clock import day_start, utcnow
 
 retention_app = typer.Typer(help="Per-collection retention periods and purges.",
                             no_args_is_help=True)
@@ -228,11 +229,11 @@ def policy_explain(
         except json.JSONDecodeError:
             params[name] = raw
     try:
-        when = parse_when(at) if at else datetime.now(timezone.utc)
+        when = parse_when(at) if at else utcnow()
     except ValueError:
         fail(escape(f"--at: not a date or date-time: {at!r}"))
     if not isinstance(when, datetime):
-        when = datetime(when.year, when.month, when.day, tzinfo=timezone.utc)
+        when = day_start(when)
     with cli_errors():
         try:
             p = load_policy(resolve_policy_path(policy))

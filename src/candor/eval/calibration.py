@@ -16,12 +16,12 @@ of photos of different people) score at or above.
 
 from __future__ import annotations
 
-import datetime
 import math
 from collections.abc import Callable
 
 import numpy as np
 
+from candor import clock
 from candor.eval.metrics import Scores, wilson
 
 #: the Similarity levels a user is most likely to pick, and the rates they promise
@@ -120,7 +120,7 @@ def fit_table(sets: list[Scores] | Scores, *, combine: str = "max", score_name: 
         "sets": {name: {"impostor_pairs": sc.n_impostor, "genuine_pairs": sc.n_genuine,
                         "lowest_measurable_fmr": lowest[name]}
                  for name, sc in zip(names, sets)},
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": clock.stamp(),
         "provenance": provenance or {},
     }
 

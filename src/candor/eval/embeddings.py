@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from candor import config
+from candor.system import available_cores
 
 FACE_CHOICES = ("centre", "largest")
 CACHE_FILE = "eval-embeddings.sqlite"
@@ -150,6 +151,7 @@ def _embed_path(path: str) -> tuple[np.ndarray | None, int, str | None]:
     """(embedding of the chosen face, number of faces found, error) for one photo."""
     from candor.errors import CandorError
     from candor.face.imaging import MAX_S3_IMAGE_BYTES, read_image
+    from candor.face.pipeline import central_face
 
     try:
         image = read_image(path, max_bytes=MAX_S3_IMAGE_BYTES)
@@ -163,22 +165,14 @@ def _embed_path(path: str) -> tuple[np.ndarray | None, int, str | None]:
     if _face == "largest":
         face = faces[0]          # the engine returns faces largest first
     else:
-        cx, cy = image.width / 2, image.height / 2
-
-        def off_centre(f):
-            b = f.box
-            return ((b.left + b.right) / 2 - cx) ** 2 + ((b.top + b.bottom) / 2 - cy) ** 2
-
-        face = min(faces, key=off_centre)
+        (face,) = central_face(image, faces)
     _engine.embed(image, [face])
     return face.embedding, len(faces), None
 
 
 def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+    """One worker per core this process may use."""
+    return available_cores()
 
 
 def embed_images(paths: Sequence[str | os.PathLike], *, backend: str | None = None,

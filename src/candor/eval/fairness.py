@@ -14,6 +14,12 @@ Across groups, per threshold: the highest group FMR and the differentials max/mi
 max/geometric-mean, with bootstrap intervals (groups resampled independently). A group with
 no false match at a threshold makes max/min unbounded: reported as null, with the group's
 upper bound.
+
+A group too small to measure (fewer than two photos with a face, or all of one person) is kept
+with its detection rate, its FMR as null and ``not_measured`` saying why; the summary lists
+every such group under ``not_measured``. The thresholds always include candor's verification
+and identification thresholds (:mod:`candor.scoring.similarity`), so the report measures the
+thresholds it recommends.
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ import numpy as np
 from candor.eval import datasets, metrics, scoring
 from candor.eval import embeddings as emb_mod
 from candor.eval.calibration import fmr_for_similarity
+from candor.scoring.similarity import IDENTIFICATION_THRESHOLD, VERIFICATION_THRESHOLD
 
-THRESHOLDS = (80, 90, 95, 99)
+#: the thresholds the code uses (verification, identification) and three stricter ones
+THRESHOLDS = tuple(sorted({VERIFICATION_THRESHOLD, IDENTIFICATION_THRESHOLD, 90.0, 95.0, 99.0}))
 TARGET_FMRS = (1e-3, 1e-4, 1e-5)
 HIST_BINS = np.linspace(0, 100, 101)
 
@@ -44,6 +52,7 @@ def run(labels: str | Path, images: str | Path | None = None, *,
     ``compare``: when score normalisation is on, also score without it and put the two side by
     side under ``before_after`` (:mod:`candor.eval.normalisation_report`)."""
     s = image_set or datasets.load(labels, images, identity_column=identity_column, limit=limit)
+    thresholds = with_recommended(thresholds)
     for spec in group_by:
         s.group_values(spec)              # fail early on a missing column
     emb = emb_mod.embed_images(s.paths, backend=backend, detector=detector, face=face,
@@ -58,6 +67,11 @@ def run(labels: str | Path, images: str | Path | None = None, *,
                           bootstrap=bootstrap, seed=seed, normalised=False)
         result["before_after"] = normalisation_report.compare(before, result)
     return result
+
+
+def with_recommended(thresholds) -> list[float]:
+    """``thresholds`` plus the verification and identification thresholds candor uses."""
+    return sorted({float(t) for t in thresholds} | {VERIFICATION_THRESHOLD, IDENTIFICATION_THRESHOLD})
 
 
 def evaluate(s: datasets.ImageSet, emb: emb_mod.Embedded, *, group_by=("race", "gender"),
@@ -99,6 +113,10 @@ def evaluate(s: datasets.ImageSet, emb: emb_mod.Embedded, *, group_by=("race", "
             "guidance": _guidance(groups, thresholds),
         }
         plots[spec] = group_plots
+    result["not_measured"] = [
+        {"grouping": spec, "group": g["group"], "photos": g["photos"], "reason": g["not_measured"]}
+        for spec, grouping in result["groupings"].items() for g in grouping["groups"]
+        if g.get("not_measured")]
     result["plots"] = plots
     return result
 
@@ -113,14 +131,20 @@ def _group(name, rows, ids, found, embeddings, thresholds, bootstrap, seed, norm
                    "detection_ci": metrics.wilson(detected, n)}
     hist = {"impostor_hist": np.zeros(len(HIST_BINS) - 1), "genuine_hist": None}
     reps = greps = None
-    if len(sub) >= 2:
-        valid = found[rows]
-        sim = scoring.similarity_matrix(embeddings[rows], normalised)
-        people = ids[rows]
+    reason = _unmeasurable(n, detected, ids[sub])
+    if reason:
+        block.update(impostor_pairs=0, impostor_similarity=None, fmr=None,
+                     similarity_at_fmr=None, not_measured=reason)
+    if detected < 2:
+        return block, reps, greps, hist
+    valid = found[rows]
+    sim = scoring.similarity_matrix(embeddings[rows], normalised)
+    people = ids[rows]
+    iu = np.triu_indices(n, 1)
+    both = valid[iu[0]] & valid[iu[1]]
+    diff = people[iu[0]] != people[iu[1]]
+    if not reason:
         imp = metrics.impostor_rates(sim, people, thresholds, bootstrap, seed, valid=valid)
-        iu = np.triu_indices(n, 1)
-        both = valid[iu[0]] & valid[iu[1]]
-        diff = people[iu[0]] != people[iu[1]]
         impostor = sim[iu][diff & both].astype(np.float64)
         block["impostor_pairs"] = imp["pairs"]
         block["impostor_similarity"] = _quantiles(impostor)
@@ -136,18 +160,28 @@ def _group(name, rows, ids, found, embeddings, thresholds, bootstrap, seed, norm
             for f in TARGET_FMRS}
         hist["impostor_hist"] = np.histogram(np.clip(impostor, 0, 100), HIST_BINS)[0]
         reps = imp["replicates"]
-        if len(set(people)) < len(people):
-            # a same-person pair with a photo without a face is a false non-match
-            gen = metrics.genuine_rates(sim, people, thresholds, bootstrap, seed, valid=valid)
-            block["genuine_pairs"] = gen["pairs"]
-            block["genuine_pairs_without_face"] = int((~both[~diff]).sum())
-            block["fnmr"] = [{"threshold": t, "fnmr": gen["fnmr"][j],
-                              "false_non_matches": gen["false_non_matches"][j],
-                              "ci": gen["interval"][j]} for j, t in enumerate(thresholds)]
-            hist["genuine_hist"] = np.histogram(np.clip(sim[iu][~diff & both], 0, 100),
-                                                HIST_BINS)[0]
-            greps = gen["replicates"]
+    if len(set(people)) < len(people):
+        # a same-person pair with a photo without a face is a false non-match
+        gen = metrics.genuine_rates(sim, people, thresholds, bootstrap, seed, valid=valid)
+        block["genuine_pairs"] = gen["pairs"]
+        block["genuine_pairs_without_face"] = int((~both[~diff]).sum())
+        block["fnmr"] = [{"threshold": t, "fnmr": gen["fnmr"][j],
+                          "false_non_matches": gen["false_non_matches"][j],
+                          "ci": gen["interval"][j]} for j, t in enumerate(thresholds)]
+        hist["genuine_hist"] = np.histogram(np.clip(sim[iu][~diff & both], 0, 100),
+                                            HIST_BINS)[0]
+        greps = gen["replicates"]
     return block, reps, greps, hist
+
+
+def _unmeasurable(photos: int, detected: int, people_with_face: np.ndarray) -> str | None:
+    """Why a group's false match rate cannot be measured, or None when it can."""
+    if detected < 2:
+        return (f"{detected} of {photos} photo(s) with a detected face: a false match rate "
+                "needs pairs of photos of different people")
+    if len(set(people_with_face.tolist())) < 2:
+        return "every photo with a detected face is of one person: no different-person pair"
+    return None
 
 
 def _quantiles(x: np.ndarray) -> dict:
@@ -158,16 +192,22 @@ def _quantiles(x: np.ndarray) -> dict:
             "max": float(x.max())}
 
 
+#: a differential that could not be measured (fewer than one measurable group)
+NO_DIFFERENTIAL = {"max": None, "min": None, "zero_groups": 0, "highest_group": None,
+                   "lowest_group": None, "max_over_min": None, "max_over_geomean": None,
+                   "max_over_min_interval": None, "max_over_geomean_interval": None}
+
+
 def _differentials(groups, thresholds, fmr_reps, fnmr_reps) -> list[dict]:
     out = []
     for j, t in enumerate(thresholds):
         rates, reps, names = [], [], []
         for g, r in zip(groups, fmr_reps):
-            if "fmr" in g:
+            if g.get("fmr"):
                 rates.append(g["fmr"][j]["fmr"])
                 reps.append(r[:, j])
                 names.append(g["group"])
-        d = metrics.differentials(rates, reps) if rates else {}
+        d = {**NO_DIFFERENTIAL, **(metrics.differentials(rates, reps) if rates else {})}
         if rates:
             d["highest_group"] = names[int(np.argmax(rates))]
             d["lowest_group"] = names[int(np.argmin(rates))]
@@ -183,7 +223,8 @@ def _differentials(groups, thresholds, fmr_reps, fnmr_reps) -> list[dict]:
 def _detection_spread(groups) -> dict:
     rates = [g["detection_rate"] for g in groups if g["detection_rate"] is not None]
     if not rates:
-        return {}
+        return {"highest": None, "lowest": None, "spread_points": None, "highest_group": None,
+                "lowest_group": None}
     hi, lo = max(rates), min(rates)
     return {"highest": hi, "lowest": lo, "spread_points": 100 * (hi - lo),
             "highest_group": groups[int(np.argmax(rates))]["group"],
@@ -195,10 +236,11 @@ def _guidance(groups, thresholds) -> dict:
     group has enough pairs to show the target rate)."""
     out = {}
     for f in TARGET_FMRS:
-        values = [g.get("similarity_at_fmr", {}).get(f"{f:g}") for g in groups if "fmr" in g]
+        measured = [g for g in groups if g.get("fmr")]
+        values = [g["similarity_at_fmr"].get(f"{f:g}") for g in measured]
         if values and all(v is not None for v in values):
             worst = int(np.argmax(values))
-            names = [g["group"] for g in groups if "fmr" in g]
+            names = [g["group"] for g in measured]
             out[f"{f:g}"] = {"similarity": float(max(values)), "set_by_group": names[worst]}
         else:
             out[f"{f:g}"] = None

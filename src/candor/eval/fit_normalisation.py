@@ -19,7 +19,6 @@ embeds them; photos without a detected face take no part. The parameters and a p
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import shlex
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from candor import __version__
+from candor import __version__, clock
 from candor.scoring import normalisation as fsn
 
 
@@ -89,7 +88,7 @@ def run(specs: list[str], output: Path, *, clusters: int = 100, target_fmr: floa
         "settings": {"clusters": clusters, "target_fmr": target_fmr, "neighbours": neighbours,
                      "seed": seed, "embedding": settings,
                      "labels_used": "identities only (which pairs are impostors)"},
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": clock.stamp(),
         "candor_version": __version__,
         "result": {"reference_threshold": round(norm.global_threshold, 6),
                    "offset_min": round(float(norm.offsets.min()), 6),

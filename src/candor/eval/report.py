@@ -1,23 +1,23 @@
 """Reports: a JSON summary for machines and a self-contained HTML page for people.
 
-The HTML has no external references: the plots (matplotlib) are embedded as base64 PNG, the
-style is inline, so the file can be mailed, archived or opened offline.
+The HTML (``candor/templates/eval_*.html.j2``) has no external references: the plots
+(matplotlib) are embedded as base64 PNG, the style is inline, so the file can be mailed,
+archived or opened offline.
 """
 
 from __future__ import annotations
 
 import base64
-import datetime
 import io
 import json
 import math
 from pathlib import Path
 
 import numpy as np
-from jinja2 import Environment
 
-from candor import __version__
-from candor.eval.templates import CALIBRATION, FAIRNESS, PAGE, VERIFICATION
+from candor import __version__, clock
+from candor.templates import render
+from candor.templates.filters import fmt_pct, short_name
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf"]
@@ -57,20 +57,11 @@ def write(result: dict, output: str | Path, command: str | None = None) -> dict[
     data = summary(result)
     if command:
         data["command"] = command
-    data["generated"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    data["generated"] = clock.stamp()
     paths = {"json": output / "summary.json", "html": output / "report.html"}
     paths["json"].write_text(json.dumps(data, indent=2) + "\n")
     paths["html"].write_text(html(result, data))
     return paths
-
-
-def short_name(spec: str) -> str:
-    """A set spec for labels: ``/a/b/lfw`` -> ``lfw``, ``/a/fairface-val/labels.csv@1/2`` ->
-    ``fairface-val/labels.csv@1/2``."""
-    text, _, part = str(spec).partition("@")
-    p = Path(text)
-    name = f"{p.parent.name}/{p.name}" if p.suffix else p.name
-    return name + (f"@{part}" if part else "")
 
 
 # -- plots -------------------------------------------------------------------------------
@@ -156,13 +147,13 @@ def group_bars(groups: list[dict], thresholds, promised: dict | None, title: str
                key: str = "fmr") -> str:
     """Per group FMR (or FNMR) at each threshold with interval whiskers, log scale."""
     plt = _plt()
-    names = [g["group"] for g in groups if key in g]
+    rows = [g for g in groups if g.get(key)]  # groups too small to measure have none
+    names = [g["group"] for g in rows]
     if not names:
         return ""
     fig, ax = plt.subplots(figsize=(10, 3.6))
     width = 0.8 / len(thresholds)
     x = np.arange(len(names))
-    rows = [g for g in groups if key in g]
     floor_n = min(g.get("impostor_pairs" if key == "fmr" else "genuine_pairs", 1) for g in rows)
     for j, (t, colour) in enumerate(zip(thresholds, COLOURS)):
         vals = np.array([g[key][j][key] for g in rows], np.float64)
@@ -263,41 +254,6 @@ def calibration_plot(table: dict, checks: dict[str, list[dict]],
 
 
 # -- HTML --------------------------------------------------------------------------------
-def fmt_rate(v) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(fmt_rate(x) for x in v) + "]"
-    v = float(v)
-    if v == 0:
-        return "0"
-    if v >= 0.01:
-        return f"{v:.4f}".rstrip("0").rstrip(".") if v < 1 else f"{v:.3g}"
-    return f"{v:.2e}"
-
-
-def fmt_num(v, digits: int = 2) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, (int, np.integer)):
-        return f"{int(v):,}"
-    return f"{float(v):,.{digits}f}"
-
-
-def fmt_pct(v, digits: int = 2) -> str:
-    return "–" if v is None else f"{100 * float(v):.{digits}f}%"
-
-
-def fmt_ci(ci, kind: str = "rate") -> str:
-    if not ci:
-        return "–"
-    f = {"rate": fmt_rate, "pct": fmt_pct, "ratio": lambda x: fmt_num(x, 1)}[kind]
-    return f"{f(ci[0])} – {f(ci[1]) if ci[1] is not None else '∞'}"
-
-
-_ENV = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
-_ENV.filters.update(rate=fmt_rate, num=fmt_num, pct=fmt_pct, ci=fmt_ci, short=short_name)
-
 def html(result: dict, data: dict) -> str:
     kind = result["kind"]
     if kind == "verification":
@@ -308,7 +264,7 @@ def html(result: dict, data: dict) -> str:
         body, title = _fairness(result, data), "Demographic differentials"
     else:
         raise ValueError(f"unknown report kind {kind!r}")
-    return _ENV.from_string(PAGE).render(d=data, title=f"candor eval: {title}", body=body)
+    return render("eval_page.html.j2", d=data, title=f"candor eval: {title}", body=body)
 
 
 def _verification(result: dict, d: dict) -> str:
@@ -336,7 +292,7 @@ def _verification(result: dict, d: dict) -> str:
                                               title="Similarity of all pairs of these photos "
                                                     "(impostors: a random sample)")))
     figs = {"curves": roc_det(curves, at), "hists": hists}
-    return _ENV.from_string(VERIFICATION).render(d=d, a=a, blocks=blocks, key=key, figs=figs)
+    return render("eval_verification.html.j2", d=d, a=a, blocks=blocks, key=key, figs=figs)
 
 
 def _calibration(result: dict, d: dict) -> str:
@@ -351,8 +307,8 @@ def _calibration(result: dict, d: dict) -> str:
                       for name, h in p.get("hists", {}).items()]}
     rows = [r for r in d["table"]["rows"] if float(r["similarity"]) % 5 == 0
             or r["similarity"] in (99, 99.0)]
-    return _ENV.from_string(CALIBRATION).render(d=d, figs=figs, rows=rows,
-                                                combine_note=notes.get(d["table"]["combine"], ""))
+    return render("eval_calibration.html.j2", d=d, figs=figs, rows=rows,
+                  combine_note=notes.get(d["table"]["combine"], ""))
 
 
 def _fairness(result: dict, d: dict) -> str:
@@ -372,9 +328,9 @@ def _fairness(result: dict, d: dict) -> str:
             "dist": group_distributions(result["plots"][spec], d["thresholds"],
                                         f"Impostor Similarity within each {spec} group"),
         }
-    body = _ENV.from_string(FAIRNESS).render(d=d, groupings=groupings, figs=figs)
-    if d.get("before_after"):  # score normalisation on: before/after side by side
-        from candor.eval import normalisation_report
-
-        body += normalisation_report.html(d["before_after"])
+    body = render("eval_fairness.html.j2", d=d, groupings=groupings, figs=figs)
+    comparison = d.get("before_after")
+    if comparison:  # score normalisation on: before/after side by side
+        rec = {r["similarity"]: kind for kind, r in comparison["recommended"].items()}
+        body += render("eval_normalisation.html.j2", c=comparison, rec=rec)
     return body

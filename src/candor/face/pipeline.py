@@ -38,7 +38,7 @@ import numpy as np
 
 from candor.errors import CandorError
 from candor.face.imaging import Image
-from candor.models.onnx_backend import available_cores
+from candor.system import available_cores
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -6,7 +6,7 @@ erasures and purges, for a period. Every number is a count of ledger records, so
 the ledger can recompute it; the report also carries the chain's head hash and whether the
 chain verified, which publishes the anchor that makes a later rewrite visible.
 Formats: JSON (the data), CSV (one row per table cell), HTML with charts (matplotlib, SVG
-inline so it prints sharply).
+inline so it prints sharply; the page is ``templates/governance_report.html.j2``).
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ import csv
 import io
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from typing import Any
 
-from candor.governance.ledger import Ledger, iso
+from candor.clock import day_end, day_start, iso, utcnow
+from candor.governance.ledger import Ledger
+from candor.templates import render as render_template
 
 CALL_DECISIONS = ("allow", "deny", "failed")
 RECEIPTS = ("erasure", "purge")
@@ -124,14 +126,13 @@ def build_report(ledger: Ledger, start: date | str | None = None, end: date | st
                  verify: bool = True) -> Report:
     """Aggregate the ledger records from ``start`` to ``end`` (dates, both inclusive, UTC).
     Without ``start`` the report begins at the first record; without ``end`` it runs to today."""
-    today = datetime.now(timezone.utc).date()
+    today = utcnow().date()
     first = ledger.search(limit=1)
     first_day = date.fromisoformat(first[0]["ts"][:10]) if first else today
     d0, d1 = _day(start, first_day), _day(end, today)
     if d0 > d1:
         raise ValueError(f"the period starts ({d0}) after it ends ({d1})")
-    since = datetime(d0.year, d0.month, d0.day, tzinfo=timezone.utc)
-    until = datetime(d1.year, d1.month, d1.day, tzinfo=timezone.utc) + timedelta(days=1)
+    since, until = day_start(d0), day_end(d1)
     if verify:
         result = ledger.verify()
         chain = {"verified": result.ok, "records": result.checked, "head_seq": result.head_seq,
@@ -233,75 +234,6 @@ def _charts(data: dict[str, Any]) -> dict[str, str]:
     return {k: v for k, v in charts.items() if v}
 
 
-_TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>candor transparency report {{ d.period.from }} to {{ d.period.to }}</title>
-<style>
- body { font: 11pt/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222;
-        max-width: 52rem; margin: 2rem auto; padding: 0 1rem; }
- h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.15rem; margin-top: 2rem;
-        border-bottom: 1px solid #ccc; }
- table { border-collapse: collapse; margin: .5rem 0 1rem; font-variant-numeric: tabular-nums; }
- th, td { padding: .15rem .7rem; border-bottom: 1px solid #eee; text-align: right; }
- th:first-child, td:first-child { text-align: left; }
- .meta { color: #555; } .bad { color: #b00; font-weight: bold; } .ok { color: #070; }
- code { font-size: .9em; word-break: break-all; }
- figure { margin: .5rem 0; } svg { max-width: 100%; height: auto; }
- @media print { body { margin: 0; max-width: none; } h2 { break-after: avoid; }
-   table, figure { break-inside: avoid; } }
-</style></head><body>
-<h1>Transparency report</h1>
-<p class="meta">Period {{ d.period.from }} to {{ d.period.to }} (UTC, inclusive) &middot;
-generated {{ d.generated_at }} by candor.</p>
-<p>Every number below is a count of records in candor's audit ledger, which holds one record
-for every biometric operation, allowed or denied. Images are never stored; the ledger keeps
-their SHA-256.</p>
-<h2>Integrity of the ledger</h2>
-{% if d.chain.verified %}<p class="ok">The hash chain verified:
-{{ d.chain.records }} records, intact.</p>
-{% elif d.chain.verified is none %}<p>The chain was not verified for this report.</p>
-{% else %}<p class="bad">The hash chain is BROKEN at record {{ d.chain.broken_seq }}:
-{{ d.chain.problem }}</p>{% endif %}
-<p>Head of the chain: record {{ d.chain.head_seq }}, hash <code>{{ d.chain.head_hash }}</code>.
-Keep this value: any later change to the records up to it will no longer match it.</p>
-<h2>Summary</h2>
-<table>
-<tr><td>Calls recorded</td><td>{{ d.calls }}</td></tr>
-<tr><td>Denied by policy</td><td>{{ d.denials_by_rule.values()|sum }}</td></tr>
-<tr><td>Searches allowed</td><td>{{ d.searches.allowed }}</td></tr>
-<tr><td>&hellip; of which returned at least one match</td>
-<td>{{ d.searches.with_matches }}</td></tr>
-<tr><td>Allowed calls that required human review of matches</td>
-<td>{{ d.human_review_required }}</td></tr>
-<tr><td>Erasures of a person</td><td>{{ d.erasure.erasures }}</td></tr>
-<tr><td>Retention purges</td><td>{{ d.erasure.purges }}</td></tr>
-<tr><td>Faces removed by erasure or purge</td><td>{{ d.erasure.faces_removed }}</td></tr>
-</table>
-{% for key, title in sections %}
-<h2>{{ title }}</h2>
-{% if charts.get(chart_for[key]) %}<figure>{{ charts[chart_for[key]]|safe }}</figure>{% endif %}
-{% if d[key] %}<table><tr><th></th><th>allowed</th><th>denied</th><th>failed</th><th>total</th></tr>
-{% for k, row in d[key].items() %}<tr><td>{{ k }}</td><td>{{ row.allow }}</td>
-<td>{{ row.deny }}</td><td>{{ row.failed }}</td><td>{{ row.total }}</td></tr>
-{% endfor %}</table>{% else %}<p>None in this period.</p>{% endif %}
-{% endfor %}
-<h2>Denials by rule</h2>
-{% if charts.get('rules') %}<figure>{{ charts['rules']|safe }}</figure>{% endif %}
-{% if d.denials_by_rule %}<table><tr><th>rule</th><th>denials</th></tr>
-{% for k, n in d.denials_by_rule.items() %}<tr><td>{{ k }}</td><td>{{ n }}</td></tr>{% endfor %}
-</table>{% else %}<p>No call was denied in this period.</p>{% endif %}
-<h2>Match thresholds</h2>
-<p>The similarity threshold each comparison or search ran with (or would have run with, for
-denied calls). Rekognition's default is 80; the higher the threshold, the fewer false matches.</p>
-{% if charts.get('threshold') %}<figure>{{ charts['threshold']|safe }}</figure>{% endif %}
-{% if d.threshold_distribution %}<table><tr><th>threshold</th><th>allowed</th><th>denied</th>
-<th>failed</th></tr>
-{% for k, row in d.threshold_distribution.items() %}<tr><td>{{ k }}</td><td>{{ row.allow }}</td>
-<td>{{ row.deny }}</td><td>{{ row.failed }}</td></tr>{% endfor %}</table>
-{% else %}<p>No comparison or search in this period.</p>{% endif %}
-</body></html>
-"""
-
 _SECTIONS = [("by_organisation", "By organisation"), ("by_category", "By use-case category"),
              ("by_operation", "By operation"), ("by_month", "By month")]
 _CHART_FOR = {"by_month": "month", "by_operation": "operation", "by_organisation": "-",
@@ -309,13 +241,11 @@ _CHART_FOR = {"by_month": "month", "by_operation": "operation", "by_organisation
 
 
 def to_html(report: Report, charts: bool = True) -> str:
-    import jinja2
-
+    """The report as a page (``templates/governance_report.html.j2``)."""
     data = report.to_dict()
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    return env.from_string(_TEMPLATE).render(
-        d=data, charts=_charts(data) if charts else {}, sections=_SECTIONS,
-        chart_for=_CHART_FOR)
+    return render_template("governance_report.html.j2", d=data,
+                           charts=_charts(data) if charts else {}, sections=_SECTIONS,
+                           chart_for=_CHART_FOR)
 
 
 def render(report: Report, fmt: str) -> str:

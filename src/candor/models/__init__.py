@@ -1,50 +1,47 @@
-"""Model backends, chosen by name; each is loaded once per process."""
+"""Model backends: a registry from backend name to factory; each is made once per process.
+
+Backends import ``candor.models.base`` (the interface) and ``candor.models.files``, never this
+package, so the registry depends on the backends and not the other way round.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from functools import cache
-from pathlib import Path
 
-from candor.errors import InvalidParameter, ModelUnavailable
+from candor.errors import InvalidParameter
 from candor.models.base import Backend, Detection
+from candor.models.files import model_path
 
-__all__ = ["Backend", "Detection", "BACKENDS", "get_backend", "model_path"]
-
-BACKENDS = ("dlib", "onnx")
+__all__ = ["Backend", "Detection", "BACKENDS", "FACTORIES", "get_backend", "model_path"]
 
 _lock = threading.Lock()
 
 
-def model_path(name: str) -> Path:
-    """Path of a model file shipped by the ``face_recognition_models`` package (never downloaded).
+def _dlib() -> Backend:
+    from candor.models.dlib_backend import DlibBackend
 
-    The package's own ``__init__`` needs ``pkg_resources``; we only need its folder, so we
-    locate it without importing it.
-    """
-    import importlib.util
+    return DlibBackend()
 
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelUnavailable(
-            "face_recognition_models is not installed: pip install face_recognition_models")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / name
-    if not path.is_file():
-        raise ModelUnavailable(f"model file missing from face_recognition_models: {path}")
-    return path
+
+def _onnx() -> Backend:
+    from candor.models.onnx_backend import OnnxBackend
+
+    # the ONNX backend runs dlib's HOG, landmarks and chips: share the one dlib instance
+    return OnnxBackend(reference=lambda: get_backend("dlib"))
+
+
+FACTORIES: dict[str, Callable[[], Backend]] = {"dlib": _dlib, "onnx": _onnx}
+BACKENDS = tuple(FACTORIES)
 
 
 @cache
 def _load(name: str) -> Backend:
-    if name == "dlib":
-        from candor.models.dlib_backend import DlibBackend
-
-        return DlibBackend()
-    if name == "onnx":
-        from candor.models.onnx_backend import OnnxBackend  # type: ignore[import-not-found]
-
-        return OnnxBackend()
-    raise InvalidParameter(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+    factory = FACTORIES.get(name)
+    if factory is None:
+        raise InvalidParameter(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+    return factory()
 
 
 def get_backend(name: str) -> Backend:

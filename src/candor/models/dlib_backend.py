@@ -11,8 +11,8 @@ import dlib
 import numpy as np
 
 from candor.errors import InvalidParameter
-from candor.models import model_path
 from candor.models.base import CHIP_PADDING, CHIP_SIZE, EMBEDDING_SIZE, Detection
+from candor.models.files import model_path
 
 SHAPE_MODELS = {5: "shape_predictor_5_face_landmarks.dat", 68: "shape_predictor_68_face_landmarks.dat"}
 

@@ -2,7 +2,9 @@
 
 The format is dlib's own (``dlib/serialize.h``, ``dlib/dnn/core.h``, ``layers.h``, ``input.h``,
 ``loss.h``, ``tensor.h``). We read it without dlib so that the networks can be rebuilt in ONNX
-from the very bytes dlib loads, with no retraining and no download.
+from the very bytes dlib loads, with no retraining and no download. It is a little over 400
+lines long because it is one format: splitting the layer readers from the stream reader
+would only scatter the format's description over two files.
 
 Stream layout, outermost object first:
 

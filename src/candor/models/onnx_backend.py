@@ -11,25 +11,18 @@ reference backend, so chips are cut exactly as dlib cuts them.
 from __future__ import annotations
 
 import math
-import os
 import threading
+from collections.abc import Callable
 from functools import cached_property
 
 import numpy as np
 
 from candor.errors import InvalidParameter
-from candor.models.base import CHIP_SIZE, EMBEDDING_SIZE, Detection
+from candor.models.base import CHIP_SIZE, EMBEDDING_SIZE, Backend, Detection
 from candor.models.dlib_dnn import Network
+from candor.system import available_cores
 
 EMBED_CHUNK = 64  # faces per ONNX Runtime call; bounds activation memory for huge batches
-
-
-def available_cores() -> int:
-    """Cores this process may run on (respects taskset / cgroup cpusets, unlike cpu_count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _session(path, threads: int | None = None):
@@ -51,19 +44,24 @@ class OnnxBackend:
 
     name = "onnx"
 
-    def __init__(self, data_dir=None, threads: int | None = None) -> None:
+    def __init__(self, data_dir=None, threads: int | None = None,
+                 reference: Callable[[], Backend] | None = None) -> None:
         self._data_dir = data_dir
         self._threads = threads
+        self._reference = reference
         self._load_lock = threading.Lock()
 
     # ---------------------------------------------------------------- lazy parts
 
     @cached_property
     def reference(self):
-        """The dlib backend, for HOG detection, landmarks and chip extraction."""
-        from candor.models import get_backend
+        """The dlib backend, for HOG detection, landmarks and chip extraction: the registry's
+        shared instance when it made this backend, else one of our own."""
+        if self._reference is not None:
+            return self._reference()
+        from candor.models.dlib_backend import DlibBackend
 
-        return get_backend("dlib")
+        return DlibBackend()
 
     @cached_property
     def embedder(self):

@@ -200,7 +200,7 @@ def sha256_file(path: Path) -> str:
 
 
 def source_path(name: str) -> Path:
-    from candor.models import model_path
+    from candor.models.files import model_path
 
     if name not in SOURCES:
         raise ValueError(f"unknown network {name!r}; choose one of {sorted(SOURCES)}")
