@@ -9,6 +9,7 @@ stored, so a caller can rely on every line it has read.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sys
 from collections import Counter
@@ -29,10 +30,13 @@ from candor.cli.common import (
     console,
     expand_images,
     fail,
+    id_column,
     make_service,
     print_json,
     print_json_line,
+    print_table,
     progress_bar,
+    working,
 )
 from candor.errors import CandorError
 
@@ -44,7 +48,8 @@ user_app = typer.Typer(help="Users: named groups of a person's faces in a collec
                        no_args_is_help=True)
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-Collection = Annotated[str, typer.Argument(help="Collection id ([a-zA-Z0-9_.-], 1-255 chars).")]
+Collection = Annotated[str, typer.Argument(help=r"Collection id ([a-zA-Z0-9_.\-]+, 1-255 "
+                                                  "chars).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -116,8 +121,10 @@ def collection_list(
         print_json(response)
         return
     table = Table(title=f"{len(response['CollectionIds'])} collection(s)")
-    for col in ("collection", "faces", "users", "created"):
-        table.add_column(col, justify="left" if col == "collection" else "right")
+    id_column(table, "collection")
+    for col in ("faces", "users"):
+        table.add_column(col, justify="right")
+    id_column(table, "created", justify="right")
     import datetime
 
     for cid in response["CollectionIds"]:
@@ -125,7 +132,7 @@ def collection_list(
         created = datetime.datetime.fromtimestamp(d["CreationTimestamp"], datetime.timezone.utc)
         table.add_row(cid, str(d["FaceCount"]), str(d["UserCount"]),
                       created.strftime("%Y-%m-%d %H:%M:%SZ"))
-    console.print(table)
+    print_table(table)
     if response.get("NextToken"):
         console.print(f"more: --next-token {response['NextToken']}")
 
@@ -142,11 +149,13 @@ def collection_describe(collection_id: Collection, json_output: JsonOption = Fal
 
     created = datetime.datetime.fromtimestamp(response["CreationTimestamp"], datetime.timezone.utc)
     table = Table(title=collection_id, show_header=False)
+    table.add_column()
+    id_column(table, "")
     for key, value in (("faces", response["FaceCount"]), ("users", response["UserCount"]),
                        ("face model", response["FaceModelVersion"]),
                        ("ARN", response["CollectionARN"]), ("created", created.isoformat())):
         table.add_row(key, str(value))
-    console.print(table)
+    print_table(table)
 
 
 @collection_app.command("delete")
@@ -188,14 +197,21 @@ def index(
         "--quality-filter", help="NONE, AUTO, LOW, MEDIUM or HIGH.")] = "AUTO",
     create: Annotated[bool, typer.Option("--create", help="Create the collection if it does "
                                                           "not exist.")] = False,
+    reindex: Annotated[bool, typer.Option(
+        "--reindex", help="Index photos again even if the collection already has faces from "
+        "the same image (same SHA-256 of the file).")] = False,
     json_output: Annotated[bool, typer.Option(
         "--json", help="One IndexFaces response per line (with an Image key), as each photo "
-        "is stored.")] = False,
+        "is stored; a photo skipped as already indexed is a line with a Skipped key.")]
+    = False,
     backend: BackendOption = None, detector: DetectorOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Index the faces in photos into a collection; a folder tree <person>/<photo> gets the
-    folder name as each face's ExternalImageId."""
+    folder name as each face's ExternalImageId.
+
+    Photos whose faces are already in the collection (same file content) are skipped, so
+    re-running on a folder indexes only the new photos; --reindex indexes them again."""
     if external_id_from not in ("folder", "file", "none"):
         fail("--external-id-from must be folder, file or none")
     photos = expand_images(paths)
@@ -213,6 +229,12 @@ def index(
         _call(service, "CreateCollection", {"CollectionId": collection_id})
     except CandorError as exc:
         fail(escape(f"{exc.code}: {exc.message}"))
+    photos, skipped_photos = _not_yet_indexed(service, collection_id, photos, reindex)
+    for photo, digest in skipped_photos:
+        if json_output:
+            print_json_line({"Image": str(photo), "Skipped": "AlreadyIndexed",
+                             "ImageSha256": digest})
+    sys.stdout.flush()
 
     from candor.face.imaging import load_image
     from candor.face.pipeline import map_ordered
@@ -259,7 +281,7 @@ def index(
             no_face += not (n or response["UnindexedFaces"])
             for face in response["UnindexedFaces"]:
                 reasons.update(face["Reasons"])
-            if json_output and len(photos) == 1:
+            if json_output and len(photos) == 1 and not skipped_photos:
                 print_json(response)  # one photo: exactly Rekognition's IndexFaces response
             elif json_output:
                 print_json_line({"Image": str(photo), **response})
@@ -269,8 +291,12 @@ def index(
     if not json_output:
         skipped = sum(reasons.values())
         console.print(f"indexed {indexed} face(s) from {len(photos)} photo(s) into "
-                      f"{collection_id}; {skipped} face(s) skipped; {no_face} photo(s) without "
-                      f"a face; {len(errors)} photo(s) failed")
+                      f"{collection_id}; {len(skipped_photos)} photo(s) already indexed, "
+                      f"skipped; {skipped} face(s) skipped; {no_face} photo(s) without "
+                      f"a face; {len(errors)} photo(s) failed", highlight=False)
+        if skipped_photos:
+            console.print("(photos already indexed are skipped: --reindex to index them "
+                          "again)", highlight=False)
         if reasons:
             console.print("skipped: " + ", ".join(f"{r} {c}" for r, c in reasons.most_common()))
         for photo, error in errors[:20]:
@@ -278,6 +304,33 @@ def index(
                           highlight=False)
     if errors:
         raise typer.Exit(2)
+
+
+def _not_yet_indexed(service, collection_id: str, photos: list[Path], reindex: bool
+                     ) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The photos to index, and those skipped (with their SHA-256): already in the collection,
+    or the same content as an earlier photo of this run. A file that cannot be read is kept,
+    so that indexing reports its error."""
+    if reindex:
+        return photos, []
+    digests: dict[Path, str] = {}
+    for photo in photos:
+        try:
+            digests[photo] = hashlib.sha256(photo.read_bytes()).hexdigest()
+        except OSError:
+            pass
+    with cli_errors():
+        seen = service.indexed_image_hashes(collection_id, digests.values())
+    keep, skipped = [], []
+    for photo in photos:
+        digest = digests.get(photo)
+        if digest is not None and digest in seen:
+            skipped.append((photo, digest))
+        else:
+            keep.append(photo)
+            if digest is not None:
+                seen.add(digest)
+    return keep, skipped
 
 
 # ------------------------------------------------------------------ faces
@@ -290,9 +343,12 @@ def faces_list(
     next_token: Annotated[str | None, typer.Option("--next-token")] = None,
     user_id: Annotated[str | None, typer.Option("--user-id", help="Only this user's faces")] = None,
     face_ids: Annotated[list[str] | None, typer.Option("--face-id", help="Only these")] = None,
+    wide: Annotated[bool, typer.Option("--wide", help="Also show each face's ImageId and "
+                                                      "model version.")] = False,
     json_output: JsonOption = False, data_dir: DataDirOption = None,
 ) -> None:
-    """List stored faces (one page; --next-token for the next)."""
+    """List stored faces (one page; --next-token for the next). IDs are never cut: the
+    table grows wider than the terminal rather than shortening one."""
     params: dict = {"CollectionId": collection_id}
     for key, value in (("MaxResults", max_results), ("NextToken", next_token),
                        ("UserId", user_id), ("FaceIds", face_ids or None)):
@@ -303,12 +359,14 @@ def faces_list(
         print_json(response)
         return
     table = Table(title=f"{collection_id}: {len(response['Faces'])} face(s)")
-    for col in ("FaceId", "ExternalImageId", "UserId", "ImageId", "conf"):
-        table.add_column(col, no_wrap=True)
+    for col in ("FaceId", "ExternalImageId", "UserId", *(("ImageId", "model") if wide else ())):
+        id_column(table, col)
+    table.add_column("conf", justify="right")
     for f in response["Faces"]:
         table.add_row(f["FaceId"], f.get("ExternalImageId", ""), f.get("UserId", ""),
-                      f["ImageId"], f"{f['Confidence']:.1f}")
-    console.print(table)
+                      *((f["ImageId"], f.get("IndexFacesModelVersion", "")) if wide else ()),
+                      f"{f['Confidence']:.1f}")
+    print_table(table)
     if response.get("NextToken"):
         console.print(f"more: --next-token {response['NextToken']}")
 
@@ -342,9 +400,10 @@ def _image_param(path: Path) -> dict:
 
 def _matches_table(title: str, matches: list[dict]) -> Table:
     table = Table(title=title)
-    for col in ("#", "similarity", "ExternalImageId", "UserId", "FaceId"):
-        table.add_column(col, justify="right" if col in ("#", "similarity") else "left",
-                         no_wrap=True)
+    table.add_column("#", justify="right")
+    table.add_column("similarity", justify="right")
+    for col in ("ExternalImageId", "UserId", "FaceId"):
+        id_column(table, col)
     for i, m in enumerate(matches, 1):
         f = m["Face"]
         table.add_row(str(i), f"{m['Similarity']:.2f}", f.get("ExternalImageId", ""),
@@ -381,19 +440,20 @@ def search(
         if quality_filter is not None:
             params["QualityFilter"] = quality_filter.upper()
         params["Image"] = _image_param(Path(image))
-    response = _call(service, name, params)
+    with working(f"searching {collection_id}"):
+        response = _call(service, name, params)
     _done(service)
     if json_output:
         print_json(response)
         return
     matches = response["FaceMatches"]
-    console.print(_matches_table(f"{len(matches)} match(es) for {image} in {collection_id}",
-                                 matches))
+    print_table(_matches_table(f"{len(matches)} match(es) for {image} in {collection_id}",
+                               matches))
 
 
 # ------------------------------------------------------------------ users
 
-UserIdArg = Annotated[str, typer.Argument(help="UserId ([a-zA-Z0-9_.:-], 1-128 chars).")]
+UserIdArg = Annotated[str, typer.Argument(help=r"UserId ([a-zA-Z0-9_.\-:]+, 1-128 chars).")]
 TokenOption = Annotated[str | None, typer.Option(
     "--token", help="ClientRequestToken: a retry with the same token is done once.")]
 
@@ -440,29 +500,71 @@ def user_list(
         print_json(response)
         return
     table = Table(title=f"{collection_id}: {len(response['Users'])} user(s)")
-    table.add_column("UserId")
+    id_column(table, "UserId")
     table.add_column("status")
     for u in response["Users"]:
         table.add_row(u["UserId"], u["UserStatus"])
-    console.print(table)
+    print_table(table)
     if response.get("NextToken"):
         console.print(f"more: --next-token {response['NextToken']}")
+
+
+def _faces_of(service, collection_id: str, external_image_ids: list[str]) -> list[str]:
+    """FaceIds of every face indexed with one of ``external_image_ids`` in the collection, in
+    index order (ListFaces, page by page, through the service: decided and audited)."""
+    wanted, found = set(external_image_ids), []
+    params: dict = {"CollectionId": collection_id, "MaxResults": 4096}
+    while True:
+        page = _call(service, "ListFaces", params)
+        found += [f["FaceId"] for f in page["Faces"] if f.get("ExternalImageId") in wanted]
+        if not page.get("NextToken"):
+            return found
+        params["NextToken"] = page["NextToken"]
+
+
+#: FaceIds per AssociateFaces request (Rekognition's limit)
+ASSOCIATE_BATCH = 100
 
 
 @user_app.command("associate")
 def user_associate(
     collection_id: Collection, user_id: UserIdArg,
-    face_ids: Annotated[list[str], typer.Argument(help="FaceIds to associate (1-100).")],
+    face_ids: Annotated[list[str] | None, typer.Argument(
+        help="FaceIds to associate (or use --external-image-id).")] = None,
+    external_image_ids: Annotated[list[str] | None, typer.Option(
+        "--external-image-id", help="Also associate every face indexed with this "
+        "ExternalImageId in the collection (repeatable), e.g. the folder name given by "
+        "candor index.")] = None,
     threshold: Annotated[float | None, typer.Option(
         "--threshold", help="UserMatchThreshold [default: 75].")] = None,
     token: TokenOption = None, json_output: JsonOption = False, data_dir: DataDirOption = None,
 ) -> None:
-    """Associate faces with a user."""
-    params = _with_token({"CollectionId": collection_id, "UserId": user_id, "FaceIds": face_ids},
-                         token)
-    if threshold is not None:
-        params["UserMatchThreshold"] = threshold
-    response = _call(make_service(data_dir), "AssociateFaces", params)
+    """Associate faces with a user: FaceIds, or every face of an ExternalImageId (more than
+    100 faces are sent in several AssociateFaces requests)."""
+    service = make_service(data_dir)
+    ids = list(face_ids or [])
+    if external_image_ids:
+        by_external = _faces_of(service, collection_id, external_image_ids)
+        if not by_external:
+            fail(escape(f"no face in {collection_id} has ExternalImageId "
+                        f"{', '.join(external_image_ids)}"))
+        ids += [f for f in by_external if f not in ids]
+    if not ids:
+        fail("give FaceIds or --external-image-id")
+    if token and len(ids) > ASSOCIATE_BATCH:
+        fail(f"--token needs at most {ASSOCIATE_BATCH} faces (one request)")
+    responses = []
+    for i in range(0, len(ids), ASSOCIATE_BATCH):
+        params = _with_token({"CollectionId": collection_id, "UserId": user_id,
+                              "FaceIds": ids[i:i + ASSOCIATE_BATCH]}, token)
+        if threshold is not None:
+            params["UserMatchThreshold"] = threshold
+        responses.append(_call(service, "AssociateFaces", params))
+    response = responses[-1] if len(responses) == 1 else {
+        "AssociatedFaces": [f for r in responses for f in r["AssociatedFaces"]],
+        "UnsuccessfulFaceAssociations": [f for r in responses
+                                         for f in r["UnsuccessfulFaceAssociations"]],
+        "UserStatus": responses[-1]["UserStatus"]}
     if json_output:
         print_json(response)
         return
@@ -510,20 +612,23 @@ def user_search(
         params["UserMatchThreshold"] = threshold
     if max_users is not None:
         params["MaxUsers"] = max_users
-    if image is not None:
-        params["Image"] = _image_param(Path(image))
-        response = _call(service, "SearchUsersByImage", params)
-    else:
-        params.update({"FaceId": face_id} if face_id else {"UserId": user_id})
-        response = _call(service, "SearchUsers", params)
+    with working(f"searching the users of {collection_id}"):
+        if image is not None:
+            params["Image"] = _image_param(Path(image))
+            response = _call(service, "SearchUsersByImage", params)
+        else:
+            params.update({"FaceId": face_id} if face_id else {"UserId": user_id})
+            response = _call(service, "SearchUsers", params)
     _done(service)
     if json_output:
         print_json(response)
         return
     table = Table(title=f"{len(response['UserMatches'])} user match(es) in {collection_id}")
-    for col in ("#", "similarity", "UserId", "status"):
-        table.add_column(col)
+    table.add_column("#", justify="right")
+    table.add_column("similarity", justify="right")
+    id_column(table, "UserId")
+    table.add_column("status")
     for i, m in enumerate(response["UserMatches"], 1):
         table.add_row(str(i), f"{m['Similarity']:.2f}", m["User"]["UserId"],
                       m["User"]["UserStatus"])
-    console.print(table)
+    print_table(table)

@@ -559,6 +559,21 @@ class Store:
                 with self._lock(key):
                     self._save(key, idx)
 
+    # ---------------------------------------------------------------- image hashes
+
+    def indexed_image_hashes(self, coll_pk: int, hashes: Iterable[str]) -> set[str]:
+        """Which of ``hashes`` (SHA-256 of image bytes, hex) have a face stored in the
+        collection: what ``candor index`` skips unless told to re-index."""
+        wanted = sorted({h.lower() for h in hashes})
+        found: set[str] = set()
+        with self.read() as conn:
+            for i in range(0, len(wanted), 500):
+                found.update(conn.execute(
+                    select(T_faces.c.image_sha256).distinct().where(
+                        T_faces.c.collection_pk == coll_pk,
+                        T_faces.c.image_sha256.in_(wanted[i:i + 500]))).scalars())
+        return found
+
 
 _stores: dict[tuple[str, str | None], Store] = {}
 _stores_lock = threading.Lock()
