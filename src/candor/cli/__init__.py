@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from candor import __version__
-from candor.cli import collections, faces, governance, serve
+from candor.cli import collections, faces, governance, index, serve, users
 from candor.cli import eval as eval_commands
 from candor.cli.common import console, err_console, remember_globals
 from candor.config import DEFAULT_CATEGORY, OPERATOR_ORG
@@ -63,7 +63,9 @@ def root(
 
 
 faces.register(app)  # detect, compare
-collections.register(app)  # collection, faces, user, index, search
+index.register(app)  # index
+collections.register(app)  # collection, faces, search
+users.register(app)  # user
 serve.register(app)  # serve, keys: the HTTP API
 governance.register(app)  # audit, report, erase, retention, policy
 eval_commands.register(app)  # eval: accuracy, calibration, fairness

@@ -106,6 +106,27 @@ def cli_errors() -> Iterator[None]:
         fail(escape(f"{exc.code}: {exc.message}"))
 
 
+def call(service, name: str, params: dict) -> dict:
+    """``service.call`` with candor's errors as one line on stderr (exit 2)."""
+    with cli_errors():
+        return service.call(name, params)
+
+
+def image_param(path: Path) -> dict:
+    """The ``Image`` request parameter for a photo file (a bad file: one line, exit 2)."""
+    from candor.face.imaging import load_image
+
+    with cli_errors():
+        return {"Bytes": load_image(path)}
+
+
+def keep_indexes() -> None:
+    """Save the vector indexes this process built, so the next command starts warm."""
+    from candor.store import save_open_indexes
+
+    save_open_indexes()
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print ``message`` (Rich markup: escape what comes from outside) and exit."""
     err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
