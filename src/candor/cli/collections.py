@@ -17,6 +17,7 @@ from rich.table import Table
 
 from candor.cli.common import (
     BackendOption,
+    Collection,
     DataDirOption,
     DetectorOption,
     JsonOption,
@@ -37,8 +38,6 @@ faces_app = typer.Typer(help="List and delete the faces stored in a collection."
                         no_args_is_help=True)
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-Collection = Annotated[str, typer.Argument(help=r"Collection id ([a-zA-Z0-9_.\-]+, 1-255 "
-                                                  "chars).")]
 
 
 def register(app: typer.Typer) -> None:

@@ -55,6 +55,9 @@ DetectorOption = Annotated[
                       "hog (fastest) or cnn (MMOD, every image) (also CANDOR_DETECTOR) "
                       f"[default: {DEFAULT_DETECTOR}]."),
 ]
+#: the COLLECTION argument of every collection command (Rekognition's pattern, verbatim)
+Collection = Annotated[str, typer.Argument(help=r"Collection id ([a-zA-Z0-9_.\-]+, 1-255 "
+                                                  "chars).")]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print the Rekognition response JSON instead of a table.")
 ]

@@ -19,9 +19,9 @@ import typer
 from rich.markup import escape
 from rich.progress import TextColumn
 
-from candor.cli.collections import Collection
 from candor.cli.common import (
     BackendOption,
+    Collection,
     DataDirOption,
     DetectorOption,
     call,

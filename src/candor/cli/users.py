@@ -11,9 +11,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from candor.cli.collections import Collection
 from candor.cli.common import (
     BackendOption,
+    Collection,
     DataDirOption,
     DetectorOption,
     JsonOption,
