@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from candor import __version__
-from candor.cli import audit, collections, faces, governance, serve
+from candor.cli import audit, collections, faces, governance, index, serve, users
 from candor.cli import eval as eval_commands
-from candor.cli.common import console, remember_globals
+from candor.cli.common import console, err_console, remember_globals
 from candor.config import DEFAULT_CATEGORY, OPERATOR_ORG
+from candor.errors import CandorError
 
 app = typer.Typer(
     name="candor",
@@ -21,6 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 
@@ -60,16 +63,44 @@ def root(
 
 
 faces.register(app)  # detect, compare
-collections.register(app)  # collection, faces, user, index, search
+index.register(app)  # index
+collections.register(app)  # collection, faces, search
+users.register(app)  # user
 serve.register(app)  # serve, keys: the HTTP API
-governance.register(app)  # audit, report, erase, retention, policy
+governance.register(app)  # report, erase, retention, policy
 audit.register(app)  # audit: verify, tail, search, keygen, checkpoint
 eval_commands.register(app)  # eval: accuracy, calibration, fairness
 
 
+def _plain_help(typer_app: typer.Typer) -> None:
+    """Help shows exactly what the help strings say: Rich markup is off on this app and every
+    sub-app (each Typer has its own setting), so ``[default: 85]`` and Rekognition's patterns
+    such as ``[a-zA-Z0-9_.\\-]+`` are not swallowed as markup tags."""
+    typer_app.rich_markup_mode = None
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _plain_help(group.typer_instance)
+
+
+_plain_help(app)
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. Commands turn candor's errors into one line themselves
+    (:func:`candor.cli.common.cli_errors`); this is the last resort for one that escapes a
+    command, such as a database written by a newer candor, so that no error candor raises
+    on purpose reaches the user as a traceback. Anything else is a bug and keeps its
+    traceback."""
+    from candor.store.migrations import SchemaTooNew
+
+    try:
+        app()
+    except (CandorError, SchemaTooNew) as exc:
+        code = getattr(exc, "code", type(exc).__name__)
+        message = getattr(exc, "message", str(exc))
+        err_console.print(f"[red]error:[/red] {escape(f'{code}: {message}')}", highlight=False,
+                          soft_wrap=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ from candor.cli.common import (
     cli_errors,
     console,
     fail,
+    id_column,
     print_json,
+    print_table,
     settings,
 )
 from candor.clock import day_start, iso
@@ -158,16 +160,23 @@ def audit_checkpoint(signing_key: SigningKeyOption = None, data_dir: DataDirOpti
                       highlight=False)
 
 
+#: columns whose values a later command needs whole (``audit search --since``, ``--org``...)
+_ID_COLUMNS = ("seq", "time (UTC)", "org", "collection")
+
+
 def _records_table(records: list[dict[str, Any]], title: str) -> Table:
     table = Table(title=title)
     for col in ("seq", "time (UTC)", "org", "category", "operation", "collection", "threshold",
                 "faces", "matches", "decision", "rule"):
-        table.add_column(col, justify="right" if col in ("seq", "threshold", "faces",
-                                                         "matches") else "left")
+        justify = "right" if col in ("seq", "threshold", "faces", "matches") else "left"
+        if col in _ID_COLUMNS:
+            id_column(table, col, justify=justify)
+        else:
+            table.add_column(col, justify=justify)
     colour = {"allow": "green", "deny": "red", "failed": "yellow"}
     for r in records:
         d = r["decision"]
-        table.add_row(str(r["seq"]), r["ts"][:19].replace("T", " "), r.get("org") or "",
+        table.add_row(str(r["seq"]), r["ts"], r.get("org") or "",
                       r.get("category") or "", r["operation"], r.get("collection") or "",
                       "" if r.get("threshold") is None else f"{r['threshold']:g}",
                       "" if r.get("faces_found") is None else str(r["faces_found"]),
@@ -181,7 +190,7 @@ def _print_records(records: list[dict[str, Any]], title: str, json_output: bool)
         for r in records:
             sys.stdout.write(json.dumps(r, sort_keys=True) + "\n")
     else:
-        console.print(_records_table(records, title))
+        print_table(_records_table(records, title))
 
 
 @audit_app.command("tail")

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -27,6 +28,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 
 from candor.config import DEFAULT_BACKEND, DEFAULT_DETECTOR, Settings
 from candor.errors import CandorError
@@ -53,6 +55,9 @@ DetectorOption = Annotated[
                       "hog (fastest) or cnn (MMOD, every image) (also CANDOR_DETECTOR) "
                       f"[default: {DEFAULT_DETECTOR}]."),
 ]
+#: the COLLECTION argument of every collection command (Rekognition's pattern, verbatim)
+Collection = Annotated[str, typer.Argument(help=r"Collection id ([a-zA-Z0-9_.\-]+, 1-255 "
+                                                  "chars).")]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print the Rekognition response JSON instead of a table.")
 ]
@@ -72,8 +77,10 @@ def settings(data_dir: Path | None = None, backend: str | None = None,
              detector: str | None = None, **more: Any) -> Settings:
     """This command's settings: its own flags, then the root's, then the environment, then
     the defaults (:meth:`candor.config.Settings.load`)."""
-    return Settings.load(**{**(_globals.get() or {}), "data_dir": data_dir, "backend": backend,
-                            "detector": detector, **more})
+    flags = {"data_dir": data_dir, "backend": backend, "detector": detector, **more}
+    # a flag not given (None) leaves the root's option in force (``candor --policy P serve``)
+    return Settings.load(**{**(_globals.get() or {}),
+                            **{k: v for k, v in flags.items() if v is not None}})
 
 
 def make_service(data_dir: Path | None = None, backend: str | None = None,
@@ -100,6 +107,27 @@ def cli_errors() -> Iterator[None]:
         yield
     except CandorError as exc:
         fail(escape(f"{exc.code}: {exc.message}"))
+
+
+def call(service, name: str, params: dict) -> dict:
+    """``service.call`` with candor's errors as one line on stderr (exit 2)."""
+    with cli_errors():
+        return service.call(name, params)
+
+
+def image_param(path: Path) -> dict:
+    """The ``Image`` request parameter for a photo file (a bad file: one line, exit 2)."""
+    from candor.face.imaging import load_image
+
+    with cli_errors():
+        return {"Bytes": load_image(path)}
+
+
+def keep_indexes() -> None:
+    """Save the vector indexes this process built, so the next command starts warm."""
+    from candor.store import save_open_indexes
+
+    save_open_indexes()
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -137,6 +165,12 @@ def expand_images(paths: list[Path]) -> list[Path]:
     return out
 
 
+def working(message: str):
+    """A spinner on stderr for one long step without countable parts (models loading, a
+    search, an erasure): shown only on a terminal, so piped and --json output stays clean."""
+    return err_console.status(message, spinner="dots")
+
+
 def progress_bar(disable: bool = False, *extra: ProgressColumn, elapsed: bool = False,
                  stderr: bool = False) -> Progress:
     """The progress bar every long command shows (transient: gone when the work is done)."""
@@ -147,3 +181,30 @@ def progress_bar(disable: bool = False, *extra: ProgressColumn, elapsed: bool = 
     columns.append(TimeRemainingColumn())
     return Progress(*columns, console=err_console if stderr else console, disable=disable,
                     transient=True)
+
+
+def id_column(table: Table, header: str, **kwargs: Any) -> None:
+    """Add a column of identifiers (FaceIds, UserIds, ImageIds, key ids, timestamps): the
+    next command needs them whole, so they are never wrapped, folded or cut with an ellipsis;
+    :func:`print_table` makes the column as wide as its longest value."""
+    table.add_column(header, no_wrap=True, **kwargs)
+
+
+def print_table(table: Table) -> None:
+    """Print ``table`` with every :func:`id_column` (every ``no_wrap`` column) as wide as its
+    longest value; other columns fold long words instead of cutting them. When that does not
+    fit the terminal, the table is printed wider than the terminal (which wraps the lines)
+    rather than cutting an identifier."""
+    from rich.cells import cell_len
+
+    for column in table.columns:
+        if column.no_wrap:
+            cells = [cell_len(str(c)) for c in column._cells]
+            column.min_width = max([cell_len(str(column.header)), *cells])
+        elif column.overflow == "ellipsis":
+            column.overflow = "fold"
+    needed = Measurement.get(console, console.options.update(max_width=10_000), table).minimum
+    if needed <= console.width:
+        console.print(table)
+    else:  # rendered at the width the identifiers need (the terminal wraps the lines)
+        Console(width=needed, file=console.file).print(table)

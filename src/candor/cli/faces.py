@@ -21,6 +21,7 @@ from candor.cli.common import (
     print_json,
     print_json_line,
     progress_bar,
+    working,
 )
 from candor.errors import CandorError
 from candor.face.imaging import load_image
@@ -102,7 +103,7 @@ def compare(
     With --json, prints exactly Rekognition's CompareFaces response.
     """
     service = make_service(data_dir, backend, detector)
-    with cli_errors():
+    with cli_errors(), working(f"comparing {source.name} with {target.name}"):
         response = service.call("CompareFaces", {
             "SourceImage": {"Bytes": load_image(source)},
             "TargetImage": {"Bytes": load_image(target)},

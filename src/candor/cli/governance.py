@@ -23,6 +23,7 @@ from candor.cli.common import (
     fail,
     print_json,
     settings,
+    working,
 )
 from candor.clock import day_start, utcnow
 
@@ -107,7 +108,7 @@ def erase(
 
     if (external_image_id is None) == (user_id is None):
         fail("give exactly one of --external-image-id or --user-id")
-    with cli_errors():
+    with cli_errors(), working("erasing"):
         store = _store(data_dir)
         receipt = do_erase(store, Ledger.for_store(store), external_image_id=external_image_id,
                            user_id=user_id, collection=collection, principal=_operator(as_org))
@@ -195,6 +196,22 @@ def policy_check(policy: Annotated[str, typer.Argument(
         console.print(f"  line {rule.line}: {rule.id}: {rule.effect}", highlight=False)
 
 
+def _known_operation(operation: str) -> None:
+    """Refuse a name that is not a Rekognition operation: no rule can match it, so the
+    policy would answer with its default, which reads like an answer about a real call."""
+    from difflib import get_close_matches
+
+    from candor.governance.policy import known_operations
+
+    known = sorted(known_operations())
+    if operation in known:
+        return
+    close = get_close_matches(operation, known, n=3, cutoff=0.6)
+    hint = (f"did you mean {' or '.join(close)}?" if close
+            else "known operations: " + ", ".join(known))
+    fail(escape(f"{operation!r} is not a Rekognition operation; {hint}"))
+
+
 @policy_app.command("explain")
 def policy_explain(
     policy: Annotated[str, typer.Argument(help="Policy file, or a shipped policy's name.")],
@@ -219,6 +236,7 @@ def policy_explain(
     )
     from candor.governance.principal import Principal
 
+    _known_operation(operation)
     params: dict[str, Any] = {}
     for item in param or []:
         name, sep, raw = item.partition("=")

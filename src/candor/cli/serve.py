@@ -10,6 +10,7 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from candor.cli.common import (
@@ -19,7 +20,10 @@ from candor.cli.common import (
     JsonOption,
     cli_errors,
     console,
+    fail,
+    id_column,
     print_json,
+    print_table,
     settings,
 )
 
@@ -128,10 +132,30 @@ def _keys(data_dir):
     return KeyStore.open(s.ensure_data_dir(), s.database_url)
 
 
+def _known_category(category: str, policy: str | None, data_dir) -> None:
+    """Refuse a category the policy in force does not know: the policy denies every call of
+    such a key, so issuing it only postpones the error to the key's first use."""
+    from candor.governance.policy import load_policy, resolve_policy_path, shipped_policy_path
+
+    spec = policy or settings(data_dir).policy
+    with cli_errors():
+        p = load_policy(resolve_policy_path(spec) if spec else shipped_policy_path("open"))
+    if category not in p.categories:
+        fail(escape(f"category {category!r} is not known to policy {p.name!r}; known: "
+                    f"{', '.join(p.categories)} (a policy can declare more under "
+                    "'categories:')"))
+
+
 @keys_app.command("create")
 def keys_create(org: OrgOption, category: CategoryOption = "general",
+                policy: Annotated[str | None, typer.Option(
+                    "--policy", help="The policy the key will be used under, whose categories "
+                    "are accepted (also candor --policy, CANDOR_POLICY) [default: open].")]
+                = None,
                 data_dir: DataDirOption = None, json_output: JsonOption = False) -> None:
-    """Issue a key; the secret is printed once and cannot be shown again."""
+    """Issue a key; the secret is printed once and cannot be shown again. The category must
+    be one the policy in force knows."""
+    _known_category(category, policy, data_dir)
     with cli_errors():
         key, secret = _keys(data_dir).create(org, category)
     if json_output:
@@ -151,12 +175,15 @@ def keys_list(data_dir: DataDirOption = None, json_output: JsonOption = False) -
                      "CreatedAt": k.created_at, "RevokedAt": k.revoked_at} for k in rows])
         return
     table = Table(title=f"{len(rows)} access key(s)")
-    for column in ("access key id", "org", "category", "created", "status"):
+    id_column(table, "access key id")
+    for column in ("org", "category"):
         table.add_column(column)
+    id_column(table, "created")
+    table.add_column("status")
     for k in rows:
         table.add_row(k.access_key_id, k.org, k.category, f"{k.created_at:%Y-%m-%d %H:%M}",
                       "active" if k.active else f"revoked {k.revoked_at:%Y-%m-%d %H:%M}")
-    console.print(table)
+    print_table(table)
 
 
 @keys_app.command("revoke")

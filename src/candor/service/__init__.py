@@ -16,7 +16,7 @@ Operations live in one module per family and register themselves with :func:`ope
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,19 @@ class Service:
         if handler is None:
             raise InvalidParameter(f"unknown operation {name!r}")
         return handler(self, validate(name, params))
+
+    def indexed_image_hashes(self, collection_id: str, hashes: Iterable[str]) -> set[str]:
+        """Which of the image SHA-256 digests ``hashes`` already have faces in the collection
+        (``candor index`` skips those photos unless ``--reindex``); ResourceNotFound if the
+        collection does not exist.
+
+        An operator read, not a Rekognition operation: it is not decided by the policy nor
+        audited, and sees every face in the data dir. Issue 11's tenancy work must scope it
+        to the caller's organisation before any door other than the local CLI uses it."""
+        from candor.store import open_store
+
+        store = open_store(self.data_dir, self.settings.database_url, self.settings.index_kind)
+        return store.indexed_image_hashes(store.collection(collection_id).id, hashes)
 
 
 def _load_operations() -> None:

@@ -148,6 +148,19 @@ class FacesPart:
             q = q.where(T_faces.c.created_at < created_before)
         return [FaceRow.from_row(r) for r in conn.execute(q).all()]
 
+    def indexed_image_hashes(self, coll_pk: int, hashes: Iterable[str]) -> set[str]:
+        """Which of ``hashes`` (SHA-256 of image bytes, hex) have a face stored in the
+        collection: what ``candor index`` skips unless told to re-index."""
+        wanted = sorted({h.lower() for h in hashes})
+        found: set[str] = set()
+        with self.read() as conn:
+            for i in range(0, len(wanted), 500):
+                found.update(conn.execute(
+                    select(T_faces.c.image_sha256).distinct().where(
+                        T_faces.c.collection_pk == coll_pk,
+                        T_faces.c.image_sha256.in_(wanted[i:i + 500]))).scalars())
+        return found
+
     def face_embedding(self, coll_pk: int, face_id: str) -> np.ndarray | None:
         with self.read() as conn:
             blob = conn.execute(select(T_faces.c.embedding).where(
