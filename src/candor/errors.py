@@ -155,3 +155,11 @@ class ModelUnavailable(InternalServerError, RuntimeError):
 
 class DlibFormatError(InternalServerError, ValueError):
     """A dlib model file that cannot be parsed (corrupt, or a network candor does not know)."""
+
+
+class PolicyError(InvalidParameter):
+    """A policy file that cannot be used; the message names file and line of each problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid policy:\n  " + "\n  ".join(problems))

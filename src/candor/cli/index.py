@@ -42,21 +42,6 @@ def register(app: typer.Typer) -> None:
     app.command("index")(index)
 
 
-def _warm(service, collection_id: str) -> None:
-    """After indexing, bring the collection's vector index up to date and save it, so the
-    next ``candor search`` process loads it instead of reading every embedding."""
-    from candor.errors import ResourceNotFound
-    from candor.store import open_store
-
-    store = open_store(service.data_dir, service.settings.database_url,
-                       service.settings.index_kind)
-    try:
-        store.face_index(store.collection(collection_id).id)
-    except ResourceNotFound:
-        return
-    store.save_indexes()
-
-
 def external_id(path: Path, source: str) -> str:
     """ExternalImageId from a photo's folder (``person/photo.jpg`` -> ``person``) or file stem,
     with characters Rekognition does not allow replaced by ``_``."""
@@ -172,7 +157,7 @@ def index(
                 print_json_line({"Image": str(photo), **response})
                 sys.stdout.flush()
             progress.update(task, advance=1, faces=indexed)
-    _warm(service, collection_id)
+    service.warm_index(collection_id)
     if not json_output:
         skipped = sum(reasons.values())
         console.print(f"indexed {indexed} face(s) from {len(photos)} photo(s) into "

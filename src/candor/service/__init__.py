@@ -86,6 +86,20 @@ class Service:
         store = open_store(self.data_dir, self.settings.database_url, self.settings.index_kind)
         return store.indexed_image_hashes(store.collection(collection_id).id, hashes)
 
+    def warm_index(self, collection_id: str) -> None:
+        """Bring the collection's vector index up to date and save it, so that the next
+        process (a ``candor search`` after ``candor index``) loads it instead of reading every
+        embedding. A cache operation: it reads nothing a caller sees."""
+        from candor.errors import ResourceNotFound
+        from candor.store import open_store
+
+        store = open_store(self.data_dir, self.settings.database_url, self.settings.index_kind)
+        try:
+            store.face_index(store.collection(collection_id).id)
+        except ResourceNotFound:
+            return
+        store.save_indexes()
+
 
 def _load_operations() -> None:
     """Import the operation modules so that they register their handlers (imported here, not

@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from candor.clock import as_utc, utcnow
-from candor.errors import InvalidParameter
+from candor.errors import InvalidParameter, PolicyError  # noqa: F401  (PolicyError re-exported)
 from candor.governance.principal import KNOWN_CATEGORIES, Principal
 from candor.scoring.similarity import IDENTIFICATION_THRESHOLD, VERIFICATION_THRESHOLD
 
@@ -71,14 +71,6 @@ def known_operations() -> frozenset[str]:
         log.warning("botocore's rekognition model not loaded (%s); validating operation "
                     "names against a short list", exc)
     return frozenset(names)
-
-
-class PolicyError(InvalidParameter):
-    """A policy file that cannot be used; the message names file and line of each problem."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("invalid policy:\n  " + "\n  ".join(problems))
 
 
 # --------------------------------------------------------------------------------------------
