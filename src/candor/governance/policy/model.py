@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from candor.clock import as_utc, utcnow
-from candor.errors import InvalidParameter, PolicyError  # noqa: F401  (PolicyError re-exported)
+from candor.errors import PolicyError  # noqa: F401  (re-exported: candor.governance.policy.PolicyError)
 from candor.governance.principal import KNOWN_CATEGORIES, Principal
 from candor.scoring.similarity import IDENTIFICATION_THRESHOLD, VERIFICATION_THRESHOLD
 
