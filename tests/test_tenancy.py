@@ -231,3 +231,13 @@ def test_a_data_dir_from_before_tenancy_migrates_to_the_operator(tmp_path):
     assert {c.owner_org for c in upgraded.collections_named("legacy")} == {OPERATOR_ORG, "acme"}
     # the AUTOINCREMENT counter survives the rebuild: a deleted collection's key is not reused
     assert upgraded.collection("legacy", org="acme").id > gone.id
+
+
+def test_an_org_name_that_would_make_arns_ambiguous_is_refused(tmp_path):
+    from candor.api.keys import KeyStore
+
+    keys = KeyStore.open(tmp_path / "data")
+    for org in ("a:b", "a/b", "a\nb"):
+        with pytest.raises(InvalidParameter, match="must not contain"):
+            keys.create(org, "general")
+    assert keys.create("City Library", "general")[0].org == "City Library"
