@@ -155,6 +155,7 @@ def test_erasure_by_an_org_spans_its_own_collections_and_by_the_operator_all(tmp
     receipt = erase(store, ledger, external_image_id="person-1",
                     principal=Principal.local("globex"))
     assert list(receipt.faces) == ["globex/staff"]
+    assert "owner_orgs" not in receipt.record["details"]
     assert len(acme.call("ListFaces", {"CollectionId": "staff"})["Faces"]) == 1
     assert globex.call("ListFaces", {"CollectionId": "staff"})["Faces"] == []
 
@@ -163,6 +164,7 @@ def test_erasure_by_an_org_spans_its_own_collections_and_by_the_operator_all(tmp
     receipt = erase(store, ledger, external_image_id="person-1",
                     principal=Principal.local(OPERATOR_ORG))
     assert sorted(receipt.faces) == ["acme/staff", "globex/staff"]
+    assert receipt.record["details"]["owner_orgs"] == ["acme", "globex"]  # recorded
     assert acme.call("ListFaces", {"CollectionId": "staff"})["Faces"] == []
     assert globex.call("ListFaces", {"CollectionId": "staff"})["Faces"] == []
 

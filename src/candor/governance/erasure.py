@@ -134,7 +134,10 @@ def erase(store: Any, ledger: Ledger, *, external_image_id: str | None = None,
                                      decision="erasure", details={
                                          "subject": kind,
                                          "subject_sha256": _subject_hash(kind, value),
-                                         "users_removed": receipt.users or None})
+                                         "users_removed": receipt.users or None,
+                                         "owner_orgs": sorted({
+                                             c.owner_org for c in owners.values()
+                                             if c.owner_org != caller.org}) or None})
     return receipt
 
 
