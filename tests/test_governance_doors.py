@@ -38,7 +38,9 @@ def test_cli_acts_as_its_principal(env, samples, monkeypatch):
         return runner.invoke(app, ["--as", org, "--category", category, "--policy",
                                    "moratorium-2020", *args])
 
-    assert run("ops", "general", "collection", "create", "kids").exit_code == 0
+    # each organisation searches its own ``kids`` (tenancy: another's would not be found)
+    for org, category in (("ops", "general"), ("thorn", "child_safety"), ("daily-news", "media")):
+        assert run(org, category, "collection", "create", "kids").exit_code == 0
     police = run("metro-pd", "law_enforcement", "search", "kids", photo)
     assert police.exit_code == 2 and "police-moratorium-2020" in police.output
     low = run("thorn", "child_safety", "search", "kids", photo, "--threshold", "80")

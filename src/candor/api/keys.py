@@ -92,6 +92,10 @@ class KeyStore:
         """Issue a key for ``org`` under ``category``; returns the key and its secret (once)."""
         if not isinstance(org, str) or not org.strip() or len(org) > 255:
             raise InvalidParameter("--org must be a non-empty name of at most 255 characters")
+        if any(c in org for c in ":/") or not org.isprintable():
+            # the organisation is part of collection ARNs (``...:<org>:collection/<id>``) and
+            # of ``org/id`` collection labels: keep both unambiguous
+            raise InvalidParameter("--org must not contain ':', '/' or control characters")
         if not isinstance(category, str) or not _NAME.match(category):
             raise InvalidParameter(
                 f"invalid category {category!r}: use a lower-case name such as general, "

@@ -9,6 +9,11 @@ identifier, not the identifier itself, so that the ledger does not keep what was
 
 Retention: a collection may carry ``retention_days``; :func:`purge` deletes faces older than
 that, on demand or from :class:`RetentionTimer` in ``candor serve``. See docs/retention.md.
+
+Tenancy: an erasure by the operator (or with no principal) spans every organisation's
+collections, since it is the data subject's right; another organisation's spans its own.
+A retention purge is system-wide. Receipts name a collection by
+:func:`~candor.store.collections.collection_label` (``org/id`` for another organisation's).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from typing import Any
 from candor.errors import InvalidParameter, ResourceNotFound
 from candor.governance.ledger import Ledger, iso
 from candor.governance.principal import Principal
+from candor.service.caller import Caller, resolve_collection
+from candor.store.collections import collection_label
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +58,16 @@ def _subject_hash(kind: str, value: str) -> str:
     return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()
 
 
-def _collections(store: Any, conn, collection: str | None) -> list:
+def _caller(principal: Principal | None) -> Caller:
+    return Caller(principal.org) if principal is not None else Caller.operator()
+
+
+def _collections(store: Any, conn, collection: str | None, caller: Caller) -> list:
+    """The collections an erasure by ``caller`` covers: the named one as the caller resolves
+    it, else every organisation's (the operator) or the caller's own."""
     if collection is not None:
-        return [store.collection(collection, conn)]
-    return store.all_collections(conn)
+        return [resolve_collection(store, collection, conn, caller)]
+    return store.all_collections(conn, org=None if caller.is_operator else caller.org)
 
 
 def _remove(store: Any, conn, coll, faces: list) -> list[str]:
@@ -69,20 +82,23 @@ def _remove(store: Any, conn, coll, faces: list) -> list[str]:
     return [f.face_id for f in faces]
 
 
-def _delete_faces(store: Any, faces: dict[str, list[str]]) -> None:
-    """Delete the faces; when this returns they are in no file of the data dir (the store
-    checkpoints its log and rewrites the saved indexes after a deletion)."""
-    for collection_id, ids in faces.items():
+def _delete_faces(store: Any, faces: dict[str, list[str]], owners: dict[str, Any]) -> None:
+    """Delete the faces (by collection label; ``owners`` maps a label to its collection row);
+    when this returns they are in no file of the data dir (the store checkpoints its log and
+    rewrites the saved indexes after a deletion)."""
+    for label, ids in faces.items():
         if not ids:
             continue
-        _, failed = store.delete_faces(collection_id, ids)
+        row = owners[label]
+        cid, org = row.collection_id, row.owner_org
+        _, failed = store.delete_faces(cid, ids, org=org)
         left = [f for f in failed if "FACE_NOT_FOUND" not in f.get("Reasons", [])]
         if left:  # a concurrent AssociateFaces re-linked one: unlink again and retry once
             with store.write() as conn:
-                coll = store.collection(collection_id, conn)
+                coll = store.collection(cid, conn, org=org)
                 found = store.faces_by_id(coll.id, [f["FaceId"] for f in left], conn)
                 _remove(store, conn, coll, list(found.values()))
-            store.delete_faces(collection_id, [f["FaceId"] for f in left])
+            store.delete_faces(cid, [f["FaceId"] for f in left], org=org)
 
 
 def erase(store: Any, ledger: Ledger, *, external_image_id: str | None = None,
@@ -95,8 +111,12 @@ def erase(store: Any, ledger: Ledger, *, external_image_id: str | None = None,
     kind, value = (("ExternalImageId", external_image_id) if external_image_id is not None
                    else ("UserId", user_id))
     receipt = Receipt("Erase")
+    owners: dict[str, Any] = {}
+    caller = _caller(principal)
     with store.write() as conn:
-        for coll in _collections(store, conn, collection):
+        for coll in _collections(store, conn, collection, caller):
+            label = collection_label(coll)
+            owners[label] = coll
             if external_image_id is not None:
                 found = store.faces_where(conn, coll.id, external_image_id=external_image_id)
                 ids = _remove(store, conn, coll, found)
@@ -106,15 +126,18 @@ def erase(store: Any, ledger: Ledger, *, external_image_id: str | None = None,
                     continue
                 ids = [f.face_id for f in store.faces_where(conn, coll.id, user_pk=user.id)]
                 store.delete_user(conn, coll.id, user.id)  # unlinks its faces, drops the user
-                receipt.users[coll.collection_id] = [user_id]
+                receipt.users[label] = [user_id]
             if ids:
-                receipt.faces[coll.collection_id] = ids
-    _delete_faces(store, receipt.faces)
+                receipt.faces[label] = ids
+    _delete_faces(store, receipt.faces, owners)
     receipt.record = _receipt_record(ledger, receipt, principal, request_id, collection,
                                      decision="erasure", details={
                                          "subject": kind,
                                          "subject_sha256": _subject_hash(kind, value),
-                                         "users_removed": receipt.users or None})
+                                         "users_removed": receipt.users or None,
+                                         "owner_orgs": sorted({
+                                             c.owner_org for c in owners.values()
+                                             if c.owner_org != caller.org}) or None})
     return receipt
 
 
@@ -123,13 +146,18 @@ def set_retention(store: Any, ledger: Ledger, collection: str, days: int | None,
     """Keep the faces of ``collection`` for ``days`` (None: until deleted); recorded."""
     if days is not None and (isinstance(days, bool) or not isinstance(days, int) or days < 1):
         raise InvalidParameter("retention must be a whole number of days, at least 1")
-    store.set_retention(collection, days)
+    caller = _caller(principal)
+    coll = resolve_collection(store, collection, caller=caller)
+    store.set_retention(coll.collection_id, days, org=coll.owner_org)
+    details: dict[str, Any] = {"retention_days": days}
+    if coll.owner_org != caller.org:
+        details["owner_org"] = coll.owner_org
     ledger.append(operation="SetRetention", decision="allow", collection=collection,
-                  **_who(principal), details={"retention_days": days})
+                  **_who(principal), details=details)
 
 
 def retention(store: Any) -> dict[str, int]:
-    """Collections that have a retention period, with it in days."""
+    """Collections that have a retention period, with it in days (by collection label)."""
     return store.retention_periods()
 
 
@@ -138,20 +166,21 @@ def purge(store: Any, ledger: Ledger, now: datetime | None = None,
     """Delete faces older than their collection's retention period; one receipt each."""
     now = now or datetime.now(timezone.utc)
     receipts = []
-    for collection_id, days in sorted(retention(store).items()):
+    for row in store.retention_rows():  # every organisation's: retention is system-wide
+        label, days = collection_label(row), int(row.retention_days)
         cutoff = now - timedelta(days=days)
         receipt = Receipt("Purge")
         with store.write() as conn:
             try:
-                coll = store.collection(collection_id, conn)
+                coll = store.collection(row.collection_id, conn, org=row.owner_org)
             except ResourceNotFound:
                 continue
             ids = _remove(store, conn, coll, store.faces_where(conn, coll.id, created_before=cutoff))
         if not ids:
             continue
-        receipt.faces[collection_id] = ids
-        _delete_faces(store, receipt.faces)
-        receipt.record = _receipt_record(ledger, receipt, principal, None, collection_id,
+        receipt.faces[label] = ids
+        _delete_faces(store, receipt.faces, {label: coll})
+        receipt.record = _receipt_record(ledger, receipt, principal, None, label,
                                          decision="purge", details={
                                              "retention_days": days,
                                              "older_than": iso(cutoff)})

@@ -35,6 +35,7 @@ from candor.governance.policy import (
     shipped_policy_path,
 )
 from candor.governance.principal import Principal
+from candor.service.caller import Caller, acting_as
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,15 @@ def matches_returned(operation: str, resp: dict[str, Any]) -> list[dict[str, Any
     return None
 
 
+def _crossing(caller: Caller) -> dict[str, Any]:
+    """Audit details of a call that used other organisations' collections (the operator's
+    cross-organisation access): ``owner_org`` (one owner) or ``owner_orgs`` (ListCollections)."""
+    if not caller.crossed:
+        return {}
+    owners = sorted(caller.crossed)
+    return {"owner_org": owners[0]} if len(owners) == 1 else {"owner_orgs": owners}
+
+
 class Gate:
     """Wraps one service: ``call(principal, operation, params)`` is the only way in.
 
@@ -205,21 +215,25 @@ class Gate:
         audited = policy.audit == "all" or operation in BIOMETRIC_OPERATIONS
         # a non-dict request goes on unchanged, for the service to refuse as it would anyway
         run_params = {**safe, **decision.param_overrides} if params is safe else params
+        caller = Caller(principal.org)
         try:
-            resp = self.service.call(operation, run_params)
+            with acting_as(caller):  # the service runs the call for the principal's org
+                resp = self.service.call(operation, run_params)
         except Exception as exc:
-            if audited:
+            if audited or caller.crossed:
                 code = exc.code if isinstance(exc, CandorError) else "InternalServerError"
-                self._record(base, {**details, "error": code}, decision="failed")
+                self._record(base, {**details, **_crossing(caller), "error": code},
+                             decision="failed")
             raise
-        if audited:
+        details.update(_crossing(caller))
+        if audited or caller.crossed:  # the operator's use of another org's data: always
             try:
                 self._record(base, details, decision="allow",
                              faces_found=faces_found(operation, resp),
                              matches=matches_returned(operation, resp),
                              scoring=self._scoring() if base["threshold"] is not None else None)
             except AuditUnavailable:
-                self._undo(operation, run_params, resp)
+                self._undo(operation, run_params, resp, caller.org)
                 raise
         return resp
 
@@ -250,7 +264,8 @@ class Gate:
             record["details"] = details
         self.ledger.append(**record)
 
-    def _undo(self, operation: str, params: dict[str, Any], resp: dict[str, Any]) -> None:
+    def _undo(self, operation: str, params: dict[str, Any], resp: dict[str, Any],
+              org: str) -> None:
         """Remove faces indexed by a call whose audit record could not be written."""
         if operation != "IndexFaces":
             return
@@ -259,8 +274,9 @@ class Gate:
         if not ids:
             return
         try:
-            self.service.call("DeleteFaces", {"CollectionId": params.get("CollectionId"),
-                                              "FaceIds": ids})
+            with acting_as(Caller(org)):
+                self.service.call("DeleteFaces", {"CollectionId": params.get("CollectionId"),
+                                                  "FaceIds": ids})
         except Exception:
             log.exception("could not undo unaudited IndexFaces of %s", ids)
 

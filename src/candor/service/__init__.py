@@ -24,6 +24,7 @@ from typing import Any
 from candor.config import Settings
 from candor.errors import InvalidParameter
 from candor.scoring.similarity import Scoring
+from candor.service.caller import Caller, acting_as, current_caller
 from candor.service.validation import validate
 
 Handler = Callable[["Service", dict[str, Any]], dict[str, Any]]
@@ -64,14 +65,19 @@ class Service:
 
         return Engine(backend=self.backend_name, detector=self.detector, scoring=self.scoring)
 
-    def call(self, name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Run operation ``name`` on ``params`` (checked against botocore's model first) and
-        return its response dict."""
+    def call(self, name: str, params: dict[str, Any] | None = None,
+             caller: Caller | None = None) -> dict[str, Any]:
+        """Run operation ``name`` on ``params`` (checked against botocore's model first) for
+        ``caller`` (its organisation's collections; None: whoever the context acts as, see
+        :func:`~candor.service.caller.acting_as`, else the operator, who sees all) and return
+        its response dict."""
         _load_operations()
         handler = OPERATIONS.get(name)
         if handler is None:
             raise InvalidParameter(f"unknown operation {name!r}")
-        return handler(self, validate(name, params))
+        request = validate(name, params)
+        with acting_as(caller if caller is not None else current_caller()):
+            return handler(self, request)
 
     def indexed_image_hashes(self, collection_id: str, hashes: Iterable[str]) -> set[str]:
         """Which of the image SHA-256 digests ``hashes`` already have faces in the collection

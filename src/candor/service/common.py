@@ -14,7 +14,6 @@ from candor.face.imaging import Image, load_image
 from candor.service import Service
 from candor.store import FaceRow, Store, open_store
 
-ARN_PREFIX = "aws:rekognition:candor:local:collection/"
 MAX_FACES_PER_IMAGE = 100
 MAX_FACES_PER_USER = 100
 DEFAULT_LIST_RESULTS = 1000

@@ -10,6 +10,7 @@ from typing import Any
 from candor.errors import InvalidParameter
 from candor.face.engine import FACE_MODEL_VERSION
 from candor.service import Service, operation
+from candor.service.caller import resolve_collection
 from candor.service.common import (
     DEFAULT_LIST_RESULTS,
     MAX_FACES_PER_IMAGE,
@@ -26,8 +27,8 @@ from candor.service.common import (
 @operation("IndexFaces")
 def index_faces(service: Service, params: dict) -> dict:
     store = store_of(service)
-    collection_id = params["CollectionId"]
-    same_model(store.collection(collection_id))  # fail before any model work
+    coll = resolve_collection(store, params["CollectionId"])
+    same_model(coll)  # fail before any model work
     max_faces = min(int(params.get("MaxFaces", MAX_FACES_PER_IMAGE)), MAX_FACES_PER_IMAGE)
     bar = params.get("QualityFilter", "AUTO")
     attributes = params.get("DetectionAttributes") or ["DEFAULT"]
@@ -43,12 +44,12 @@ def index_faces(service: Service, params: dict) -> dict:
             unindexed.append({"Reasons": ["EXCEEDS_MAX_FACES"], "FaceDetail": face.detail})
         else:
             keep.append(face)
-    stored = store.add_faces(collection_id, [{
+    stored = store.add_faces(coll.collection_id, [{
         "embedding": unit(face.embedding), "bbox": face.detail["BoundingBox"],
         "confidence": face.detail.get("Confidence", 100.0), "image_id": image_id,
         "external_image_id": params.get("ExternalImageId"), "model_version": FACE_MODEL_VERSION,
         "image_sha256": getattr(image, "sha256", None),
-    } for face in keep])
+    } for face in keep], org=coll.owner_org)
     return {"FaceRecords": [{"Face": face_dict(row), "FaceDetail": face.detail}
                             for row, face in zip(stored, keep, strict=True)],
             "FaceModelVersion": FACE_MODEL_VERSION,
@@ -58,7 +59,7 @@ def index_faces(service: Service, params: dict) -> dict:
 @operation("ListFaces")
 def list_faces(service: Service, params: dict) -> dict:
     store = store_of(service)
-    coll = store.collection(params["CollectionId"])
+    coll = resolve_collection(store, params["CollectionId"])
     limit = params.get("MaxResults", DEFAULT_LIST_RESULTS) or DEFAULT_LIST_RESULTS
     user_pk = None
     if params.get("UserId"):
@@ -80,5 +81,8 @@ def list_faces(service: Service, params: dict) -> dict:
 
 @operation("DeleteFaces")
 def delete_faces(service: Service, params: dict) -> dict:
-    deleted, failed = store_of(service).delete_faces(params["CollectionId"], params["FaceIds"])
+    store = store_of(service)
+    coll = resolve_collection(store, params["CollectionId"])
+    deleted, failed = store.delete_faces(coll.collection_id, params["FaceIds"],
+                                         org=coll.owner_org)
     return {"DeletedFaces": deleted, "UnsuccessfulFaceDeletions": failed}

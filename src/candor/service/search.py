@@ -9,6 +9,7 @@ import numpy as np
 from candor.errors import InvalidParameter
 from candor.scoring.similarity import IDENTIFICATION_THRESHOLD, Scoring
 from candor.service import Service, operation
+from candor.service.caller import resolve_collection
 from candor.service.common import (
     analyse,
     existing_user,
@@ -73,7 +74,7 @@ def _user_matches(store: Store, coll_pk: int, vector: np.ndarray, max_users: int
 @operation("SearchFaces")
 def search_faces(service: Service, params: dict) -> dict:
     store = store_of(service)
-    coll = store.collection(params["CollectionId"])
+    coll = resolve_collection(store, params["CollectionId"])
     vector = store.face_embedding(coll.id, params["FaceId"])
     if vector is None:
         raise InvalidParameter(f"faceId {params['FaceId']} was not found in the collection.")
@@ -97,7 +98,7 @@ def _largest_face(service: Service, params: dict, bar: str):
 @operation("SearchFacesByImage")
 def search_faces_by_image(service: Service, params: dict) -> dict:
     store = store_of(service)
-    coll = store.collection(params["CollectionId"])
+    coll = resolve_collection(store, params["CollectionId"])
     same_model(coll)
     largest, reasons, _ = _largest_face(service, params, params.get("QualityFilter", "NONE"))
     if reasons:
@@ -117,7 +118,7 @@ def search_users(service: Service, params: dict) -> dict:
     if bool(params.get("UserId")) == bool(params.get("FaceId")):
         raise InvalidParameter("Give exactly one of UserId or FaceId")
     store = store_of(service)
-    coll = store.collection(params["CollectionId"])
+    coll = resolve_collection(store, params["CollectionId"])
     threshold = float(params.get("UserMatchThreshold", IDENTIFICATION_THRESHOLD))
     max_users = int(params.get("MaxUsers", DEFAULT_MAX_USERS))
     out: dict[str, Any] = {}
@@ -142,7 +143,7 @@ def search_users(service: Service, params: dict) -> dict:
 @operation("SearchUsersByImage")
 def search_users_by_image(service: Service, params: dict) -> dict:
     store = store_of(service)
-    coll = store.collection(params["CollectionId"])
+    coll = resolve_collection(store, params["CollectionId"])
     same_model(coll)
     bar = params.get("QualityFilter", "NONE")
     _, faces = analyse(service, params, embed="largest")

@@ -12,6 +12,7 @@ from typing import Any
 
 from candor.errors import ConflictError, IdempotentParameterMismatch, ServiceQuotaExceeded
 from candor.service import Service, operation
+from candor.service.caller import resolve_collection
 from candor.service.common import MAX_FACES_PER_USER, existing_user, store_of
 from candor.store import Store, from_blob
 
@@ -24,23 +25,24 @@ def _request_hash(params: dict) -> str:
 
 
 
-def _idempotent(store: Store, conn, name: str, params: dict):
-    """The earlier response for this ClientRequestToken, if any (mismatch: an error)."""
+def _idempotent(store: Store, conn, coll, name: str, params: dict):
+    """The earlier response for this ClientRequestToken, if any (mismatch: an error); tokens
+    are kept per collection, and so per organisation."""
     token = params.get("ClientRequestToken")
     if not token:
         return None
-    prior = store.idempotent_response(conn, params["CollectionId"], name, token,
-                                      _request_hash(params))
+    prior = store.idempotent_response(conn, coll.collection_id, name, token,
+                                      _request_hash(params), org=coll.owner_org)
     if prior is False:
         raise IdempotentParameterMismatch(
             f"ClientRequestToken {token} was already used with different parameters")
     return prior
 
 
-def _remember(store: Store, conn, name: str, params: dict, response: dict) -> dict:
+def _remember(store: Store, conn, coll, name: str, params: dict, response: dict) -> dict:
     if params.get("ClientRequestToken"):
-        store.remember_response(conn, params["CollectionId"], name, params["ClientRequestToken"],
-                                _request_hash(params), response)
+        store.remember_response(conn, coll.collection_id, name, params["ClientRequestToken"],
+                                _request_hash(params), response, org=coll.owner_org)
     return response
 
 
@@ -48,34 +50,34 @@ def _remember(store: Store, conn, name: str, params: dict, response: dict) -> di
 def create_user(service: Service, params: dict) -> dict:
     store = store_of(service)
     with store.write() as conn:
-        coll = store.collection(params["CollectionId"], conn)
-        prior = _idempotent(store, conn, "CreateUser", params)
+        coll = resolve_collection(store, params["CollectionId"], conn)
+        prior = _idempotent(store, conn, coll, "CreateUser", params)
         if prior is not None:
             return prior
         if store.user(coll.id, params["UserId"], conn) is not None:
             raise ConflictError(f"The user id: {params['UserId']} already exists in the "
                                 f"collection {params['CollectionId']}")
         store.create_user(conn, coll.id, params["UserId"])
-        return _remember(store, conn, "CreateUser", params, {})
+        return _remember(store, conn, coll, "CreateUser", params, {})
 
 
 @operation("DeleteUser")
 def delete_user(service: Service, params: dict) -> dict:
     store = store_of(service)
     with store.write() as conn:
-        coll = store.collection(params["CollectionId"], conn)
-        prior = _idempotent(store, conn, "DeleteUser", params)
+        coll = resolve_collection(store, params["CollectionId"], conn)
+        prior = _idempotent(store, conn, coll, "DeleteUser", params)
         if prior is not None:
             return prior
         user = existing_user(store, coll.id, params["UserId"], conn)
         store.delete_user(conn, coll.id, user.id)
-        return _remember(store, conn, "DeleteUser", params, {})
+        return _remember(store, conn, coll, "DeleteUser", params, {})
 
 
 @operation("ListUsers")
 def list_users(service: Service, params: dict) -> dict:
     store = store_of(service)
-    coll = store.collection(params["CollectionId"])
+    coll = resolve_collection(store, params["CollectionId"])
     scope = f"users:{coll.id}"
     after = store.read_token(params["NextToken"], scope) if params.get("NextToken") else None
     rows, more = store.list_users(coll.id, after, int(params.get("MaxResults", DEFAULT_LIST_USERS)))
@@ -90,8 +92,8 @@ def associate_faces(service: Service, params: dict) -> dict:
     store = store_of(service)
     threshold = float(params.get("UserMatchThreshold", 75.0))
     with store.write() as conn:
-        coll = store.collection(params["CollectionId"], conn)
-        prior = _idempotent(store, conn, "AssociateFaces", params)
+        coll = resolve_collection(store, params["CollectionId"], conn)
+        prior = _idempotent(store, conn, coll, "AssociateFaces", params)
         if prior is not None:
             return prior
         user = existing_user(store, coll.id, params["UserId"], conn)
@@ -133,15 +135,15 @@ def associate_faces(service: Service, params: dict) -> dict:
             _, status = store.set_user_faces(conn, coll.id, user.id, add, [])
         response = {"AssociatedFaces": associated, "UnsuccessfulFaceAssociations": failed,
                     "UserStatus": status}
-        return _remember(store, conn, "AssociateFaces", params, response)
+        return _remember(store, conn, coll, "AssociateFaces", params, response)
 
 
 @operation("DisassociateFaces")
 def disassociate_faces(service: Service, params: dict) -> dict:
     store = store_of(service)
     with store.write() as conn:
-        coll = store.collection(params["CollectionId"], conn)
-        prior = _idempotent(store, conn, "DisassociateFaces", params)
+        coll = resolve_collection(store, params["CollectionId"], conn)
+        prior = _idempotent(store, conn, coll, "DisassociateFaces", params)
         if prior is not None:
             return prior
         user = existing_user(store, coll.id, params["UserId"], conn)
@@ -164,4 +166,4 @@ def disassociate_faces(service: Service, params: dict) -> dict:
             _, status = store.set_user_faces(conn, coll.id, user.id, [], remove)
         response = {"DisassociatedFaces": done, "UnsuccessfulFaceDisassociations": failed,
                     "UserStatus": status}
-        return _remember(store, conn, "DisassociateFaces", params, response)
+        return _remember(store, conn, coll, "DisassociateFaces", params, response)

@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy import Connection, delete, select
 from sqlalchemy.engine import Row
 
+from candor.config import OPERATOR_ORG
 from candor.store.database import Database, as_utc, utcnow
 from candor.store.schema import faces as T_faces
 from candor.store.schema import users as T_users
@@ -73,12 +74,13 @@ def face_select():
 class FacesPart:
     """Adding, listing, looking up and deleting faces."""
 
-    def add_faces(self, collection_id: str, faces: list[dict]) -> list[FaceRow]:
+    def add_faces(self, collection_id: str, faces: list[dict], *,
+                  org: str = OPERATOR_ORG) -> list[FaceRow]:
         """Store faces (each: embedding, bbox dict, confidence, image_id, external_image_id,
         model_version, image_sha256) in one transaction; returns them with their FaceIds."""
         now = utcnow()
         with self.write() as conn:
-            coll = self.collection(collection_id, conn)
+            coll = self.collection(collection_id, conn, org=org)
             rows = [{
                 "collection_pk": coll.id, "face_id": str(uuid.uuid4()),
                 "image_id": f["image_id"], "external_image_id": f.get("external_image_id"),
@@ -167,12 +169,13 @@ class FacesPart:
                 T_faces.c.collection_pk == coll_pk, T_faces.c.face_id == face_id)).scalar()
         return None if blob is None else from_blob(blob)
 
-    def delete_faces(self, collection_id: str, face_ids: list[str]) -> tuple[list[str], list[dict]]:
+    def delete_faces(self, collection_id: str, face_ids: list[str], *,
+                     org: str = OPERATOR_ORG) -> tuple[list[str], list[dict]]:
         """Delete faces not associated with a user. Returns (deleted FaceIds, failures with
         FaceId, UserId, Reasons), as DeleteFaces reports them. When it returns, the deleted
         embeddings are in no file of the data dir (see :mod:`candor.store.database`)."""
         with self.write() as conn:
-            coll = self.collection(collection_id, conn)
+            coll = self.collection(collection_id, conn, org=org)
             found = self.faces_by_id(coll.id, face_ids, conn)
             deleted, failed, keys = [], [], []
             for fid in dict.fromkeys(face_ids):

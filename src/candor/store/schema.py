@@ -52,7 +52,10 @@ settings = Table(
 collections = Table(
     "collections", metadata,
     Column("id", Key, primary_key=True, autoincrement=True),
-    Column("collection_id", String(255), nullable=False, unique=True),
+    # the organisation whose principal created it: collection ids are per organisation, as on
+    # AWS they are per account (docs/collections.md, "Tenancy")
+    Column("owner_org", String(255), nullable=False),
+    Column("collection_id", String(255), nullable=False),
     Column("face_model_version", String(32), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("tags", JSON, nullable=False, default=dict),
@@ -62,6 +65,7 @@ collections = Table(
     Column("user_generation", BigInteger, nullable=False, default=0),
     # for the governance layer's retention purge; NULL = keep until deleted
     Column("retention_days", Integer, nullable=True),
+    UniqueConstraint("owner_org", "collection_id"),
     sqlite_autoincrement=True,
 )
 
@@ -108,13 +112,14 @@ faces = Table(
 idempotency_tokens = Table(
     "idempotency_tokens", metadata,
     Column("id", Key, primary_key=True, autoincrement=True),
+    Column("owner_org", String(255), nullable=False),
     Column("collection_id", String(255), nullable=False),
     Column("operation", String(64), nullable=False),
     Column("token", String(64), nullable=False),
     Column("request_hash", String(64), nullable=False),
     Column("response", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("collection_id", "operation", "token"),
+    UniqueConstraint("owner_org", "collection_id", "operation", "token"),
 )
 
 #: access keys issued to organisations (logic: the api/governance layers)

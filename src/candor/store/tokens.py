@@ -14,6 +14,7 @@ import json
 
 from sqlalchemy import Connection, select
 
+from candor.config import OPERATOR_ORG
 from candor.errors import InvalidPaginationToken
 from candor.store.database import utcnow
 from candor.store.schema import idempotency_tokens as T_tokens
@@ -25,10 +26,12 @@ class TokensPart:
     _token_key: bytes
 
     def idempotent_response(self, conn: Connection, collection_id: str, operation: str,
-                            token: str, request_hash: str) -> dict | None | bool:
-        """The stored response for a token (dict), ``None`` if the token is new, or ``False``
-        if the token was used with different parameters."""
+                            token: str, request_hash: str, *,
+                            org: str = OPERATOR_ORG) -> dict | None | bool:
+        """The stored response for a token of ``org``'s collection (dict), ``None`` if the
+        token is new, or ``False`` if the token was used with different parameters."""
         row = conn.execute(select(T_tokens).where(
+            T_tokens.c.owner_org == org,
             T_tokens.c.collection_id == collection_id,
             T_tokens.c.operation == operation,
             T_tokens.c.token == token)).first()
@@ -37,9 +40,9 @@ class TokensPart:
         return row.response if row.request_hash == request_hash else False
 
     def remember_response(self, conn: Connection, collection_id: str, operation: str, token: str,
-                          request_hash: str, response: dict) -> None:
+                          request_hash: str, response: dict, *, org: str = OPERATOR_ORG) -> None:
         conn.execute(T_tokens.insert().values(
-            collection_id=collection_id, operation=operation, token=token,
+            owner_org=org, collection_id=collection_id, operation=operation, token=token,
             request_hash=request_hash, response=response, created_at=utcnow()))
 
     def make_token(self, scope: str, position) -> str:
