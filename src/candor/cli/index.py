@@ -35,6 +35,7 @@ from candor.cli.common import (
     progress_bar,
 )
 from candor.errors import CandorError
+from candor.service.caller import Caller
 
 
 def register(app: typer.Typer) -> None:
@@ -157,7 +158,7 @@ def index(
                 print_json_line({"Image": str(photo), **response})
                 sys.stdout.flush()
             progress.update(task, advance=1, faces=indexed)
-    service.warm_index(collection_id)
+    service.warm_index(collection_id, Caller(service.principal.org))
     if not json_output:
         skipped = sum(reasons.values())
         console.print(f"indexed {indexed} face(s) from {len(photos)} photo(s) into "
@@ -190,7 +191,8 @@ def _not_yet_indexed(service, collection_id: str, photos: list[Path], reindex: b
         except OSError:
             pass
     with cli_errors():
-        seen = service.indexed_image_hashes(collection_id, digests.values())
+        seen = service.indexed_image_hashes(collection_id, digests.values(),
+                                            Caller(service.principal.org))
     keep, skipped = [], []
     for photo in photos:
         digest = digests.get(photo)

@@ -24,7 +24,7 @@ from typing import Any
 from candor.config import Settings
 from candor.errors import InvalidParameter
 from candor.scoring.similarity import Scoring
-from candor.service.caller import Caller, acting_as, current_caller
+from candor.service.caller import Caller, acting_as, current_caller, resolve_collection
 from candor.service.validation import validate
 
 Handler = Callable[["Service", dict[str, Any]], dict[str, Any]]
@@ -79,32 +79,36 @@ class Service:
         with acting_as(caller if caller is not None else current_caller()):
             return handler(self, request)
 
-    def indexed_image_hashes(self, collection_id: str, hashes: Iterable[str]) -> set[str]:
-        """Which of the image SHA-256 digests ``hashes`` already have faces in the collection
-        (``candor index`` skips those photos unless ``--reindex``); ResourceNotFound if the
-        collection does not exist.
+    def indexed_image_hashes(self, collection_id: str, hashes: Iterable[str],
+                             caller: Caller | None = None) -> set[str]:
+        """Which of the image SHA-256 digests ``hashes`` already have faces in ``caller``'s
+        collection (``candor index`` skips those photos unless ``--reindex``);
+        ResourceNotFound if it has no such collection.
 
-        An operator read, not a Rekognition operation: it is not decided by the policy nor
-        audited, and sees every face in the data dir. Issue 11's tenancy work must scope it
-        to the caller's organisation before any door other than the local CLI uses it."""
-        from candor.store import open_store
+        Not a Rekognition operation and not audited: it tells the caller only whether photos
+        it holds are already in a collection it may use (tenancy applies as to any call)."""
+        store = self._open_store()
+        coll = resolve_collection(store, collection_id, caller=caller or current_caller())
+        return store.indexed_image_hashes(coll.id, hashes)
 
-        store = open_store(self.data_dir, self.settings.database_url, self.settings.index_kind)
-        return store.indexed_image_hashes(store.collection(collection_id).id, hashes)
-
-    def warm_index(self, collection_id: str) -> None:
-        """Bring the collection's vector index up to date and save it, so that the next
-        process (a ``candor search`` after ``candor index``) loads it instead of reading every
-        embedding. A cache operation: it reads nothing a caller sees."""
+    def warm_index(self, collection_id: str, caller: Caller | None = None) -> None:
+        """Bring ``caller``'s collection's vector index up to date and save it, so that the
+        next process (a ``candor search`` after ``candor index``) loads it instead of reading
+        every embedding. A cache operation: it reads nothing a caller sees."""
         from candor.errors import ResourceNotFound
-        from candor.store import open_store
 
-        store = open_store(self.data_dir, self.settings.database_url, self.settings.index_kind)
+        store = self._open_store()
         try:
-            store.face_index(store.collection(collection_id).id)
-        except ResourceNotFound:
+            coll = resolve_collection(store, collection_id, caller=caller or current_caller())
+        except (ResourceNotFound, InvalidParameter):
             return
+        store.face_index(coll.id)
         store.save_indexes()
+
+    def _open_store(self):
+        from candor.service.common import store_of
+
+        return store_of(self)
 
 
 def _load_operations() -> None:
