@@ -155,7 +155,8 @@ class Gateway:
 
     def prepare(self, op_model, body: bytes) -> dict[str, Any]:
         """The request as the service takes it: parsed, checked, S3 images fetched."""
-        return self.s3.resolve(protocol.decode_input(op_model, protocol.parse_body(body)))
+        return self.s3.resolve(op_model.name,
+                               protocol.decode_input(op_model, protocol.parse_body(body)))
 
     def invoke(self, principal, operation: str, params: dict[str, Any], request_id: str,
                authorization_reference: str | None = None) -> dict[str, Any]:

@@ -24,36 +24,24 @@ from candor.config import Settings
 from candor.errors import AccessDenied, CandorError
 from candor.governance.ledger import AuditUnavailable, Ledger
 from candor.governance.policy import (
-    THRESHOLD_PARAMS,
     Decision,
     Policy,
     PolicyStore,
     Request,
-    default_threshold,
     load_policy,
     resolve_policy_path,
     shipped_policy_path,
 )
 from candor.governance.principal import Principal
+from candor.service import operations
 
 log = logging.getLogger(__name__)
 
-#: operations that read, create, search or destroy face data: always recorded
-BIOMETRIC_OPERATIONS = frozenset({
-    "DetectFaces", "CompareFaces", "IndexFaces", "SearchFaces", "SearchFacesByImage",
-    "SearchUsers", "SearchUsersByImage", "ListFaces", "DeleteFaces", "AssociateFaces",
-    "DisassociateFaces", "DeleteUser", "DeleteCollection", "StartFaceSearch", "GetFaceSearch",
-    "StartFaceDetection", "GetFaceDetection", "RecognizeCelebrities",
-})
-
-_IMAGE_PARAMS = ("Image", "SourceImage", "TargetImage")
-
-
-def image_digests(params: dict[str, Any]) -> list[str] | None:
+def image_digests(operation: str, params: dict[str, Any]) -> list[str] | None:
     """SHA-256 of each input image (never the image). An S3 image is named by a hash of its
     location, prefixed ``s3:``, because the gate does not fetch it."""
     out: list[str] = []
-    for key in _IMAGE_PARAMS:
+    for key in _image_members(operation):
         img = params.get(key)
         if not isinstance(img, dict):
             continue
@@ -77,12 +65,17 @@ def image_digests(params: dict[str, Any]) -> list[str] | None:
     return out or None
 
 
+def _image_members(operation: str) -> tuple[str, ...]:
+    descriptor = operations.spec(operation)
+    return descriptor.images if descriptor is not None else ()
+
+
 def effective_threshold(operation: str, params: dict[str, Any]) -> float | None:
-    """The match threshold the call runs with (candor's default when none is given)."""
-    pname = THRESHOLD_PARAMS.get(operation)
-    if pname is None:
+    """The match threshold the call runs with (its descriptor's default when none is given)."""
+    descriptor = operations.spec(operation)
+    if descriptor is None or descriptor.threshold is None:
         return None
-    value = params.get(pname, default_threshold(operation))
+    value = params.get(descriptor.threshold, descriptor.default_threshold)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     try:  # in-process callers reach here before validation: a 400-digit int, inf, -0.0
@@ -92,41 +85,21 @@ def effective_threshold(operation: str, params: dict[str, Any]) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _length(value: Any) -> int:
-    return len(value) if isinstance(value, list) else 0
+def audit_fields(operation: str, resp: dict[str, Any]) -> dict[str, Any]:
+    """What the ledger records of a response, by the operation's descriptor: the faces found
+    in its input image(s) and what it returned as matches or scores."""
+    descriptor = operations.spec(operation)
+    if descriptor is None or not isinstance(resp, dict):
+        return {"faces_found": None, "matches": None}
+    return {"faces_found": descriptor.faces_found(resp) if descriptor.faces_found else None,
+            "matches": descriptor.matches(resp) if descriptor.matches else None}
 
 
-def faces_found(operation: str, resp: dict[str, Any]) -> int | None:
-    """How many faces the operation found in its input image(s)."""
-    if operation == "DetectFaces":
-        return _length(resp.get("FaceDetails"))
-    if operation == "IndexFaces":
-        return _length(resp.get("FaceRecords")) + _length(resp.get("UnindexedFaces"))
-    if operation == "CompareFaces":
-        return ((1 if resp.get("SourceImageFace") else 0) + _length(resp.get("FaceMatches"))
-                + _length(resp.get("UnmatchedFaces")))
-    if operation == "SearchFacesByImage":
-        return 1 if resp.get("SearchedFaceBoundingBox") else 0
-    if operation == "SearchUsersByImage":
-        return (1 if resp.get("SearchedFace") else 0) + _length(resp.get("UnsearchedFaces"))
-    return None
-
-
-def matches_returned(operation: str, resp: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """The matches the caller received (FaceIds / UserIds and similarities); for IndexFaces the
-    FaceIds created, so that erasure and audits can follow a face from its indexing."""
-    if operation in ("SearchFaces", "SearchFacesByImage"):
-        return [{"FaceId": (m.get("Face") or {}).get("FaceId"), "Similarity": m.get("Similarity")}
-                for m in resp.get("FaceMatches") or []]
-    if operation in ("SearchUsers", "SearchUsersByImage"):
-        return [{"UserId": (m.get("User") or {}).get("UserId"), "Similarity": m.get("Similarity")}
-                for m in resp.get("UserMatches") or []]
-    if operation == "CompareFaces":
-        return [{"Similarity": m.get("Similarity")} for m in resp.get("FaceMatches") or []]
-    if operation == "IndexFaces":
-        return [{"FaceId": (r.get("Face") or {}).get("FaceId"), "Indexed": True}
-                for r in resp.get("FaceRecords") or []]
-    return None
+def is_biometric(operation: str) -> bool:
+    """Always recorded: the descriptor says so, and an operation without one is treated as
+    biometric (recording too much is the safe side)."""
+    descriptor = operations.spec(operation)
+    return descriptor is None or descriptor.biometric
 
 
 class Gate:
@@ -192,7 +165,7 @@ class Gate:
             "ts": at, "request_id": request_id, "principal": principal.name,
             "org": principal.org, "category": principal.category, "operation": operation,
             "collection": collection if isinstance(collection, str) else None,
-            "image_sha256": image_digests(safe),
+            "image_sha256": image_digests(operation, safe),
             "threshold": effective_threshold(operation, safe),
             "rule": decision.rule,
         }
@@ -202,7 +175,7 @@ class Gate:
             self._record(base, details, decision="deny")
             raise AccessDenied(decision.denial_text())
 
-        audited = policy.audit == "all" or operation in BIOMETRIC_OPERATIONS
+        audited = policy.audit == "all" or is_biometric(operation)
         # a non-dict request goes on unchanged, for the service to refuse as it would anyway
         run_params = {**safe, **decision.param_overrides} if params is safe else params
         try:
@@ -215,8 +188,7 @@ class Gate:
         if audited:
             try:
                 self._record(base, details, decision="allow",
-                             faces_found=faces_found(operation, resp),
-                             matches=matches_returned(operation, resp),
+                             **audit_fields(operation, resp),
                              scoring=self._scoring() if base["threshold"] is not None else None)
             except AuditUnavailable:
                 self._undo(operation, run_params, resp)
