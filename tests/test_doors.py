@@ -51,3 +51,32 @@ def test_child_safety_floor_applies_to_associate_faces(server):
     probe_id = probe["FaceRecords"][0]["Face"]["FaceId"]
     with pytest.raises(thorn.exceptions.AccessDeniedException, match="floor of 99"):
         thorn.associate_faces(CollectionId="people", UserId="u-biden", FaceIds=[probe_id])
+
+
+def test_the_gateway_cannot_be_built_without_a_gate(tmp_path):
+    from types import SimpleNamespace
+
+    from candor.api.app import Gateway
+    from candor.api.keys import KeyStore
+
+    keys = KeyStore.open(tmp_path)
+    with pytest.raises(TypeError):
+        Gateway(SimpleNamespace(settings=None), keys, workers=1)
+    with pytest.raises(TypeError, match="governance gate"):
+        Gateway(SimpleNamespace(settings=None), keys, workers=1, gate=None)
+
+
+def test_the_package_exports_no_bare_service(tmp_path):
+    import candor
+    from candor.governance.gate import BoundGate
+
+    assert "Service" not in candor.__all__
+    assert "connect" in candor.__all__
+    rek = candor.connect(tmp_path / "data", org="thorn", category="child_safety",
+                         policy="moratorium-2020")
+    assert isinstance(rek, BoundGate)
+    assert rek.principal.org == "thorn" and rek.principal.category == "child_safety"
+    rek.call("CreateCollection", {"CollectionId": "c"})
+    with pytest.raises(candor.CandorError, match="floor of 99"):
+        rek.call("SearchFaces", {"CollectionId": "c", "FaceId": "0" * 8 + "-0000-0000-0000-" + "0" * 12})
+    assert isinstance(candor.default_service(), BoundGate)

@@ -45,6 +45,7 @@ from candor.errors import (  # noqa: F401  (InternalServerError, Throttling re-e
     Throttling,
     UnknownOperation,
 )
+from candor.governance.gate import Gate
 from candor.system import available_cores
 
 log = logging.getLogger("candor.api")
@@ -70,8 +71,11 @@ def body_limit(images: int) -> int:
 class Gateway:
     """What a request needs once it is past HTTP: keys, the service, the worker pool, metrics."""
 
-    def __init__(self, service, keys: KeyStore, workers: int | None = None, gate=None,
+    def __init__(self, service, keys: KeyStore, workers: int | None = None, *, gate: Gate,
                  s3_endpoint_url: str | None = None, retention_interval: float = 0) -> None:
+        if not isinstance(gate, Gate):  # no ungoverned door: there is no gate=None mode
+            raise TypeError("Gateway needs a governance gate (candor.governance.gate.Gate); "
+                            f"got {type(gate).__name__}")
         self.service = service
         self.keys = keys
         settings = getattr(service, "settings", None)
@@ -162,13 +166,11 @@ class Gateway:
                authorization_reference: str | None = None) -> dict[str, Any]:
         """Run one operation for an authenticated principal: the seam governance wraps.
 
-        With a gate (as ``candor serve`` always builds it) the policy decides and the call is
-        recorded in the audit ledger; without one (tests of the protocol alone) it runs as is.
+        The gate's policy decides and the call is recorded in the audit ledger; there is no
+        way to run an operation past it.
         """
-        if self.gate is not None:
-            return self.gate.invoke(principal, operation, params, request_id,
-                                    authorization_reference=authorization_reference)
-        return self.service.call(operation, params)
+        return self.gate.invoke(principal, operation, params, request_id,
+                                authorization_reference=authorization_reference)
 
     def supported(self, operation: str) -> bool:
         from candor.service import OPERATIONS, _load_operations
@@ -178,7 +180,7 @@ class Gateway:
 
     def start(self) -> None:
         """Background duties: the retention purge timer, when there is a gate and an interval."""
-        if self.gate is not None and self.retention_interval > 0:
+        if self.retention_interval > 0:
             from candor.governance.erasure import RetentionTimer
 
             self.retention_timer = RetentionTimer(self.keys.store, self.gate.ledger,
