@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,11 +42,15 @@ def serve(data: Path, log_dir: Path, *args: str, port: int | None = None) -> Ite
                             stdout=out.open("w"), stderr=err.open("w"))
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while not out.exists() or "AWS_SECRET_ACCESS_KEY" not in out.read_text():
+        for _ in range(600):  # up to ~2 minutes: /healthz answers once the server listens
             assert proc.poll() is None, err.read_text()
-            assert time.monotonic() < deadline, "candor serve did not come up:\n" + err.read_text()
-            time.sleep(0.2)
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=5):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError("candor serve did not come up:\n" + err.read_text())
         from candor.api.keys import KeyStore
 
         key, secret = KeyStore.open(data).create("probe", "general")

@@ -35,6 +35,7 @@ from starlette.requests import ClientDisconnect
 
 from candor.api import protocol, sigv4
 from candor.api.keys import ActiveKey, KeyStore
+from candor.api.replay import SeenSignatures
 from candor.api.s3 import S3Images
 from candor.errors import (  # noqa: F401  (InternalServerError, Throttling re-exported)
     CandorError,
@@ -46,6 +47,7 @@ from candor.errors import (  # noqa: F401  (InternalServerError, Throttling re-e
     UnknownOperation,
 )
 from candor.governance.gate import Gate
+from candor.service import operations
 from candor.system import available_cores
 
 log = logging.getLogger("candor.api")
@@ -78,6 +80,8 @@ class Gateway:
                             f"got {type(gate).__name__}")
         self.service = service
         self.keys = keys
+        #: signatures of mutating requests already accepted (replay protection)
+        self.seen = SeenSignatures(keys.store)
         settings = getattr(service, "settings", None)
         self.s3 = S3Images(s3_endpoint_url, settings.aws_region if settings else "us-east-1")
         self.retention_interval = retention_interval
@@ -142,6 +146,9 @@ class Gateway:
             raise UnknownOperation(
                 f"candor does not implement {op_model.name}; see docs/http-api.md for the "
                 "supported operations")
+        descriptor = operations.spec(op_model.name)
+        if descriptor is not None and descriptor.mutates:
+            self.seen.accept_once(verified)  # a replayed signature is refused
         reference = request.headers.get(AUTHORIZATION_REFERENCE_HEADER)
         if reference is not None:
             if AUTHORIZATION_REFERENCE_HEADER not in verified.signed_headers:

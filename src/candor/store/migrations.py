@@ -46,9 +46,15 @@ def _v2_audit_details(conn: Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE audit_records ADD COLUMN details JSON")
 
 
+def _v3_seen_signatures(conn: Connection) -> None:
+    """seen_signatures: a signed mutating request is accepted once (replay protection)."""
+    metadata.create_all(conn, tables=[metadata.tables["seen_signatures"]])
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _v1_initial),
     (2, "audit_records.details", _v2_audit_details),
+    (3, "seen_signatures", _v3_seen_signatures),
 ]
 
 LATEST = MIGRATIONS[-1][0]
