@@ -80,3 +80,101 @@ def test_the_package_exports_no_bare_service(tmp_path):
     with pytest.raises(candor.CandorError, match="floor of 99"):
         rek.call("SearchFaces", {"CollectionId": "c", "FaceId": "0" * 8 + "-0000-0000-0000-" + "0" * 12})
     assert isinstance(candor.default_service(), BoundGate)
+
+
+# ---------------------------------------------------------------- candor's own operations
+ADMIN_DENY = """\
+version: 1
+name: locked
+default: allow
+rules:
+  - id: no-{op}
+    match: {{operation: {op}}}
+    effect: deny
+    message: {op} is not permitted here
+"""
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from candor.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _ledger(data):
+    from candor.governance.ledger import Ledger
+    from candor.store import open_store
+
+    return Ledger.for_store(open_store(data))
+
+
+def _deny(tmp_path, op):
+    path = tmp_path / f"no-{op}.yaml"
+    path.write_text(ADMIN_DENY.format(op=op))
+    return path
+
+
+@pytest.mark.parametrize(("op", "args"), [
+    ("CreateAccessKey", ("keys", "create", "--org", "thorn", "--category", "child_safety")),
+    ("Erase", ("erase", "--external-image-id", "someone")),
+    ("SetRetention", ("retention", "set", "c", "30")),
+    ("Purge", ("retention", "purge")),
+])
+def test_candor_operations_are_decided_by_the_policy_and_recorded(tmp_path, op, args):
+    from candor.store import open_store
+
+    data = tmp_path / "data"
+    open_store(data).create_collection("c", "1.0")
+    denied = _cli("--as", "ops-team", "--policy", _deny(tmp_path, op), *args, "--data-dir", data)
+    assert denied.exit_code != 0 and f"no-{op}" in denied.output, denied.output
+    rec = _ledger(data).tail(1)[0]
+    assert (rec["operation"], rec["decision"], rec["rule"], rec["org"]) == \
+        (op, "deny", f"no-{op}", "ops-team")
+    allowed = _cli("--as", "ops-team", *args, "--data-dir", data)
+    assert allowed.exit_code == 0, allowed.output
+    ops = [(r["operation"], r["decision"]) for r in _ledger(data).tail(3)]
+    assert any(o == op and d != "deny" for o, d in ops), ops
+
+
+def test_key_revocation_is_decided_and_recorded(tmp_path):
+    data = tmp_path / "data"
+    created = _cli("keys", "create", "--org", "thorn", "--json", "--data-dir", data)
+    key_id = __import__("json").loads(created.output)["AccessKeyId"]
+    denied = _cli("--policy", _deny(tmp_path, "RevokeAccessKey"), "keys", "revoke", key_id,
+                  "--data-dir", data)
+    assert denied.exit_code != 0 and "no-RevokeAccessKey" in denied.output
+    listed = __import__("json").loads(_cli("keys", "list", "--json", "--data-dir", data).output)
+    assert listed[0]["RevokedAt"] is None  # refused: nothing was done
+    assert _cli("keys", "revoke", key_id, "--data-dir", data).exit_code == 0
+    recs = [(r["operation"], r["decision"]) for r in _ledger(data).tail(4)]
+    assert recs == [("CreateAccessKey", "allow"), ("RevokeAccessKey", "deny"),
+                    ("RevokeAccessKey", "allow")]
+
+
+def test_a_policy_reload_is_recorded_with_its_sha256(tmp_path):
+    import hashlib
+    import os
+
+    from candor.governance.gate import Gate
+    from candor.governance.policy import PolicyStore
+    from candor.governance.principal import Principal
+    from candor.service import Service
+
+    path = tmp_path / "p.yaml"
+    path.write_text("version: 1\nname: first\ndefault: allow\n")
+    service = Service(tmp_path / "data")
+    gate = Gate.for_service(service, PolicyStore(path, check_interval=0))
+    who = Principal.local("operator", "general")
+    gate.call(who, "CreateCollection", {"CollectionId": "c"})
+    text = "version: 1\nname: second\ndefault: allow\naudit: all\n"
+    path.write_text(text)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+    gate.call(who, "DescribeCollection", {"CollectionId": "c"})
+    assert gate.policy.name == "second"
+    reload = [r for r in gate.ledger.tail(5) if r["operation"] == "ReloadPolicy"]
+    assert len(reload) == 1 and reload[0]["decision"] == "allow"
+    assert reload[0]["details"]["sha256"] == hashlib.sha256(text.encode()).hexdigest()
+    assert reload[0]["principal"] == "system:policy"

@@ -188,10 +188,17 @@ class Gateway:
     def start(self) -> None:
         """Background duties: the retention purge timer, when there is a gate and an interval."""
         if self.retention_interval > 0:
-            from candor.governance.erasure import RetentionTimer
+            from candor.governance.erasure import RetentionTimer, purge
+            from candor.governance.gate import system_principal
 
-            self.retention_timer = RetentionTimer(self.keys.store, self.gate.ledger,
-                                                  self.retention_interval).start()
+            store, ledger = self.keys.store, self.gate.ledger
+            principal = system_principal("system:retention")
+            self.retention_timer = RetentionTimer(
+                store, ledger, self.retention_interval,
+                run=lambda: self.gate.run_candor(
+                    principal, "Purge", {}, lambda: purge(store, ledger, principal=principal),
+                    records_itself=True)
+            ).start()
         if self.checkpointer is not None:
             self.checkpointer.start()
 

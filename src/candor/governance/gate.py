@@ -15,6 +15,7 @@ import binascii
 import hashlib
 import logging
 import math
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -119,6 +120,10 @@ class Gate:
         elif isinstance(policy, str):
             policy = PolicyStore(resolve_policy_path(policy))
         self._policy = policy
+        #: the policy this gate enforces; a reload of a PolicyStore's file is itself an
+        #: operation (ReloadPolicy), decided by the policy in force and recorded
+        self._in_force: Policy | None = None
+        self._reload_lock = threading.Lock()
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.scoring = scoring
 
@@ -132,11 +137,49 @@ class Gate:
         store = open_store(service.data_dir, settings.database_url, settings.index_kind)
         return cls(service, Ledger.for_store(store), policy, **kw)
 
+    @classmethod
+    def for_store(cls, store: Any, settings: Settings) -> Gate:
+        """A gate for candor's own operations on ``store`` (the CLI's keys, erase and
+        retention commands), under the settings' policy."""
+        return cls(None, Ledger.for_store(store), settings.policy)
+
     @property
     def policy(self) -> Policy:
         """The policy in force now (re-read by a PolicyStore when its file changed)."""
         p = self._policy
-        return p.policy if isinstance(p, PolicyStore) else p
+        if not isinstance(p, PolicyStore):
+            return p
+        current = p.policy
+        with self._reload_lock:
+            if self._in_force is None:
+                self._in_force = current
+            elif current.sha256 != self._in_force.sha256:
+                self._adopt(current)
+            return self._in_force
+
+    def _adopt(self, new: Policy) -> None:
+        """A changed policy file: ReloadPolicy, decided by the policy in force (which may
+        refuse it, keeping itself) and recorded with both files' SHA-256."""
+        old = self._in_force
+        principal = system_principal("system:policy")
+        at = self.clock()
+        decision = old.decide(Request(principal, "ReloadPolicy", {}, at),
+                              usage=self.ledger.usage)
+        record = {"ts": at, "request_id": str(uuid.uuid4()), "principal": principal.name,
+                  "org": principal.org, "category": principal.category,
+                  "operation": "ReloadPolicy", "rule": decision.rule,
+                  "decision": "allow" if decision.allowed else "deny"}
+        details = {"policy": new.name, "sha256": new.sha256, "previous_sha256": old.sha256,
+                   "source": new.source}
+        try:
+            self._record(record, details)
+        except AuditUnavailable:
+            log.error("policy reload of %s not recorded: keeping %s", new.source, old.name)
+            return
+        if decision.allowed:
+            self._in_force = new
+        else:
+            log.warning("policy reload refused by %s: %s", old.name, decision.denial_text())
 
     def decide(self, principal: Principal, operation: str, params: dict[str, Any] | None = None,
                authorization_reference: str | None = None) -> Decision:
@@ -194,6 +237,37 @@ class Gate:
                 self._undo(operation, run_params, resp)
                 raise
         return resp
+
+    def run_candor(self, principal: Principal, operation: str, params: dict[str, Any],
+                   action: Callable[[], Any], *, records_itself: bool = False,
+                   authorization_reference: str | None = None) -> Any:
+        """One of candor's own operations (keys, erasure, retention: descriptors with
+        ``candor=True``): decided by the policy like any call, refused calls recorded, and
+        ``action()`` run only when allowed. Its allow record is written here unless the
+        action writes its own receipt (``records_itself``)."""
+        descriptor = operations.spec(operation)
+        if descriptor is None or not descriptor.candor:
+            raise ValueError(f"{operation!r} is not one of candor's own operations")
+        if not isinstance(principal, Principal):
+            raise AccessDenied("no principal: every call must be made by a known principal")
+        at = self.clock()
+        decision = self.policy.decide(
+            Request(principal, operation, params, at, authorization_reference),
+            usage=self.ledger.usage)
+        collection = params.get(descriptor.collection) if descriptor.collection else None
+        base: dict[str, Any] = {
+            "ts": at, "request_id": str(uuid.uuid4()), "principal": principal.name,
+            "org": principal.org, "category": principal.category, "operation": operation,
+            "collection": collection if isinstance(collection, str) else None,
+            "rule": decision.rule}
+        details = {k: v for k, v in (("authorization_reference", authorization_reference),
+                                     ("request", _safe_details(params))) if v}
+        if not decision.allowed:
+            self._record(base, details, decision="deny")
+            raise AccessDenied(decision.denial_text())
+        if not records_itself:
+            self._record(base, details, decision="allow")
+        return action()
 
     # Same shape as the HTTP gateway's seam: ``invoke(principal, operation, params, request_id)``.
     invoke = call
@@ -258,6 +332,25 @@ class BoundGate:
 
     def __getattr__(self, name: str) -> Any:  # data_dir, engine, ... of the wrapped service
         return getattr(self.gate.service, name)
+
+
+def _safe_details(params: dict[str, Any]) -> dict[str, Any] | None:
+    """The request of a candor operation as recorded: plain values only, subjects hashed."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if key in ("ExternalImageId", "UserId") and isinstance(value, str):
+            out[key + "Sha256"] = hashlib.sha256(value.encode("utf-8")).hexdigest()
+        elif isinstance(value, (str, int)) and not isinstance(value, bool) or value is None:
+            out[key] = value
+    return out or None
+
+
+def system_principal(name: str) -> Principal:
+    """candor acting on its own (the retention timer, policy reloads): the operator's
+    organisation, so that a policy can name it (``org: operator``)."""
+    from candor.config import OPERATOR_ORG
+
+    return Principal(name=name, org=OPERATOR_ORG, category="general", kind="local")
 
 
 def local_principal(settings: Settings) -> Principal:
