@@ -178,3 +178,36 @@ def test_a_policy_reload_is_recorded_with_its_sha256(tmp_path):
     assert len(reload) == 1 and reload[0]["decision"] == "allow"
     assert reload[0]["details"]["sha256"] == hashlib.sha256(text.encode()).hexdigest()
     assert reload[0]["principal"] == "system:policy"
+
+
+def test_the_retention_timer_acts_as_system_retention_under_the_policy(tmp_path):
+    import threading
+    from types import SimpleNamespace
+
+    from candor.api.app import Gateway
+    from candor.api.keys import KeyStore
+    from candor.governance.gate import Gate
+    from candor.governance.ledger import Ledger
+
+    keys = KeyStore.open(tmp_path / "data")
+    ledger = Ledger.for_store(keys.store)
+    gate = Gate(SimpleNamespace(), ledger, str(_deny(tmp_path, "Purge")))
+    gateway = Gateway(SimpleNamespace(settings=None), keys, workers=1, gate=gate,
+                      retention_interval=3600)
+    recorded = threading.Event()
+    original = ledger.append
+
+    def append(**record):
+        out = original(**record)
+        recorded.set()
+        return out
+
+    ledger.append = append
+    gateway.start()
+    try:
+        assert recorded.wait(60), "the timer's first round recorded nothing"
+    finally:
+        gateway.close()
+    rec = ledger.tail(1)[0]
+    assert (rec["operation"], rec["decision"], rec["rule"]) == ("Purge", "deny", "no-Purge")
+    assert (rec["principal"], rec["org"]) == ("system:retention", "operator")
