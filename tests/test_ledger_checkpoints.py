@@ -173,7 +173,10 @@ def test_the_gateway_signs_the_head_when_it_stops(home):
     from candor.api.keys import KeyStore
 
     fill(home.ledger, 3)
-    gateway = Gateway(SimpleNamespace(), KeyStore.open(home.data), workers=1)
+    from candor.governance.gate import Gate
+
+    gateway = Gateway(SimpleNamespace(), KeyStore.open(home.data), workers=1,
+                      gate=Gate(SimpleNamespace(), home.ledger))
     gateway.checkpointer = CheckpointTimer(home.ledger, load_private_key(home.private), 0)
     gateway.start()
     gateway.close()

@@ -19,13 +19,12 @@ from candor.governance.policy import (
     shipped_policy_path,
 )
 from candor.governance.principal import Principal
+from candor.service.operations import TABLE
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
-IDENTIFY = ["CompareFaces", "SearchFaces", "SearchFacesByImage", "SearchUsers",
-            "SearchUsersByImage"]
-THRESHOLD = {"CompareFaces": "SimilarityThreshold", "SearchFaces": "FaceMatchThreshold",
-             "SearchFacesByImage": "FaceMatchThreshold", "SearchUsers": "UserMatchThreshold",
-             "SearchUsersByImage": "UserMatchThreshold"}
+# every operation that returns or uses a similarity, read from the operation table
+IDENTIFY = sorted(name for name, spec in TABLE.items() if spec.uses_similarity)
+THRESHOLD = {name: TABLE[name].threshold for name in IDENTIFY}
 
 POLICE = Principal("AKPOLICE", "metro-pd", "law_enforcement", kind="key")
 THORN = Principal("AKTHORN", "thorn", "child_safety", kind="key")
@@ -48,7 +47,12 @@ def test_shipped_policies_all_load():
         assert load_policy(shipped_policy_path(name)).rules is not None
 
 
-@pytest.mark.parametrize("op", IDENTIFY + ["StartFaceSearch"])
+def test_every_similarity_operation_is_listed():
+    assert {"CompareFaces", "AssociateFaces", "SearchFaces", "SearchFacesByImage", "SearchUsers",
+            "SearchUsersByImage"} <= set(IDENTIFY)
+
+
+@pytest.mark.parametrize("op", IDENTIFY)
 def test_moratorium_denies_police_identification(moratorium, op):
     d = decide(moratorium, POLICE, op, {THRESHOLD.get(op, "FaceMatchThreshold"): 99.9})
     assert d.effect == DENY
@@ -176,6 +180,8 @@ BAD = [
      "from must be a date"),
     ("default: allow\nrules:\n  - id: a\n    effect: deny\n    match:\n"
      "      until: !!python/object:datetime.date 2021\n", 6, "cannot read this value"),
+    ("default: allow\nrules:\n  - id: a\n    effect: deny\n    match:\n"
+     "      kind: [identify, verfy]\n", 6, "unknown operation kind 'verfy'"),
 ]
 
 
@@ -268,3 +274,21 @@ def test_threshold_defaults_are_verification_80_and_identification_85():
         assert effective_threshold(op, {}) == 85.0
     assert effective_threshold("SearchFacesByImage", {"FaceMatchThreshold": 70}) == 70.0
     assert effective_threshold("DetectFaces", {}) is None
+    assert effective_threshold("AssociateFaces", {}) == 75.0
+
+
+def test_kind_match_covers_an_operation_added_later(moratorium):
+    """A similarity operation the policy file never names is covered by its kind."""
+    from candor.service import operations
+
+    added = operations.OperationSpec(
+        "CompareFacesLater", "verify", biometric=True, mutates=False, threshold="T",
+        default_threshold=80.0, matches=lambda r: [])
+    operations.describe(added)
+    try:
+        assert decide(moratorium, POLICE, "CompareFacesLater", {"T": 99.9}).rule \
+            == "police-moratorium-2020"
+        d = decide(moratorium, THORN, "CompareFacesLater")
+        assert not d.allowed and d.rule == "child-safety-floor" and "T 80 (the default)" in d.message
+    finally:
+        del operations.TABLE["CompareFacesLater"]

@@ -5,8 +5,14 @@
     >>> [face.bounding_box for face in result.face_details]
     >>> candor.compare_faces("id-card.jpg", "selfie.jpg").face_matches
 
+    >>> rek = candor.connect("/srv/candor", org="thorn", category="child_safety",
+    ...                      policy="moratorium-2020")
+    >>> rek.call("SearchFacesByImage", {"CollectionId": "missing", "Image": {...}})
+
 Results are dataclasses; ``.to_dict()`` gives Amazon Rekognition's response shape.
-Every call goes through the same service layer as the CLI and the HTTP API.
+Every call goes through the same service layer as the CLI and the HTTP API, behind the same
+governance gate: the package exports no ungoverned service (the bare
+:class:`candor.service.Service` is for the server and the service layer's own tests).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from candor.config import Settings
 from candor.errors import (
     CandorError,
     ImageTooLarge,
@@ -33,14 +40,29 @@ __version__ = "0.1.0"
 __all__ = [
     "CandorError", "CompareFacesResult", "DetectFacesResult", "Image", "ImageTooLarge",
     "InvalidImageFormat", "InvalidParameter", "ResourceAlreadyExists", "ResourceNotFound",
-    "Service", "compare_faces", "default_service", "detect_faces", "load_image",
+    "compare_faces", "connect", "default_service", "detect_faces", "load_image",
 ]
 
-_default: Service | None = None
+_default = None
 _lock = threading.Lock()
 
 
-def default_service() -> Service:
+def connect(data_dir: str | os.PathLike | None = None, *, org: str | None = None,
+            category: str | None = None, policy: str | None = None,
+            authorization_reference: str | None = None, settings: Settings | None = None):
+    """A governed candor: ``.call(operation, params)`` acts as organisation ``org`` in use-case
+    ``category`` under ``policy`` (a file or a shipped policy's name), each call decided by the
+    policy and recorded in the audit ledger. None means the setting's value (``settings``, by
+    default read from the environment: CANDOR_ORG, CANDOR_CATEGORY, CANDOR_POLICY...)."""
+    from candor.governance.gate import governed
+
+    base = settings if settings is not None else Settings.load()
+    base = base.with_(data_dir=Path(data_dir) if data_dir else None, org=org, category=category,
+                      policy=policy, authorization_reference=authorization_reference)
+    return governed(Service(settings=base))
+
+
+def default_service():
     """The process-wide service used by the module-level functions (data dir and backend
     from ``CANDOR_DATA_DIR`` / ``CANDOR_BACKEND``), behind the governance gate: calls act as
     the local principal (``CANDOR_ORG`` / ``CANDOR_CATEGORY``) under ``CANDOR_POLICY``
@@ -48,9 +70,7 @@ def default_service() -> Service:
     global _default
     with _lock:
         if _default is None:
-            from candor.governance.gate import governed
-
-            _default = governed(Service())
+            _default = connect()
         return _default
 
 

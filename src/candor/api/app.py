@@ -35,6 +35,7 @@ from starlette.requests import ClientDisconnect
 
 from candor.api import protocol, sigv4
 from candor.api.keys import ActiveKey, KeyStore
+from candor.api.replay import SeenSignatures
 from candor.api.s3 import S3Images
 from candor.errors import (  # noqa: F401  (InternalServerError, Throttling re-exported)
     CandorError,
@@ -45,6 +46,8 @@ from candor.errors import (  # noqa: F401  (InternalServerError, Throttling re-e
     Throttling,
     UnknownOperation,
 )
+from candor.governance.gate import Gate
+from candor.service import operations
 from candor.system import available_cores
 
 log = logging.getLogger("candor.api")
@@ -70,10 +73,15 @@ def body_limit(images: int) -> int:
 class Gateway:
     """What a request needs once it is past HTTP: keys, the service, the worker pool, metrics."""
 
-    def __init__(self, service, keys: KeyStore, workers: int | None = None, gate=None,
+    def __init__(self, service, keys: KeyStore, workers: int | None = None, *, gate: Gate,
                  s3_endpoint_url: str | None = None, retention_interval: float = 0) -> None:
+        if not isinstance(gate, Gate):  # no ungoverned door: there is no gate=None mode
+            raise TypeError("Gateway needs a governance gate (candor.governance.gate.Gate); "
+                            f"got {type(gate).__name__}")
         self.service = service
         self.keys = keys
+        #: signatures of mutating requests already accepted (replay protection)
+        self.seen = SeenSignatures(keys.store)
         settings = getattr(service, "settings", None)
         self.s3 = S3Images(s3_endpoint_url, settings.aws_region if settings else "us-east-1")
         self.retention_interval = retention_interval
@@ -138,6 +146,9 @@ class Gateway:
             raise UnknownOperation(
                 f"candor does not implement {op_model.name}; see docs/http-api.md for the "
                 "supported operations")
+        descriptor = operations.spec(op_model.name)
+        if descriptor is not None and descriptor.mutates:
+            self.seen.accept_once(verified)  # a replayed signature is refused
         reference = request.headers.get(AUTHORIZATION_REFERENCE_HEADER)
         if reference is not None:
             if AUTHORIZATION_REFERENCE_HEADER not in verified.signed_headers:
@@ -155,19 +166,18 @@ class Gateway:
 
     def prepare(self, op_model, body: bytes) -> dict[str, Any]:
         """The request as the service takes it: parsed, checked, S3 images fetched."""
-        return self.s3.resolve(protocol.decode_input(op_model, protocol.parse_body(body)))
+        return self.s3.resolve(op_model.name,
+                               protocol.decode_input(op_model, protocol.parse_body(body)))
 
     def invoke(self, principal, operation: str, params: dict[str, Any], request_id: str,
                authorization_reference: str | None = None) -> dict[str, Any]:
         """Run one operation for an authenticated principal: the seam governance wraps.
 
-        With a gate (as ``candor serve`` always builds it) the policy decides and the call is
-        recorded in the audit ledger; without one (tests of the protocol alone) it runs as is.
+        The gate's policy decides and the call is recorded in the audit ledger; there is no
+        way to run an operation past it.
         """
-        if self.gate is not None:
-            return self.gate.invoke(principal, operation, params, request_id,
-                                    authorization_reference=authorization_reference)
-        return self.service.call(operation, params)
+        return self.gate.invoke(principal, operation, params, request_id,
+                                authorization_reference=authorization_reference)
 
     def supported(self, operation: str) -> bool:
         from candor.service import OPERATIONS, _load_operations
@@ -177,11 +187,18 @@ class Gateway:
 
     def start(self) -> None:
         """Background duties: the retention purge timer, when there is a gate and an interval."""
-        if self.gate is not None and self.retention_interval > 0:
-            from candor.governance.erasure import RetentionTimer
+        if self.retention_interval > 0:
+            from candor.governance.erasure import RetentionTimer, purge
+            from candor.governance.gate import system_principal
 
-            self.retention_timer = RetentionTimer(self.keys.store, self.gate.ledger,
-                                                  self.retention_interval).start()
+            store, ledger = self.keys.store, self.gate.ledger
+            principal = system_principal("system:retention")
+            self.retention_timer = RetentionTimer(
+                store, ledger, self.retention_interval,
+                run=lambda: self.gate.run_candor(
+                    principal, "Purge", {}, lambda: purge(store, ledger, principal=principal),
+                    records_itself=True)
+            ).start()
         if self.checkpointer is not None:
             self.checkpointer.start()
 

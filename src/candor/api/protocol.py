@@ -24,6 +24,7 @@ from candor.errors import (  # noqa: F401  (re-exported: callers import them fro
     SerializationException,
     UnknownOperation,
 )
+from candor.service import operations
 from candor.service.model import operation_model, rekognition_model
 from candor.service.validation import validate
 
@@ -42,11 +43,10 @@ _OPEN[[ord("}"), ord("]")]] = -1
 
 
 def image_count(op: OperationModel) -> int:
-    """How many Image members an operation's request can carry (sizes its body limit)."""
-    shape = op.input_shape
-    if shape is None:
-        return 0
-    return sum(1 for m in shape.members.values() if m.name == "Image")
+    """How many images an operation's request can carry (sizes its body limit), from the
+    operation table; an operation candor does not serve carries none."""
+    descriptor = operations.spec(op.name)
+    return len(descriptor.images) if descriptor is not None else 0
 
 
 def nesting_depth(body: bytes) -> int:

@@ -13,8 +13,7 @@ from typing import Any
 
 from candor.errors import ImageTooLarge, InvalidS3Object  # noqa: F401
 from candor.face.imaging import MAX_S3_IMAGE_BYTES, Image, decode_image
-
-IMAGE_MEMBERS = ("Image", "SourceImage", "TargetImage")
+from candor.service import operations
 
 
 class S3Images:
@@ -68,9 +67,11 @@ class S3Images:
                 f"access permissions. ({exc})") from None
         return decode_image(data, max_bytes=MAX_S3_IMAGE_BYTES, source=f"s3://{bucket}/{name}")
 
-    def resolve(self, params: dict[str, Any]) -> dict[str, Any]:
-        """``params`` with every S3Object image replaced by its decoded bytes."""
-        for member in IMAGE_MEMBERS:
+    def resolve(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` with every S3Object image (the members the operation table names as
+        images) replaced by its decoded bytes."""
+        descriptor = operations.spec(operation)
+        for member in descriptor.images if descriptor is not None else ():
             spec = params.get(member)
             if isinstance(spec, dict) and "S3Object" in spec and "Bytes" not in spec:
                 params[member] = {"Bytes": self.fetch(spec["S3Object"])}

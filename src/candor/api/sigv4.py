@@ -39,6 +39,8 @@ class Verified:
     region: str
     signed_at: dt.datetime
     signed_headers: tuple[str, ...] = ()
+    #: the request's signature (hex), for replay protection (:mod:`candor.api.replay`)
+    signature: str = ""
 
 
 _AUTH_RE = re.compile(r"^(\S+)\s+(.*)$", re.S)
@@ -211,4 +213,4 @@ def verify(method: str, raw_path: str, raw_query: str,
             "Check your AWS Secret Access Key and signing method. Consult the service "
             "documentation for details.")
     return Verified(access_key_id=key_id, region=region, signed_at=signed_at,
-                    signed_headers=tuple(signed_headers))
+                    signed_headers=tuple(signed_headers), signature=signature.lower())

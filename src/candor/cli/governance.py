@@ -50,6 +50,13 @@ def _ledger(data_dir):
     return Ledger.for_store(_store(data_dir))
 
 
+def _gate(store, data_dir):
+    """The gate that decides erase and retention commands under the settings' policy."""
+    from candor.governance.gate import Gate
+
+    return Gate.for_store(store, settings(data_dir))
+
+
 def _operator(org: str | None):
     from candor.governance.principal import Principal
 
@@ -110,8 +117,14 @@ def erase(
         fail("give exactly one of --external-image-id or --user-id")
     with cli_errors(), working("erasing"):
         store = _store(data_dir)
-        receipt = do_erase(store, Ledger.for_store(store), external_image_id=external_image_id,
-                           user_id=user_id, collection=collection, principal=_operator(as_org))
+        principal = _operator(as_org)
+        params = {"ExternalImageId": external_image_id, "UserId": user_id,
+                  "CollectionId": collection}
+        receipt = _gate(store, data_dir).run_candor(
+            principal, "Erase", {k: v for k, v in params.items() if v is not None},
+            lambda: do_erase(store, Ledger.for_store(store), external_image_id=external_image_id,
+                             user_id=user_id, collection=collection, principal=principal),
+            records_itself=True)
     if json_output:
         print_json(receipt.to_dict())
         return
@@ -150,10 +163,14 @@ def retention_set(
 
     if days.lower() != "none" and not days.isdigit():
         fail("days must be a whole number or 'none'")
+    period = None if days.lower() == "none" else int(days)
     with cli_errors():
         store = _store(data_dir)
-        set_retention(store, Ledger.for_store(store), collection,
-                      None if days.lower() == "none" else int(days), _operator(as_org))
+        principal = _operator(as_org)
+        _gate(store, data_dir).run_candor(
+            principal, "SetRetention", {"CollectionId": collection, "RetentionDays": period},
+            lambda: set_retention(store, Ledger.for_store(store), collection, period, principal),
+            records_itself=True)
     console.print(f"{collection}: retention {days} days" if days.isdigit()
                   else f"{collection}: no retention period")
 
@@ -167,7 +184,10 @@ def retention_purge(as_org: AsOption = None, data_dir: DataDirOption = None,
 
     with cli_errors():
         store = _store(data_dir)
-        receipts = purge(store, Ledger.for_store(store), principal=_operator(as_org))
+        principal = _operator(as_org)
+        receipts = _gate(store, data_dir).run_candor(
+            principal, "Purge", {},
+            lambda: purge(store, Ledger.for_store(store), principal=principal))
     if json_output:
         print_json([r.to_dict() for r in receipts])
         return

@@ -146,6 +146,16 @@ def _known_category(category: str, policy: str | None, data_dir) -> None:
                     "'categories:')"))
 
 
+def _governed_keys(data_dir):
+    """The key store, and the gate that decides and records key creation and revocation
+    (acting as the CLI's principal: ``--as``/CANDOR_ORG, CANDOR_CATEGORY)."""
+    from candor.governance.gate import Gate, local_principal
+
+    s = settings(data_dir)
+    keys = _keys(data_dir)
+    return keys, Gate.for_store(keys.store, s), local_principal(s)
+
+
 @keys_app.command("create")
 def keys_create(org: OrgOption, category: CategoryOption = "general",
                 policy: Annotated[str | None, typer.Option(
@@ -157,7 +167,10 @@ def keys_create(org: OrgOption, category: CategoryOption = "general",
     be one the policy in force knows."""
     _known_category(category, policy, data_dir)
     with cli_errors():
-        key, secret = _keys(data_dir).create(org, category)
+        keys, gate, principal = _governed_keys(data_dir)
+        key, secret = gate.run_candor(principal, "CreateAccessKey",
+                                      {"Org": org, "Category": category},
+                                      lambda: keys.create(org, category))
     if json_output:
         print_json({"AccessKeyId": key.access_key_id, "SecretAccessKey": secret,
                     "Org": key.org, "Category": key.category})
@@ -191,7 +204,9 @@ def keys_revoke(access_key_id: Annotated[str, typer.Argument(help="The key to re
                 data_dir: DataDirOption = None) -> None:
     """Revoke a key; requests signed with it are refused from the next one on."""
     with cli_errors():
-        key = _keys(data_dir).revoke(access_key_id)
+        keys, gate, principal = _governed_keys(data_dir)
+        key = gate.run_candor(principal, "RevokeAccessKey", {"AccessKeyId": access_key_id},
+                              lambda: keys.revoke(access_key_id))
     console.print(f"revoked {key.access_key_id} ({key.org}, {key.category})")
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -213,8 +214,11 @@ def _receipt_record(ledger: Ledger, receipt: Receipt, principal: Principal | Non
 class RetentionTimer:
     """Runs :func:`purge` every ``interval`` seconds in a daemon thread (``candor serve``)."""
 
-    def __init__(self, store: Any, ledger: Ledger, interval: float = 3600.0):
+    def __init__(self, store: Any, ledger: Ledger, interval: float = 3600.0,
+                 run: Callable[[], list[Receipt]] | None = None):
         self.store, self.ledger, self.interval = store, ledger, interval
+        #: what one round does (the server passes the purge through its gate)
+        self.run = run or (lambda: purge(self.store, self.ledger))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="candor-retention", daemon=True)
 
@@ -229,7 +233,7 @@ class RetentionTimer:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                for r in purge(self.store, self.ledger):
+                for r in self.run():
                     log.info("retention purge: %d faces from %s", r.face_count, list(r.faces))
             except Exception:  # keep the timer alive; the next round retries
                 log.exception("retention purge failed")

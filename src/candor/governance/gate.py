@@ -15,6 +15,7 @@ import binascii
 import hashlib
 import logging
 import math
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -24,37 +25,25 @@ from candor.config import Settings
 from candor.errors import AccessDenied, CandorError
 from candor.governance.ledger import AuditUnavailable, Ledger
 from candor.governance.policy import (
-    THRESHOLD_PARAMS,
     Decision,
     Policy,
     PolicyStore,
     Request,
-    default_threshold,
     load_policy,
     resolve_policy_path,
     shipped_policy_path,
 )
 from candor.governance.principal import Principal
+from candor.service import operations
 from candor.service.caller import Caller, acting_as
 
 log = logging.getLogger(__name__)
 
-#: operations that read, create, search or destroy face data: always recorded
-BIOMETRIC_OPERATIONS = frozenset({
-    "DetectFaces", "CompareFaces", "IndexFaces", "SearchFaces", "SearchFacesByImage",
-    "SearchUsers", "SearchUsersByImage", "ListFaces", "DeleteFaces", "AssociateFaces",
-    "DisassociateFaces", "DeleteUser", "DeleteCollection", "StartFaceSearch", "GetFaceSearch",
-    "StartFaceDetection", "GetFaceDetection", "RecognizeCelebrities",
-})
-
-_IMAGE_PARAMS = ("Image", "SourceImage", "TargetImage")
-
-
-def image_digests(params: dict[str, Any]) -> list[str] | None:
+def image_digests(operation: str, params: dict[str, Any]) -> list[str] | None:
     """SHA-256 of each input image (never the image). An S3 image is named by a hash of its
     location, prefixed ``s3:``, because the gate does not fetch it."""
     out: list[str] = []
-    for key in _IMAGE_PARAMS:
+    for key in _image_members(operation):
         img = params.get(key)
         if not isinstance(img, dict):
             continue
@@ -78,12 +67,17 @@ def image_digests(params: dict[str, Any]) -> list[str] | None:
     return out or None
 
 
+def _image_members(operation: str) -> tuple[str, ...]:
+    descriptor = operations.spec(operation)
+    return descriptor.images if descriptor is not None else ()
+
+
 def effective_threshold(operation: str, params: dict[str, Any]) -> float | None:
-    """The match threshold the call runs with (candor's default when none is given)."""
-    pname = THRESHOLD_PARAMS.get(operation)
-    if pname is None:
+    """The match threshold the call runs with (its descriptor's default when none is given)."""
+    descriptor = operations.spec(operation)
+    if descriptor is None or descriptor.threshold is None:
         return None
-    value = params.get(pname, default_threshold(operation))
+    value = params.get(descriptor.threshold, descriptor.default_threshold)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     try:  # in-process callers reach here before validation: a 400-digit int, inf, -0.0
@@ -93,41 +87,21 @@ def effective_threshold(operation: str, params: dict[str, Any]) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _length(value: Any) -> int:
-    return len(value) if isinstance(value, list) else 0
+def audit_fields(operation: str, resp: dict[str, Any]) -> dict[str, Any]:
+    """What the ledger records of a response, by the operation's descriptor: the faces found
+    in its input image(s) and what it returned as matches or scores."""
+    descriptor = operations.spec(operation)
+    if descriptor is None or not isinstance(resp, dict):
+        return {"faces_found": None, "matches": None}
+    return {"faces_found": descriptor.faces_found(resp) if descriptor.faces_found else None,
+            "matches": descriptor.matches(resp) if descriptor.matches else None}
 
 
-def faces_found(operation: str, resp: dict[str, Any]) -> int | None:
-    """How many faces the operation found in its input image(s)."""
-    if operation == "DetectFaces":
-        return _length(resp.get("FaceDetails"))
-    if operation == "IndexFaces":
-        return _length(resp.get("FaceRecords")) + _length(resp.get("UnindexedFaces"))
-    if operation == "CompareFaces":
-        return ((1 if resp.get("SourceImageFace") else 0) + _length(resp.get("FaceMatches"))
-                + _length(resp.get("UnmatchedFaces")))
-    if operation == "SearchFacesByImage":
-        return 1 if resp.get("SearchedFaceBoundingBox") else 0
-    if operation == "SearchUsersByImage":
-        return (1 if resp.get("SearchedFace") else 0) + _length(resp.get("UnsearchedFaces"))
-    return None
-
-
-def matches_returned(operation: str, resp: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """The matches the caller received (FaceIds / UserIds and similarities); for IndexFaces the
-    FaceIds created, so that erasure and audits can follow a face from its indexing."""
-    if operation in ("SearchFaces", "SearchFacesByImage"):
-        return [{"FaceId": (m.get("Face") or {}).get("FaceId"), "Similarity": m.get("Similarity")}
-                for m in resp.get("FaceMatches") or []]
-    if operation in ("SearchUsers", "SearchUsersByImage"):
-        return [{"UserId": (m.get("User") or {}).get("UserId"), "Similarity": m.get("Similarity")}
-                for m in resp.get("UserMatches") or []]
-    if operation == "CompareFaces":
-        return [{"Similarity": m.get("Similarity")} for m in resp.get("FaceMatches") or []]
-    if operation == "IndexFaces":
-        return [{"FaceId": (r.get("Face") or {}).get("FaceId"), "Indexed": True}
-                for r in resp.get("FaceRecords") or []]
-    return None
+def is_biometric(operation: str) -> bool:
+    """Always recorded: the descriptor says so, and an operation without one is treated as
+    biometric (recording too much is the safe side)."""
+    descriptor = operations.spec(operation)
+    return descriptor is None or descriptor.biometric
 
 
 def _crossing(caller: Caller) -> dict[str, Any]:
@@ -156,6 +130,10 @@ class Gate:
         elif isinstance(policy, str):
             policy = PolicyStore(resolve_policy_path(policy))
         self._policy = policy
+        #: the policy this gate enforces; a reload of a PolicyStore's file is itself an
+        #: operation (ReloadPolicy), decided by the policy in force and recorded
+        self._in_force: Policy | None = None
+        self._reload_lock = threading.Lock()
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.scoring = scoring
 
@@ -169,11 +147,49 @@ class Gate:
         store = open_store(service.data_dir, settings.database_url, settings.index_kind)
         return cls(service, Ledger.for_store(store), policy, **kw)
 
+    @classmethod
+    def for_store(cls, store: Any, settings: Settings) -> Gate:
+        """A gate for candor's own operations on ``store`` (the CLI's keys, erase and
+        retention commands), under the settings' policy."""
+        return cls(None, Ledger.for_store(store), settings.policy)
+
     @property
     def policy(self) -> Policy:
         """The policy in force now (re-read by a PolicyStore when its file changed)."""
         p = self._policy
-        return p.policy if isinstance(p, PolicyStore) else p
+        if not isinstance(p, PolicyStore):
+            return p
+        current = p.policy
+        with self._reload_lock:
+            if self._in_force is None:
+                self._in_force = current
+            elif current.sha256 != self._in_force.sha256:
+                self._adopt(current)
+            return self._in_force
+
+    def _adopt(self, new: Policy) -> None:
+        """A changed policy file: ReloadPolicy, decided by the policy in force (which may
+        refuse it, keeping itself) and recorded with both files' SHA-256."""
+        old = self._in_force
+        principal = system_principal("system:policy")
+        at = self.clock()
+        decision = old.decide(Request(principal, "ReloadPolicy", {}, at),
+                              usage=self.ledger.usage)
+        record = {"ts": at, "request_id": str(uuid.uuid4()), "principal": principal.name,
+                  "org": principal.org, "category": principal.category,
+                  "operation": "ReloadPolicy", "rule": decision.rule,
+                  "decision": "allow" if decision.allowed else "deny"}
+        details = {"policy": new.name, "sha256": new.sha256, "previous_sha256": old.sha256,
+                   "source": new.source}
+        try:
+            self._record(record, details)
+        except AuditUnavailable:
+            log.error("policy reload of %s not recorded: keeping %s", new.source, old.name)
+            return
+        if decision.allowed:
+            self._in_force = new
+        else:
+            log.warning("policy reload refused by %s: %s", old.name, decision.denial_text())
 
     def decide(self, principal: Principal, operation: str, params: dict[str, Any] | None = None,
                authorization_reference: str | None = None) -> Decision:
@@ -202,7 +218,7 @@ class Gate:
             "ts": at, "request_id": request_id, "principal": principal.name,
             "org": principal.org, "category": principal.category, "operation": operation,
             "collection": collection if isinstance(collection, str) else None,
-            "image_sha256": image_digests(safe),
+            "image_sha256": image_digests(operation, safe),
             "threshold": effective_threshold(operation, safe),
             "rule": decision.rule,
         }
@@ -212,7 +228,7 @@ class Gate:
             self._record(base, details, decision="deny")
             raise AccessDenied(decision.denial_text())
 
-        audited = policy.audit == "all" or operation in BIOMETRIC_OPERATIONS
+        audited = policy.audit == "all" or is_biometric(operation)
         # a non-dict request goes on unchanged, for the service to refuse as it would anyway
         run_params = {**safe, **decision.param_overrides} if params is safe else params
         caller = Caller(principal.org)
@@ -229,13 +245,43 @@ class Gate:
         if audited or caller.crossed:  # the operator's use of another org's data: always
             try:
                 self._record(base, details, decision="allow",
-                             faces_found=faces_found(operation, resp),
-                             matches=matches_returned(operation, resp),
+                             **audit_fields(operation, resp),
                              scoring=self._scoring() if base["threshold"] is not None else None)
             except AuditUnavailable:
                 self._undo(operation, run_params, resp, caller.org)
                 raise
         return resp
+
+    def run_candor(self, principal: Principal, operation: str, params: dict[str, Any],
+                   action: Callable[[], Any], *, records_itself: bool = False,
+                   authorization_reference: str | None = None) -> Any:
+        """One of candor's own operations (keys, erasure, retention: descriptors with
+        ``candor=True``): decided by the policy like any call, refused calls recorded, and
+        ``action()`` run only when allowed. Its allow record is written here unless the
+        action writes its own receipt (``records_itself``)."""
+        descriptor = operations.spec(operation)
+        if descriptor is None or not descriptor.candor:
+            raise ValueError(f"{operation!r} is not one of candor's own operations")
+        if not isinstance(principal, Principal):
+            raise AccessDenied("no principal: every call must be made by a known principal")
+        at = self.clock()
+        decision = self.policy.decide(
+            Request(principal, operation, params, at, authorization_reference),
+            usage=self.ledger.usage)
+        collection = params.get(descriptor.collection) if descriptor.collection else None
+        base: dict[str, Any] = {
+            "ts": at, "request_id": str(uuid.uuid4()), "principal": principal.name,
+            "org": principal.org, "category": principal.category, "operation": operation,
+            "collection": collection if isinstance(collection, str) else None,
+            "rule": decision.rule}
+        details = {k: v for k, v in (("authorization_reference", authorization_reference),
+                                     ("request", _safe_details(params))) if v}
+        if not decision.allowed:
+            self._record(base, details, decision="deny")
+            raise AccessDenied(decision.denial_text())
+        if not records_itself:
+            self._record(base, details, decision="allow")
+        return action()
 
     # Same shape as the HTTP gateway's seam: ``invoke(principal, operation, params, request_id)``.
     invoke = call
@@ -302,6 +348,25 @@ class BoundGate:
 
     def __getattr__(self, name: str) -> Any:  # data_dir, engine, ... of the wrapped service
         return getattr(self.gate.service, name)
+
+
+def _safe_details(params: dict[str, Any]) -> dict[str, Any] | None:
+    """The request of a candor operation as recorded: plain values only, subjects hashed."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if key in ("ExternalImageId", "UserId") and isinstance(value, str):
+            out[key + "Sha256"] = hashlib.sha256(value.encode("utf-8")).hexdigest()
+        elif isinstance(value, (str, int)) and not isinstance(value, bool) or value is None:
+            out[key] = value
+    return out or None
+
+
+def system_principal(name: str) -> Principal:
+    """candor acting on its own (the retention timer, policy reloads): the operator's
+    organisation, so that a policy can name it (``org: operator``)."""
+    from candor.config import OPERATOR_ORG
+
+    return Principal(name=name, org=OPERATOR_ORG, category="general", kind="local")
 
 
 def local_principal(settings: Settings) -> Principal:

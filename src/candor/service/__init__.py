@@ -32,7 +32,18 @@ OPERATIONS: dict[str, Handler] = {}
 
 
 def operation(name: str) -> Callable[[Handler], Handler]:
-    """Register ``fn`` as the handler of Rekognition operation ``name``."""
+    """Register ``fn`` as the handler of Rekognition operation ``name``. The operation must
+    have a complete descriptor in :mod:`candor.service.operations` (the table the gate, the
+    policy, the S3 loader and the HTTP door read): a handler without one is refused here, at
+    import, rather than served ungoverned."""
+    from candor.service.operations import spec
+
+    descriptor = spec(name)
+    if descriptor is None:
+        raise TypeError(f"operation {name!r} has no descriptor in candor.service.operations")
+    problems = descriptor.problems()
+    if problems:
+        raise TypeError(f"operation {name!r} has an incomplete descriptor: " + "; ".join(problems))
 
     def register(fn: Handler) -> Handler:
         OPERATIONS[name] = fn

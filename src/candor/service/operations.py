@@ -181,6 +181,16 @@ TABLE: dict[str, OperationSpec] = {spec.name: spec for spec in (
                   images=("Image",), threshold="UserMatchThreshold",
                   default_threshold=IDENTIFICATION_THRESHOLD, results="MaxUsers", collection=_C,
                   faces_found=_search_users_found, matches=_user_matches),
+    # candor's own operations: decided by the policy and recorded like the others
+    # (candor.governance.gate.Gate.run_candor); a rule such as
+    # ``match: {operation: CreateAccessKey}`` can deny them
+    OperationSpec("CreateAccessKey", "admin", biometric=False, mutates=True, candor=True),
+    OperationSpec("RevokeAccessKey", "admin", biometric=False, mutates=True, candor=True),
+    OperationSpec("Erase", "erase", biometric=True, mutates=True, collection=_C, candor=True),
+    OperationSpec("SetRetention", "admin", biometric=False, mutates=True, collection=_C,
+                  candor=True),
+    OperationSpec("Purge", "erase", biometric=True, mutates=True, candor=True),
+    OperationSpec("ReloadPolicy", "admin", biometric=False, mutates=True, candor=True),
 )}
 
 

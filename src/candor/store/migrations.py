@@ -106,10 +106,17 @@ def _v3_owner_org(conn: Connection) -> None:
         conn.exec_driver_sql(f"ALTER TABLE {name} ADD CONSTRAINT uq_{name}_owner_org UNIQUE ({key})")
 
 
+def _v4_seen_signatures(conn: Connection) -> None:
+    """seen_signatures: a signed mutating request is accepted once (replay protection).
+    Version 1 creates tables from the current schema, so the table may already be there."""
+    metadata.create_all(conn, tables=[metadata.tables["seen_signatures"]], checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _v1_initial),
     (2, "audit_records.details", _v2_audit_details),
     (3, "collections.owner_org (tenancy)", _v3_owner_org),
+    (4, "seen_signatures (replay protection)", _v4_seen_signatures),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -122,6 +122,14 @@ idempotency_tokens = Table(
     UniqueConstraint("owner_org", "collection_id", "operation", "token"),
 )
 
+#: signatures of mutating HTTP requests already accepted, until their SigV4 window closes
+#: (logic: candor.api.replay); the primary key makes two concurrent replays safe
+seen_signatures = Table(
+    "seen_signatures", metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
 #: access keys issued to organisations (logic: the api/governance layers)
 access_keys = Table(
     "access_keys", metadata,

@@ -16,8 +16,6 @@ from candor.governance.policy.model import (
     ALLOW,
     DENY,
     REQUIRE,
-    RESULT_PARAMS,
-    THRESHOLD_PARAMS,
     UNKNOWN_CATEGORY_RULE,
     Decision,
     Match,
@@ -27,7 +25,6 @@ from candor.governance.policy.model import (
     Requirements,
     Rule,
     UsageCounter,
-    default_threshold,
     known_operations,
     parse_when,
     rules_summary,
@@ -35,8 +32,8 @@ from candor.governance.policy.model import (
 from candor.governance.policy.parser import parse_policy
 
 __all__ = [
-    "ALLOW", "DENY", "REQUIRE", "RESULT_PARAMS", "THRESHOLD_PARAMS", "UNKNOWN_CATEGORY_RULE",
+    "ALLOW", "DENY", "REQUIRE", "UNKNOWN_CATEGORY_RULE",
     "Decision", "Match", "Policy", "PolicyError", "PolicyStore", "Request", "Requirements", "Rule",
-    "UsageCounter", "default_threshold", "known_operations", "load_policy", "parse_policy",
+    "UsageCounter", "known_operations", "load_policy", "parse_policy",
     "parse_when", "resolve_policy_path", "rules_summary", "shipped_policies", "shipped_policy_path",
 ]

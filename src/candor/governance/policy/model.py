@@ -20,49 +20,18 @@ from typing import Any
 from candor.clock import as_utc, utcnow
 from candor.errors import PolicyError  # noqa: F401  (re-exported: candor.governance.policy.PolicyError)
 from candor.governance.principal import KNOWN_CATEGORIES, Principal
-from candor.scoring.similarity import IDENTIFICATION_THRESHOLD, VERIFICATION_THRESHOLD
+from candor.service import operations
 
 log = logging.getLogger(__name__)
 
 ALLOW, DENY, REQUIRE = "allow", "deny", "require"
 UNKNOWN_CATEGORY_RULE = "unknown-category"  # the rule id recorded when a category is unknown
 
-# Which request parameter carries the match threshold, and candor's default for it
-# (candor.scoring.similarity: verification 80, identification 85).
-THRESHOLD_PARAMS: dict[str, str] = {
-    "CompareFaces": "SimilarityThreshold",
-    "SearchFaces": "FaceMatchThreshold",
-    "SearchFacesByImage": "FaceMatchThreshold",
-    "StartFaceSearch": "FaceMatchThreshold",
-    "SearchUsers": "UserMatchThreshold",
-    "SearchUsersByImage": "UserMatchThreshold",
-}
-
-
-def default_threshold(operation: str) -> float:
-    """The threshold an operation runs with when the request names none."""
-    if operation == "CompareFaces":
-        return VERIFICATION_THRESHOLD
-    return IDENTIFICATION_THRESHOLD
-
-
-# Which request parameter bounds the number of results (or of faces indexed).
-RESULT_PARAMS: dict[str, str] = {
-    "SearchFaces": "MaxFaces",
-    "SearchFacesByImage": "MaxFaces",
-    "IndexFaces": "MaxFaces",
-    "SearchUsers": "MaxUsers",
-    "SearchUsersByImage": "MaxUsers",
-    "ListFaces": "MaxResults",
-    "ListUsers": "MaxResults",
-    "ListCollections": "MaxResults",
-}
-
 @lru_cache(maxsize=1)
 def known_operations() -> frozenset[str]:
-    """Rekognition's operation names, read from botocore's model (the wire spec)."""
-    names: set[str] = set(THRESHOLD_PARAMS) | set(RESULT_PARAMS)
-    names |= {"DetectFaces", "IndexFaces", "CreateCollection", "DeleteCollection", "DeleteFaces"}
+    """Rekognition's operation names, read from botocore's model (the wire spec), and the
+    operation table's (candor's own operations: keys, erasure, retention, policy)."""
+    names: set[str] = set(operations.TABLE)
     try:
         from candor.service.model import rekognition_model
 
@@ -84,6 +53,9 @@ class Match:
     category: tuple[str, ...] | None = None
     org: tuple[str, ...] | None = None
     operation: tuple[str, ...] | None = None
+    #: operation kinds (candor.service.operations.KINDS): ``[identify, verify]`` covers every
+    #: operation that returns or uses a similarity, including ones added later
+    kind: tuple[str, ...] | None = None
     collection: tuple[str, ...] | None = None
     start: datetime | None = None  # inclusive
     end: datetime | None = None  # exclusive (``until: 2021-06-10`` means through that day)
@@ -96,6 +68,10 @@ class Match:
             return False
         if not _any_glob(self.operation, req.operation):
             return False
+        if self.kind is not None:
+            descriptor = operations.spec(req.operation)
+            if descriptor is None or descriptor.kind not in self.kind:
+                return False
         if self.collection is not None:
             if req.collection is None or not _any_glob(self.collection, req.collection):
                 return False
@@ -247,9 +223,10 @@ def _check_requirements(rule: Rule, req: Request, usage: UsageCounter | None) ->
         return Decision(DENY, rule.id, text + suffix, constraints)
 
     overrides: dict[str, Any] = {}
-    if need.min_threshold is not None and req.operation in THRESHOLD_PARAMS:
-        pname = THRESHOLD_PARAMS[req.operation]
-        raw = req.params.get(pname, default_threshold(req.operation))
+    descriptor = operations.spec(req.operation)
+    if need.min_threshold is not None and descriptor is not None and descriptor.threshold:
+        pname = descriptor.threshold
+        raw = req.params.get(pname, descriptor.default_threshold)
         given = _number(raw)
         if given is None:
             return refuse(f"{pname} must be a number of at least {need.min_threshold:g}")
@@ -260,8 +237,8 @@ def _check_requirements(rule: Rule, req: Request, usage: UsageCounter | None) ->
                 f"for category {req.principal.category}; set {pname} to "
                 f"{need.min_threshold:g} or higher"
             )
-    if need.max_results is not None and req.operation in RESULT_PARAMS:
-        pname = RESULT_PARAMS[req.operation]
+    if need.max_results is not None and descriptor is not None and descriptor.results:
+        pname = descriptor.results
         if pname not in req.params:
             overrides[pname] = need.max_results
         else:

@@ -27,13 +27,14 @@ from candor.governance.policy.model import (
     parse_when,
 )
 from candor.governance.principal import KNOWN_CATEGORIES, valid_category_name
+from candor.service.operations import KINDS
 
 # --------------------------------------------------------------------------------------------
 # Parsing and validation, on YAML nodes so that errors carry line numbers
 
 _TOP_KEYS = {"version", "name", "description", "default", "audit", "categories", "rules"}
 _RULE_KEYS = {"id", "description", "effect", "match", "require", "message"}
-_MATCH_KEYS = {"category", "org", "operation", "collection", "from", "until"}
+_MATCH_KEYS = {"category", "org", "operation", "kind", "collection", "from", "until"}
 _REQUIRE_KEYS = {"min_threshold", "max_results", "human_review", "authorization_reference",
                  "max_per_day"}
 
@@ -235,7 +236,7 @@ class _Parser:
             return Match()
         entries = self.mapping(node, "match", _MATCH_KEYS)
         fields: dict[str, Any] = {}
-        for key in ("category", "org", "operation", "collection"):
+        for key in ("category", "org", "operation", "kind", "collection"):
             if key in entries:
                 fields[key] = self.strings(entries[key], key)
         for cnode in _items(entries.get("category")) if fields.get("category") else ():
@@ -248,6 +249,10 @@ class _Parser:
             op = onode.value
             if not any(fnmatchcase(name, op) for name in ops):
                 self.err(onode, f"operation {op!r} matches no Rekognition operation")
+        for knode in _items(entries.get("kind")) if fields.get("kind") else ():
+            if knode.value not in KINDS:
+                self.err(knode, f"unknown operation kind {knode.value!r}; known: "
+                                + ", ".join(KINDS))
         start = self.when(entries["from"], "from", end=False) if "from" in entries else None
         end = self.when(entries["until"], "until", end=True) if "until" in entries else None
         if start and end and end <= start:
