@@ -90,6 +90,7 @@ def serve(
         service = Service(settings=config)
         keys = KeyStore.open(service.data_dir, config.database_url)
         gate = Gate.for_service(service, config.policy)
+        gate.record_policy_in_force()
         checkpointer = None
         if config.signing_key:
             from candor.governance.checkpoints import CheckpointTimer, load_private_key

@@ -110,7 +110,12 @@ def _crossing(caller: Caller) -> dict[str, Any]:
     if not caller.crossed:
         return {}
     owners = sorted(caller.crossed)
-    return {"owner_org": owners[0]} if len(owners) == 1 else {"owner_orgs": owners}
+    out: dict[str, Any] = ({"owner_org": owners[0]} if len(owners) == 1
+                           else {"owner_orgs": owners})
+    shares = sorted({caller.shares[o] for o in owners if o in caller.shares})
+    if shares:
+        out["share"] = shares[0] if len(shares) == 1 else shares
+    return out
 
 
 class Gate:
@@ -181,6 +186,8 @@ class Gate:
                   "decision": "allow" if decision.allowed else "deny"}
         details = {"policy": new.name, "sha256": new.sha256, "previous_sha256": old.sha256,
                    "source": new.source}
+        if new.shares:
+            details["shares"] = [s.summary() for s in new.shares]
         try:
             self._record(record, details)
         except AuditUnavailable:
@@ -190,6 +197,21 @@ class Gate:
             self._in_force = new
         else:
             log.warning("policy reload refused by %s: %s", old.name, decision.denial_text())
+
+    def record_policy_in_force(self) -> None:
+        """Record which policy a server starts under (its SHA-256 and any collection shares it
+        grants), so that the ledger shows every policy that was ever in force; a later change
+        of the file is a ReloadPolicy of its own."""
+        policy = self.policy
+        principal = system_principal("system:policy")
+        details: dict[str, Any] = {"policy": policy.name, "sha256": policy.sha256,
+                                   "source": policy.source, "at_start": True}
+        if policy.shares:
+            details["shares"] = [s.summary() for s in policy.shares]
+        self._record({"ts": self.clock(), "request_id": str(uuid.uuid4()),
+                      "principal": principal.name, "org": principal.org,
+                      "category": principal.category, "operation": "ReloadPolicy",
+                      "rule": "start", "decision": "allow"}, details)
 
     def decide(self, principal: Principal, operation: str, params: dict[str, Any] | None = None,
                authorization_reference: str | None = None) -> Decision:
@@ -231,7 +253,8 @@ class Gate:
         audited = policy.audit == "all" or is_biometric(operation)
         # a non-dict request goes on unchanged, for the service to refuse as it would anyway
         run_params = {**safe, **decision.param_overrides} if params is safe else params
-        caller = Caller(principal.org)
+        caller = Caller(principal.org, shares=policy.shared_with(
+            principal.org, base["collection"], operation))
         try:
             with acting_as(caller):  # the service runs the call for the principal's org
                 resp = self.service.call(operation, run_params)

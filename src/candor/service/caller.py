@@ -11,8 +11,9 @@ one other organisation that holds the id (more than one: it must say which, by a
 organisation). Every such cross-organisation access is noted on the caller, and the gate puts
 it in the audit record (``details.owner_org``).
 
-:func:`may_use` is the one place that decides whether an organisation may use another's
-collection; sharing by an explicit policy rule will extend it.
+An organisation may use another's collection only through an explicit share rule of the
+policy in force (``shares:`` in the policy file): the gate hands the call the owners whose
+collection it may use for this operation, and :func:`may_use` is the one place that decides.
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ from candor.errors import InvalidParameter, ResourceNotFound
 
 @dataclass
 class Caller:
-    """The organisation a call acts for; ``crossed`` collects the owners of other
+    """The organisation a call acts for; ``shares`` the owners whose collections it may use
+    by an explicit policy share (owner -> share id); ``crossed`` collects the owners of other
     organisations' collections the call used (for the audit record)."""
 
     org: str = OPERATOR_ORG
     crossed: set[str] = field(default_factory=set)
+    shares: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_operator(self) -> bool:
@@ -64,10 +67,11 @@ def acting_as(caller: Caller | None) -> Iterator[Caller]:
         _current.reset(token)
 
 
-def may_use(org: str, owner_org: str) -> bool:
-    """Whether organisation ``org`` may use a collection owned by ``owner_org``: today only
-    its owner and the operator. (The seam for sharing by an explicit policy rule.)"""
-    return org == owner_org or org == OPERATOR_ORG
+def may_use(caller: Caller, owner_org: str) -> bool:
+    """Whether ``caller`` may use a collection owned by ``owner_org``: its owner, the
+    operator, or an organisation an explicit policy share names for this call."""
+    return (caller.org == owner_org or caller.org == OPERATOR_ORG
+            or owner_org in caller.shares)
 
 
 def not_found(collection_id: str) -> ResourceNotFound:
@@ -83,7 +87,7 @@ def resolve_collection(store, collection_id: str, conn=None, caller: Caller | No
     for row in rows:
         if row.owner_org == caller.org:
             return row
-    usable = [r for r in rows if may_use(caller.org, r.owner_org)]
+    usable = [r for r in rows if may_use(caller, r.owner_org)]
     if not usable:
         raise not_found(collection_id)
     if len(usable) > 1:

@@ -24,6 +24,7 @@ from candor.governance.policy.model import (
     Request,
     Requirements,
     Rule,
+    Share,
     UsageCounter,
     known_operations,
     parse_when,
@@ -34,6 +35,7 @@ from candor.governance.policy.parser import parse_policy
 __all__ = [
     "ALLOW", "DENY", "REQUIRE", "UNKNOWN_CATEGORY_RULE",
     "Decision", "Match", "Policy", "PolicyError", "PolicyStore", "Request", "Requirements", "Rule",
+    "Share",
     "UsageCounter", "known_operations", "load_policy", "parse_policy",
     "parse_when", "resolve_policy_path", "rules_summary", "shipped_policies", "shipped_policy_path",
 ]

@@ -169,6 +169,37 @@ class Decision:
         return f"Denied by {where}: {self.message}" if self.message else f"Denied by {where}"
 
 
+@dataclass(frozen=True)
+class Share:
+    """An explicit rule that lets organisations use a collection another one owns (tenancy
+    keeps collections apart otherwise): ``owner``'s collections named ``collection`` (globs
+    allowed), for the organisations ``with_orgs``, for ``operations`` (default: every
+    operation that changes nothing, i.e. searches, listings and descriptions)."""
+
+    id: str
+    owner: str
+    collection: str
+    with_orgs: tuple[str, ...]
+    operations: tuple[str, ...] | None = None
+    description: str = ""
+    line: int = 0
+
+    def covers(self, org: str, collection_id: str, operation: str) -> bool:
+        if org not in self.with_orgs or not fnmatchcase(collection_id, self.collection):
+            return False
+        if self.operations is not None:
+            return _any_glob(self.operations, operation)
+        from candor.service.operations import spec
+
+        descriptor = spec(operation)
+        return descriptor is not None and not descriptor.mutates
+
+    def summary(self) -> dict[str, Any]:
+        return {"id": self.id, "owner": self.owner, "collection": self.collection,
+                "with": list(self.with_orgs),
+                "operations": list(self.operations) if self.operations else "non-mutating"}
+
+
 # ``usage(rule_id, org, since)`` -> calls this org made under this rule since ``since``.
 UsageCounter = Callable[[str, str, datetime], int]
 
@@ -183,6 +214,18 @@ class Policy:
     description: str = ""
     source: str = "<string>"
     sha256: str = ""
+    shares: tuple[Share, ...] = ()
+
+    def shared_with(self, org: str, collection_id: str | None, operation: str) -> dict[str, str]:
+        """The owners whose collection ``collection_id`` organisation ``org`` may use for
+        ``operation`` by an explicit share rule: owner organisation -> share id."""
+        if not isinstance(collection_id, str):
+            return {}
+        out: dict[str, str] = {}
+        for share in self.shares:
+            if share.owner != org and share.covers(org, collection_id, operation):
+                out.setdefault(share.owner, share.id)
+        return out
 
     def decide(self, req: Request, usage: UsageCounter | None = None) -> Decision:
         """Decide ``req``: the first matching rule, else the default.

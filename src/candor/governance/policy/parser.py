@@ -23,6 +23,7 @@ from candor.governance.policy.model import (
     PolicyError,
     Requirements,
     Rule,
+    Share,
     known_operations,
     parse_when,
 )
@@ -32,7 +33,9 @@ from candor.service.operations import KINDS
 # --------------------------------------------------------------------------------------------
 # Parsing and validation, on YAML nodes so that errors carry line numbers
 
-_TOP_KEYS = {"version", "name", "description", "default", "audit", "categories", "rules"}
+_TOP_KEYS = {"version", "name", "description", "default", "audit", "categories", "rules",
+             "shares"}
+_SHARE_KEYS = {"id", "description", "owner", "collection", "with", "operations"}
 _RULE_KEYS = {"id", "description", "effect", "match", "require", "message"}
 _MATCH_KEYS = {"category", "org", "operation", "kind", "collection", "from", "until"}
 _REQUIRE_KEYS = {"min_threshold", "max_results", "human_review", "authorization_reference",
@@ -193,11 +196,54 @@ class _Parser:
                                        f"{seen[rule.id]})")
                     seen.setdefault(rule.id, rule.line)
                     rules.append(rule)
+        shares = self.shares(top["shares"]) if "shares" in top else ()
         if self.problems:
             return None
         return Policy(name=name or "policy", default=default, rules=tuple(rules), audit=audit,
                       categories=tuple(categories), description=description or "",
-                      source=self.source)
+                      source=self.source, shares=shares)
+
+    def shares(self, node: yaml.Node) -> tuple[Share, ...]:
+        """``shares:``: explicit rules that let organisations use another's collection."""
+        if not isinstance(node, yaml.SequenceNode):
+            if self.value(node) is not None:
+                self.err(node, "shares must be a list")
+            return ()
+        out: list[Share] = []
+        seen: dict[str, int] = {}
+        for item in node.value:
+            before = len(self.problems)
+            entries = self.mapping(item, "a share", _SHARE_KEYS)
+            for key in ("id", "owner", "collection", "with"):
+                if key not in entries and isinstance(item, yaml.MappingNode):
+                    self.err(item, f"every share needs {key!r}")
+            sid = self.string(entries["id"], "share id") if "id" in entries else None
+            owner = self.string(entries["owner"], "owner") if "owner" in entries else None
+            coll = self.string(entries["collection"], "collection") \
+                if "collection" in entries else None
+            with_orgs = self.strings(entries["with"], "with") if "with" in entries else None
+            ops = self.strings(entries["operations"], "operations") \
+                if "operations" in entries else None
+            known = known_operations()
+            for onode in (entries["operations"].value if isinstance(
+                    entries.get("operations"), yaml.SequenceNode) else
+                    [entries["operations"]] if "operations" in entries else []):
+                if not any(fnmatchcase(name, str(onode.value)) for name in known):
+                    self.err(onode, f"operation {onode.value!r} matches no operation")
+            if owner and with_orgs and owner in with_orgs:
+                self.err(entries["with"], f"the owner {owner!r} needs no share with itself")
+            description = self.string(entries["description"], "description") \
+                if "description" in entries else ""
+            if len(self.problems) > before or None in (sid, owner, coll, with_orgs):
+                continue
+            line = item.start_mark.line + 1
+            if sid in seen:
+                self.err(item, f"duplicate share id {sid!r} (first on line {seen[sid]})")
+                continue
+            seen[sid] = line
+            out.append(Share(id=sid, owner=owner, collection=coll, with_orgs=with_orgs,
+                             operations=ops, description=description or "", line=line))
+        return tuple(out)
 
     def rule(self, node: yaml.Node, categories: list[str]) -> Rule | None:
         before = len(self.problems)
