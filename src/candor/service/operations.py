@@ -28,7 +28,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from candor.scoring.similarity import IDENTIFICATION_THRESHOLD, VERIFICATION_THRESHOLD
+from candor.scoring.similarity import (
+    CELEBRITY_THRESHOLD,
+    IDENTIFICATION_THRESHOLD,
+    VERIFICATION_THRESHOLD,
+)
 
 KINDS = ("detect", "verify", "identify", "enrol", "erase", "manage", "admin")
 #: kinds whose operations return or use a similarity
@@ -139,6 +143,28 @@ def _search_users_found(resp: dict[str, Any]) -> int:
     return (1 if resp.get("SearchedFace") else 0) + _length(resp.get("UnsearchedFaces"))
 
 
+def _in_image_found(resp: dict[str, Any]) -> int:
+    return _length(resp.get("SearchedFaces")) + _length(resp.get("UnsearchedFaces"))
+
+
+def _in_image_matches(resp: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every face's matches, with the index of the face (largest first) they belong to."""
+    out: list[dict[str, Any]] = []
+    for i, face in enumerate(resp.get("SearchedFaces") or []):
+        for m in _face_matches(face) + _user_matches(face):
+            out.append({"SearchedFace": i, **m})
+    return out
+
+
+def _celebrity_found(resp: dict[str, Any]) -> int:
+    return _length(resp.get("CelebrityFaces")) + _length(resp.get("UnrecognizedFaces"))
+
+
+def _celebrity_matches(resp: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"CelebrityId": c.get("Id"), "Similarity": c.get("MatchConfidence")}
+            for c in resp.get("CelebrityFaces") or []]
+
+
 # -- the table --------------------------------------------------------------------------------
 _C = "CollectionId"
 TABLE: dict[str, OperationSpec] = {spec.name: spec for spec in (
@@ -181,6 +207,20 @@ TABLE: dict[str, OperationSpec] = {spec.name: spec for spec in (
                   images=("Image",), threshold="UserMatchThreshold",
                   default_threshold=IDENTIFICATION_THRESHOLD, results="MaxUsers", collection=_C,
                   faces_found=_search_users_found, matches=_user_matches),
+    # identification of several people at once: every rule of SearchFacesByImage applies
+    OperationSpec("SearchFacesInImage", "identify", biometric=True, mutates=False,
+                  images=("Image",), threshold="FaceMatchThreshold",
+                  default_threshold=IDENTIFICATION_THRESHOLD, results="MaxMatchesPerFace",
+                  collection=_C, faces_found=_in_image_found, matches=_in_image_matches,
+                  candor=True),
+    # Rekognition's request has no threshold member: candor applies the gallery's measured
+    # threshold (service.celebrities.gallery_threshold); "MatchConfidence" names what it bounds,
+    # and a policy floor above the default refuses the call, as for any identification
+    OperationSpec("RecognizeCelebrities", "identify", biometric=True, mutates=False,
+                  images=("Image",), threshold="MatchConfidence",
+                  default_threshold=CELEBRITY_THRESHOLD, faces_found=_celebrity_found,
+                  matches=_celebrity_matches),
+    OperationSpec("GetCelebrityInfo", "manage", biometric=False, mutates=False),
 )}
 
 

@@ -46,9 +46,17 @@ def _v2_audit_details(conn: Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE audit_records ADD COLUMN details JSON")
 
 
+def _v3_celebrities(conn: Connection) -> None:
+    """The celebrity gallery: celebrities and celebrity_faces (earlier versions create tables
+    from the current schema, so they may already be there)."""
+    metadata.create_all(conn, tables=[metadata.tables["celebrities"],
+                                      metadata.tables["celebrity_faces"]], checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _v1_initial),
     (2, "audit_records.details", _v2_audit_details),
+    (3, "celebrity gallery", _v3_celebrities),
 ]
 
 LATEST = MIGRATIONS[-1][0]

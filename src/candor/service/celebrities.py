@@ -1,0 +1,113 @@
+"""RecognizeCelebrities and GetCelebrityInfo over the operator's own gallery.
+
+candor ships no gallery (no one consented to be in one): the operator builds it from photos
+they have the right to use (``candor celebrities import``; :mod:`candor.store.celebrities`).
+
+Recognition scores each face of the image against every person with the calibrated scoring and
+its normalisation (:class:`candor.scoring.similarity.Scoring`), using all of a person's photos:
+a person's score is the better of the Similarity to their template (the unit mean of their
+photos' embeddings) and to their nearest single photo (:func:`person_similarities`). The best
+person is named when that score reaches the gallery's threshold, which grows with the
+gallery's size, because every extra person is one more chance for a stranger to match someone
+(:func:`gallery_threshold`). Method and threshold were chosen on one split of LFW View 1 and
+measured on another (bench/celebrities.py; the figures are in docs/celebrities.md).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from candor.errors import ResourceNotFound
+from candor.scoring.similarity import CELEBRITY_THRESHOLD, Scoring
+from candor.service import Service, operation
+from candor.service.common import request_image, store_of
+from candor.store import Gallery
+
+#: Rekognition names at most this many celebrities in one image
+MAX_CELEBRITIES = 64
+#: the gallery size CELEBRITY_THRESHOLD was measured at, and how much the threshold rises
+#: each time the gallery doubles beyond it (fitted on the development split, see
+#: docs/celebrities.md)
+REFERENCE_GALLERY = 400
+THRESHOLD_PER_DOUBLING = 0.5
+
+
+def gallery_threshold(people: int) -> float:
+    """The Similarity a face must reach to be named, for a gallery of ``people``."""
+    if people <= REFERENCE_GALLERY:
+        return CELEBRITY_THRESHOLD
+    return min(99.5, CELEBRITY_THRESHOLD
+               + THRESHOLD_PER_DOUBLING * math.log2(people / REFERENCE_GALLERY))
+
+
+def person_similarities(gallery: Gallery, vectors: np.ndarray, scoring: Scoring) -> np.ndarray:
+    """(Q, P) Similarity of each query face to each person: the better of their template
+    and their nearest photo."""
+    vectors = np.atleast_2d(np.asarray(vectors, np.float32))
+    best = scoring.similarity(vectors, gallery.templates)
+    if len(gallery.faces):
+        per_face = scoring.similarity(vectors, gallery.faces)
+        nearest = np.full_like(best, -np.inf)
+        np.maximum.at(nearest.T, gallery.owners, per_face.T)
+        best = np.maximum(best, nearest)
+    return best
+
+
+def recognise(gallery: Gallery, vectors: np.ndarray, scoring: Scoring,
+              threshold: float | None = None) -> list[tuple[int, float] | None]:
+    """For each face: (index of the person, Similarity) when one reaches the threshold (the
+    gallery's by default), else None."""
+    if len(gallery) == 0 or len(vectors) == 0:
+        return [None] * len(vectors)
+    limit = gallery_threshold(len(gallery)) if threshold is None else threshold
+    sims = person_similarities(gallery, vectors, scoring)
+    best = sims.argmax(axis=1)
+    return [(int(b), float(sims[i, b])) if sims[i, b] >= limit else None
+            for i, b in enumerate(best)]
+
+
+def celebrity_info(row) -> dict[str, Any]:
+    """Name, Urls and (when the operator published it) KnownGender of a gallery row."""
+    out: dict[str, Any] = {"Urls": list(row.urls or []), "Name": row.name}
+    if row.known_gender:
+        out["KnownGender"] = {"Type": row.known_gender}
+    return out
+
+
+@operation("RecognizeCelebrities")
+def recognize_celebrities(service: Service, params: dict) -> dict:
+    from candor.face.engine import compared_face
+
+    store = store_of(service)
+    gallery = store.gallery()
+    if len(gallery) == 0:
+        raise ResourceNotFound("The celebrity gallery is empty: the operator builds one with "
+                               "candor celebrities import (candor ships none)")
+    image, faces = service.engine.analyse(request_image(params), attributes=["DEFAULT"],
+                                          embed=False)
+    faces = sorted(faces, key=lambda f: -f.box.area)
+    if faces:
+        service.engine.embed(image, faces)  # one batched call for every face
+    found = recognise(gallery, np.stack([f.embedding for f in faces]) if faces
+                      else np.zeros((0, 128), np.float32), service.scoring)
+    rows = store.celebrities_by_key(gallery.keys[m[0]] for m in found if m is not None)
+    named, unrecognised = [], []
+    for face, match in zip(faces, found):
+        wire = compared_face(face).to_dict()
+        row = rows.get(int(gallery.keys[match[0]])) if match is not None else None
+        if row is None or len(named) >= MAX_CELEBRITIES:
+            unrecognised.append(wire)
+            continue
+        info = celebrity_info(row)
+        named.append({"Urls": info["Urls"], "Name": row.name, "Id": row.celebrity_id,
+                      "Face": wire, "MatchConfidence": round(match[1], 4),
+                      **({"KnownGender": info["KnownGender"]} if "KnownGender" in info else {})})
+    return {"CelebrityFaces": named, "UnrecognizedFaces": unrecognised}
+
+
+@operation("GetCelebrityInfo")
+def get_celebrity_info(service: Service, params: dict) -> dict:
+    return celebrity_info(store_of(service).celebrity(params["Id"]))
