@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from candor import __version__
-from candor.cli import audit, collections, faces, governance, serve
+from candor.cli import audit, celebrities, collections, faces, governance, identify, serve
 from candor.cli import eval as eval_commands
 from candor.cli.common import console, remember_globals
 from candor.config import DEFAULT_CATEGORY, OPERATOR_ORG
@@ -65,6 +65,8 @@ serve.register(app)  # serve, keys: the HTTP API
 governance.register(app)  # audit, report, erase, retention, policy
 audit.register(app)  # audit: verify, tail, search, keygen, checkpoint
 eval_commands.register(app)  # eval: accuracy, calibration, fairness
+identify.register(app)  # identify (every face of a photo), sdk-path
+celebrities.register(app)  # celebrities: import, list, show, remove
 
 
 def main() -> None:

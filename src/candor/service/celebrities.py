@@ -15,12 +15,16 @@ measured on another (bench/celebrities.py; the figures are in docs/celebrities.m
 
 from __future__ import annotations
 
+import csv
 import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from candor.errors import ResourceNotFound
+from candor.errors import InvalidParameter, ResourceNotFound
 from candor.scoring.similarity import CELEBRITY_THRESHOLD, Scoring
 from candor.service import Service, operation
 from candor.service.common import request_image, store_of
@@ -111,3 +115,69 @@ def recognize_celebrities(service: Service, params: dict) -> dict:
 @operation("GetCelebrityInfo")
 def get_celebrity_info(service: Service, params: dict) -> dict:
     return celebrity_info(store_of(service).celebrity(params["Id"]))
+
+
+# -- building a gallery ------------------------------------------------------------------
+KNOWN_GENDERS = ("Male", "Female", "Nonbinary", "Unlisted")
+
+
+@dataclass
+class PersonInfo:
+    """What the operator publishes about a person (the CSV row of ``--info``)."""
+
+    folder: str
+    name: str
+    urls: list[str] = field(default_factory=list)
+    known_gender: str | None = None
+
+
+def read_info(path: str | Path) -> dict[str, PersonInfo]:
+    """The ``--info`` CSV by folder name: columns ``name`` (required), ``folder`` (default:
+    the name), ``urls`` (separated by spaces or ``;``) and ``known_gender`` (Male, Female,
+    Nonbinary or Unlisted, as the person publicly states it; empty when unknown)."""
+    out: dict[str, PersonInfo] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        fields = {f.strip().lower() for f in reader.fieldnames or []}
+        if "name" not in fields:
+            raise InvalidParameter(f"{path}: the CSV needs a 'name' column (and optionally "
+                                   "folder, urls, known_gender)")
+        for line, row in enumerate(reader, 2):
+            row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
+            if not row.get("name"):
+                raise InvalidParameter(f"{path} line {line}: empty name")
+            gender = row.get("known_gender") or None
+            if gender is not None:
+                gender = next((g for g in KNOWN_GENDERS if g.lower() == gender.lower()), None)
+                if gender is None:
+                    raise InvalidParameter(f"{path} line {line}: known_gender must be one of "
+                                           f"{', '.join(KNOWN_GENDERS)} or empty")
+            urls = [u for u in re.split(r"[;\s]+", row.get("urls", "")) if u]
+            folder = row.get("folder") or row["name"]
+            out[folder] = PersonInfo(folder, row["name"], urls, gender)
+    return out
+
+
+def gallery_photos(root: str | Path) -> dict[str, list[Path]]:
+    """A folder per person: their photos (JPEG/PNG) by folder name."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InvalidParameter(f"{root} is not a folder")
+    return {d.name: sorted(p for p in d.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+            for d in sorted(root.iterdir()) if d.is_dir()}
+
+
+def embed_people(engine, people: dict[str, list[Path]]) -> dict[str, tuple[list, list]]:
+    """Each person's photos through the pipeline (the largest face of each photo), on every
+    core: by folder, (embeddings, photo SHA-256s); photos without a face are left out."""
+    from candor.face.pipeline import analyse_many, largest_face
+
+    sources = [(folder, p) for folder, paths in people.items() for p in paths]
+    out: dict[str, tuple[list, list]] = {folder: ([], []) for folder in people}
+    for item in analyse_many(engine, [p for _, p in sources], attributes=None,
+                             select=largest_face):
+        if item.error is None and item.faces:
+            folder = item.source.parent.name
+            out[folder][0].append(item.faces[0].embedding)
+            out[folder][1].append(item.image.sha256)
+    return out
