@@ -3,13 +3,15 @@
 candor ships no gallery (no one consented to be in one): the operator builds it from photos
 they have the right to use (``candor celebrities import``; :mod:`candor.store.celebrities`).
 
-Recognition scores each face of the image against every person with the calibrated scoring and
-its normalisation (:class:`candor.scoring.similarity.Scoring`), using all of a person's photos:
-a person's score is the better of the Similarity to their template (the unit mean of their
-photos' embeddings) and to their nearest single photo (:func:`person_similarities`). The best
-person is named when that score reaches the gallery's threshold, which grows with the
-gallery's size, because every extra person is one more chance for a stranger to match someone
-(:func:`gallery_threshold`). Method and threshold were chosen on one split of LFW View 1 and
+Recognition scores each face of the image against every person with the scoring and its
+normalisation (:class:`candor.scoring.similarity.Scoring`), using all of a person's photos: a
+person's score is the better of the score to their template (the unit mean of their photos'
+embeddings) and to their nearest single photo (:func:`person_scores`). Celebrity recognition is
+*open-set* (most faces are of no one in the gallery), so the best person's score is raised by
+how much it stands out (:func:`open_set_scores`) and mapped through the calibrated table to
+MatchConfidence; the person is named when that reaches the gallery's threshold, which grows
+with the gallery's size, because every extra person is one more chance for a stranger to match
+someone (:func:`gallery_threshold`). Method and threshold were chosen on one split of LFW View 1 and
 measured on another (bench/celebrities.py; the figures are in docs/celebrities.md).
 """
 
@@ -25,52 +27,73 @@ from typing import Any
 import numpy as np
 
 from candor.errors import InvalidParameter, ResourceNotFound
-from candor.scoring.similarity import CELEBRITY_THRESHOLD, Scoring
+from candor.scoring.similarity import CELEBRITY_THRESHOLD, Scoring, scores
 from candor.service import Service, operation
 from candor.service.common import request_image, store_of
 from candor.store import Gallery
 
 #: Rekognition names at most this many celebrities in one image
 MAX_CELEBRITIES = 64
-#: the gallery size CELEBRITY_THRESHOLD was measured at, and how much the threshold rises
-#: each time the gallery doubles beyond it (fitted on the development split, see
-#: docs/celebrities.md)
+#: the open-set score's weights: how much standing out from the second-best person (margin)
+#: and from the gallery as a whole (the query's z-score over the templates, /100) add to the
+#: best person's score. Chosen on the development split (docs/celebrities.md).
+MARGIN_WEIGHT = 0.75
+ZSCORE_WEIGHT = 0.5
+#: CELEBRITY_THRESHOLD holds for galleries up to this many people; beyond, every doubling of
+#: the gallery raises the threshold this much (fitted on the development split)
 REFERENCE_GALLERY = 400
-THRESHOLD_PER_DOUBLING = 0.5
+THRESHOLD_PER_DOUBLING = 0.1
 
 
 def gallery_threshold(people: int) -> float:
-    """The Similarity a face must reach to be named, for a gallery of ``people``."""
+    """The MatchConfidence a face must reach to be named, for a gallery of ``people``."""
     if people <= REFERENCE_GALLERY:
         return CELEBRITY_THRESHOLD
-    return min(99.5, CELEBRITY_THRESHOLD
+    return min(99.95, CELEBRITY_THRESHOLD
                + THRESHOLD_PER_DOUBLING * math.log2(people / REFERENCE_GALLERY))
 
 
-def person_similarities(gallery: Gallery, vectors: np.ndarray, scoring: Scoring) -> np.ndarray:
-    """(Q, P) Similarity of each query face to each person: the better of their template
-    and their nearest photo."""
+def person_scores(gallery: Gallery, vectors: np.ndarray, scoring: Scoring) -> np.ndarray:
+    """(Q, P) score (the scoring's, normalised when it is on) of each query face against each
+    person: the better of their template and their nearest photo."""
     vectors = np.atleast_2d(np.asarray(vectors, np.float32))
-    best = scoring.similarity(vectors, gallery.templates)
+    templates = scores(vectors, gallery.templates, scoring.normalised)
+    best = templates
     if len(gallery.faces):
-        per_face = scoring.similarity(vectors, gallery.faces)
+        per_face = scores(vectors, gallery.faces, scoring.normalised)
         nearest = np.full_like(best, -np.inf)
         np.maximum.at(nearest.T, gallery.owners, per_face.T)
         best = np.maximum(best, nearest)
     return best
 
 
+def open_set_scores(gallery: Gallery, vectors: np.ndarray,
+                    scoring: Scoring) -> tuple[np.ndarray, np.ndarray]:
+    """For each face: the best person's index and the open-set score, the best person's score
+    raised by how far it stands out from the second best and from the whole gallery (a stranger
+    tends to resemble several people a little; a person in the gallery, one of them a lot)."""
+    per_person = person_scores(gallery, vectors, scoring)
+    best = per_person.argmax(axis=1)
+    ranked = -np.sort(-per_person, axis=1)
+    top = ranked[:, 0]
+    if per_person.shape[1] < 2:
+        return best, top
+    spread = per_person.std(axis=1)
+    z = (top - per_person.mean(axis=1)) / np.where(spread > 0, spread, 1.0)
+    return best, top + MARGIN_WEIGHT * (top - ranked[:, 1]) + ZSCORE_WEIGHT * 0.01 * z
+
+
 def recognise(gallery: Gallery, vectors: np.ndarray, scoring: Scoring,
               threshold: float | None = None) -> list[tuple[int, float] | None]:
-    """For each face: (index of the person, Similarity) when one reaches the threshold (the
-    gallery's by default), else None."""
+    """For each face: (index of the person, MatchConfidence) when it reaches the threshold
+    (the gallery's by default), else None. MatchConfidence is the open-set score on the
+    calibrated Similarity scale."""
     if len(gallery) == 0 or len(vectors) == 0:
         return [None] * len(vectors)
     limit = gallery_threshold(len(gallery)) if threshold is None else threshold
-    sims = person_similarities(gallery, vectors, scoring)
-    best = sims.argmax(axis=1)
-    return [(int(b), float(sims[i, b])) if sims[i, b] >= limit else None
-            for i, b in enumerate(best)]
+    best, score = open_set_scores(gallery, vectors, scoring)
+    confidence = scoring.from_score(score)
+    return [(int(b), float(c)) if c >= limit else None for b, c in zip(best, confidence)]
 
 
 def celebrity_info(row) -> dict[str, Any]:
