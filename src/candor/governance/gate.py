@@ -43,7 +43,7 @@ BIOMETRIC_OPERATIONS = frozenset({
     "DetectFaces", "CompareFaces", "IndexFaces", "SearchFaces", "SearchFacesByImage",
     "SearchUsers", "SearchUsersByImage", "ListFaces", "DeleteFaces", "AssociateFaces",
     "DisassociateFaces", "DeleteUser", "DeleteCollection", "StartFaceSearch", "GetFaceSearch",
-    "StartFaceDetection", "GetFaceDetection", "RecognizeCelebrities",
+    "StartFaceDetection", "GetFaceDetection", "RecognizeCelebrities", "SearchFacesInImage",
 })
 
 _IMAGE_PARAMS = ("Image", "SourceImage", "TargetImage")
@@ -109,7 +109,7 @@ def faces_found(operation: str, resp: dict[str, Any]) -> int | None:
         return 1 if resp.get("SearchedFaceBoundingBox") else 0
     if operation == "SearchUsersByImage":
         return (1 if resp.get("SearchedFace") else 0) + _length(resp.get("UnsearchedFaces"))
-    return None
+    return _from_table(operation, "faces_found", resp)
 
 
 def matches_returned(operation: str, resp: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -126,7 +126,17 @@ def matches_returned(operation: str, resp: dict[str, Any]) -> list[dict[str, Any
     if operation == "IndexFaces":
         return [{"FaceId": (r.get("Face") or {}).get("FaceId"), "Indexed": True}
                 for r in resp.get("FaceRecords") or []]
-    return None
+    return _from_table(operation, "matches", resp)
+
+
+def _from_table(operation: str, what: str, resp: dict[str, Any]) -> Any:
+    """What the operation table's descriptor extracts from the response (operations added
+    after the lists above: SearchFacesInImage, RecognizeCelebrities)."""
+    from candor.service.operations import spec
+
+    descriptor = spec(operation)
+    extract = getattr(descriptor, what, None) if descriptor is not None else None
+    return extract(resp) if extract is not None else None
 
 
 class Gate:

@@ -214,8 +214,9 @@ TABLE: dict[str, OperationSpec] = {spec.name: spec for spec in (
                   collection=_C, faces_found=_in_image_found, matches=_in_image_matches,
                   candor=True),
     # Rekognition's request has no threshold member: candor applies the gallery's measured
-    # threshold (service.celebrities.gallery_threshold); "MatchConfidence" names what it bounds,
-    # and a policy floor above the default refuses the call, as for any identification
+    # threshold (service.celebrities.gallery_threshold, never below the default here);
+    # "MatchConfidence" names what it bounds. It is NOT a request member: a floor must be
+    # compared with the default, never with a value read from the request
     OperationSpec("RecognizeCelebrities", "identify", biometric=True, mutates=False,
                   images=("Image",), threshold="MatchConfidence",
                   default_threshold=CELEBRITY_THRESHOLD, faces_found=_celebrity_found,

@@ -36,6 +36,7 @@ THRESHOLD_PARAMS: dict[str, str] = {
     "StartFaceSearch": "FaceMatchThreshold",
     "SearchUsers": "UserMatchThreshold",
     "SearchUsersByImage": "UserMatchThreshold",
+    "SearchFacesInImage": "FaceMatchThreshold",
 }
 
 
@@ -53,6 +54,7 @@ RESULT_PARAMS: dict[str, str] = {
     "IndexFaces": "MaxFaces",
     "SearchUsers": "MaxUsers",
     "SearchUsersByImage": "MaxUsers",
+    "SearchFacesInImage": "MaxMatchesPerFace",
     "ListFaces": "MaxResults",
     "ListUsers": "MaxResults",
     "ListCollections": "MaxResults",
