@@ -38,18 +38,31 @@ DEFAULT_DATA = Path(os.environ.get("CANDOR_TEST_DATA", Path(__file__).parents[1]
                                    / "data" / "faces"))
 
 
-def group_photo(identities: Path, people: int = 7, side: int = 320) -> bytes:
-    """A JPEG grid of one photo each of ``people`` different people."""
-    folders = sorted(p for p in identities.iterdir() if p.is_dir())[:people]
+def pictures(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+
+
+def group_photo(engine, identities: Path, people: int = 7, side: int = 240) -> bytes:
+    """A JPEG grid of one photo each of ``people`` different people (the first photo of each
+    folder in which the detector finds exactly one face at that size)."""
+    tiles = []
+    for folder in sorted(p for p in identities.iterdir() if p.is_dir()):
+        img = PILImage.open(pictures(folder)[0]).convert("RGB")
+        img.thumbnail((side, side))
+        if len(engine.analyse(_jpeg(img), embed=False)[1]) == 1:
+            tiles.append(img)
+        if len(tiles) == people:
+            break
     cols = 4
     grid = PILImage.new("RGB", (cols * side, ((people + cols - 1) // cols) * side), "white")
-    for i, folder in enumerate(folders):
-        photo = sorted(folder.glob("*.jp*g"))[0]
-        img = PILImage.open(photo).convert("RGB")
-        img.thumbnail((side, side))
+    for i, img in enumerate(tiles):
         grid.paste(img, ((i % cols) * side, (i // cols) * side))
+    return _jpeg(grid)
+
+
+def _jpeg(img) -> bytes:
     out = io.BytesIO()
-    grid.save(out, "JPEG", quality=92)
+    img.save(out, "JPEG", quality=92)
     return out.getvalue()
 
 
@@ -79,7 +92,7 @@ def build(store, engine, identities: Path, faces: int) -> None:
     from candor.face.engine import FACE_MODEL_VERSION
     from candor.face.pipeline import analyse_many, largest_face
 
-    photos = sorted(p for d in identities.iterdir() if d.is_dir() for p in d.glob("*.jp*g"))
+    photos = [p for d in sorted(identities.iterdir()) if d.is_dir() for p in pictures(d)]
     real = [(p, item.faces[0].embedding) for p, item in
             zip(photos, analyse_many(engine, photos, select=largest_face))
             if item.error is None and item.faces]
@@ -92,15 +105,22 @@ def build(store, engine, identities: Path, faces: int) -> None:
                 "model_version": FACE_MODEL_VERSION}
 
     store.add_faces("bench", [row(v, p.parent.name) for p, v in real])
+    # synthetic people as bench/search.py makes them: look-alikes of the real people (centres
+    # about 0.5 away), five faces each (about 0.35 apart)
     seeds = np.stack([v for _, v in real])
     rng = np.random.default_rng(7)
     left = faces - len(real)
     while left > 0:
         n = min(10_000, left)
-        v = seeds[rng.integers(0, len(seeds), n)] + rng.normal(0, 0.06, (n, seeds.shape[1]))
-        v = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+        centres = unit(seeds[rng.integers(0, len(seeds), -(-n // 5))]
+                       + rng.normal(0, 0.045, (-(-n // 5), seeds.shape[1])))
+        v = unit(centres[np.arange(n) // 5] + rng.normal(0, 0.022, (n, seeds.shape[1])))
         store.add_faces("bench", [row(x, None) for x in v])
         left -= n
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
 
 
 def main() -> int:
@@ -116,9 +136,9 @@ def main() -> int:
     from candor.service.common import store_of
 
     identities = args.data / "samples" / "identities"
-    data = args.photo.read_bytes() if args.photo else group_photo(identities)
     with tempfile.TemporaryDirectory(prefix="candor-bench-identify-") as tmp:
         service = Service(tmp)
+        data = args.photo.read_bytes() if args.photo else group_photo(service.engine, identities)
         store = store_of(service)
         t = time.perf_counter()
         build(store, service.engine, identities, args.faces)

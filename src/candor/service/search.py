@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,9 @@ from candor.store import Store, from_blob
 DEFAULT_SEARCH_MAX_FACES = 4096  # Rekognition states no default: return every match above threshold
 DEFAULT_MAX_USERS = 500
 
+#: ``nearest(n)``: the index's top ``n`` (cosines, keys) for one query, best first
+Nearest = Callable[[int], tuple[np.ndarray, np.ndarray]]
+
 
 def _stored(index):
     """The index's stored vectors by key, for score normalisation; a key removed by another
@@ -43,12 +47,14 @@ def _stored(index):
 
 def face_matches(store: Store, coll_pk: int, vector: np.ndarray, max_faces: int,
                  threshold: float, exclude: str | None = None, *,
-                 scoring: Scoring) -> list[dict]:
+                 scoring: Scoring, nearest: Nearest | None = None) -> list[dict]:
     """The collection's faces matching ``vector`` at or above ``threshold``, best first, in
-    Rekognition's FaceMatch shape (shared by every face search, including SearchFacesInImage)."""
+    Rekognition's FaceMatch shape (shared by every face search, including SearchFacesInImage,
+    which passes ``nearest``: the index's answers for many faces fetched in one call)."""
     index = store.face_index(coll_pk)
     k = max_faces + (1 if exclude else 0)
-    chosen = scoring.rank(vector, lambda n: index.search(vector, n), _stored(index), k, threshold)
+    chosen = scoring.rank(vector, nearest or (lambda n: index.search(vector, n)),
+                          _stored(index), k, threshold)
     rows = store.faces_by_key(k for _, k in chosen)
     out = []
     for sim, key in chosen:
