@@ -16,8 +16,8 @@ The method and thresholds (candor.service.celebrities) were chosen on the *devel
 which this script prints only with ``--dev``: each person's first photo held out instead, and
 the next 500 outsiders. Each photo's face is the one nearest the centre (LFW is centred on the
 labelled person), embedded through the evaluation cache (``candor.eval.embeddings``, every
-core); the gallery is a real store (``Store.add_celebrity``), recognised by the code
-RecognizeCelebrities runs (``recognise``).
+core); the gallery is a real store, recognised by the code RecognizeCelebrities runs
+(:mod:`candor.eval.celebrities`, which ``candor celebrities evaluate`` runs on any folders).
 """
 
 from __future__ import annotations
@@ -26,17 +26,10 @@ import argparse
 import os
 import random
 import sys
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-
-from candor.eval.embeddings import embed_images
-from candor.face.engine import FACE_MODEL_VERSION
-from candor.scoring.similarity import Scoring
-from candor.service.celebrities import gallery_threshold, recognise
-from candor.store import Store
+from candor.eval.celebrities import embeddings, measure
 
 DEFAULT_DATA = Path(os.environ.get("CANDOR_TEST_DATA", Path(__file__).parents[1] / ".." / "shared"
                                    / "data" / "faces"))
@@ -55,40 +48,6 @@ def split(lfw: Path, dev: bool):
     return by_person, [by_person[n][0] for n in outsiders]
 
 
-def measure(name: str, people: list[str], by_person, outsiders, vectors, dev: bool,
-            scoring: Scoring) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        store = Store(tmp)
-        held = {}
-        for person in people:
-            photos = by_person[person]
-            held[person] = photos[0] if dev else photos[-1]
-            gallery = [p for p in photos if p != held[person] and vectors.get(p) is not None]
-            if gallery:
-                store.add_celebrity(person, [], None, [vectors[p] for p in gallery],
-                                    [None] * len(gallery), FACE_MODEL_VERSION)
-        gallery = store.gallery()
-        rows = store.celebrities_by_key(gallery.keys)
-        names = [rows[int(k)].name for k in gallery.keys]
-
-        def named(paths):
-            found = [p for p in paths if vectors.get(p) is not None]
-            out = {p: None for p in paths}
-            if found:
-                for p, m in zip(found, recognise(gallery, np.stack([vectors[p] for p in found]),
-                                                 scoring)):
-                    out[p] = names[m[0]] if m is not None else None
-            return out
-
-        held_names = named([held[p] for p in people])
-        right = sum(held_names[held[p]] == p for p in people)
-        strangers = named(outsiders)
-        wrongly = sum(v is not None for v in strangers.values())
-        store.close()
-    return {"name": name, "people": len(gallery), "right": right / len(people),
-            "outsiders_named": wrongly / len(outsiders), "threshold": gallery_threshold(len(gallery))}
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -101,16 +60,16 @@ def main() -> int:
     paths = sorted({p for ps in by_person.values() for p in ps})
     if not paths:
         ap.error(f"no LFW photos under {lfw} (--data or CANDOR_TEST_DATA)")
-    emb = embed_images(paths, data_dir=args.cache)
-    vectors = {p: (emb.embeddings[i] if emb.found[i] else None) for i, p in enumerate(paths)}
-    print(f"photos: {len(paths)}, no face detected: {emb.missing}, from the cache: {emb.cached}, "
-          f"embedding {emb.seconds:.1f} s; split: {'development' if args.dev else 'reported'}")
-    scoring = Scoring()
+    vectors = embeddings(paths, data_dir=args.cache)
+    missing = sum(v is None for v in vectors.values())
+    print(f"photos: {len(paths)}, no face detected: {missing}; "
+          f"split: {'development' if args.dev else 'reported'}")
     for name, least in (("gallery3", 3), ("gallery2", 2)):
-        people = sorted(n for n, p in by_person.items() if len(p) >= least)
-        r = measure(name, people, by_person, outsiders, vectors, args.dev, scoring)
-        print(f"{r['name']}: people {r['people']}, right person named {r['right']:.4f}, "
-              f"outsiders named {r['outsiders_named']:.4f} ({len(outsiders)} outsiders), "
+        people = {n: p for n, p in by_person.items() if len(p) >= least}
+        held = {n: (p[0] if args.dev else p[-1]) for n, p in people.items()}
+        r = measure(people, held, outsiders, vectors)
+        print(f"{name}: people {r['people']}, right person named {r['right']:.4f}, "
+              f"outsiders named {r['outsiders_named']:.4f} ({r['outsiders']} outsiders), "
               f"threshold {r['threshold']:.2f}")
     return 0
 

@@ -154,3 +154,40 @@ def remove(celebrity_ids: Annotated[list[str], typer.Argument(help="Ids to remov
             version = store.remove_celebrity(celebrity_id)
             _record(ledger, s, "RemoveCelebrity", version, ids=[celebrity_id])
             console.print(f"removed {celebrity_id}; gallery version {version}")
+
+
+@celebrities_app.command("evaluate")
+def evaluate(
+    folder: Annotated[Path, typer.Argument(help="A folder with one folder of photos per person.")],
+    outsiders: Annotated[Path, typer.Option(
+        "--outsiders", help="A folder of photos of people who are NOT in the gallery "
+        "(subfolders included).")],
+    threshold: Annotated[float | None, typer.Option(
+        "--threshold", help="MatchConfidence threshold [default: the gallery's, by size].")]
+    = None,
+    json_output: JsonOption = False, data_dir: DataDirOption = None,
+) -> None:
+    """Measure recognition on your own photos: each person's last photo is held out and the
+    gallery built from the rest (in a temporary store); reports how often the held-out photos
+    are named right and how often outsiders are named as someone."""
+    from candor.eval.celebrities import embeddings, measure
+    from candor.service.celebrities import gallery_photos
+
+    with cli_errors():
+        people = {n: p for n, p in gallery_photos(folder).items() if p}
+        held = {n: p[-1] for n, p in people.items() if len(p) >= 2}
+        strangers = sorted(p for p in outsiders.rglob("*")
+                           if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        if not held:
+            fail("no person has two photos: nothing to hold out")
+        s = settings(data_dir)
+        vectors = embeddings([p for ps in people.values() for p in ps] + strangers,
+                             data_dir=s.ensure_data_dir(), face="largest")
+        result = measure(people, held, strangers, vectors, threshold=threshold)
+    if json_output:
+        print_json(result)
+        return
+    console.print(f"gallery of {result['people']} people, threshold {result['threshold']:.2f}: "
+                  f"right person named for {result['right']:.1%} of {result['held_out']} "
+                  f"held-out photos; {result['outsiders_named']:.1%} of {result['outsiders']} "
+                  "outsiders named as someone")
