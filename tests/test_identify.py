@@ -172,3 +172,35 @@ def test_sdk_path_holds_the_extension():
     assert (Path(out) / EXTRAS_FILE).is_file()
     assert "SearchFacesInImage" in candor_operations()
     assert "SearchFacesInImage" in rekognition_model().operation_names
+
+
+def test_descriptors_are_complete_and_say_identify():
+    from candor.service.operations import spec
+
+    for name in ("SearchFacesInImage", "RecognizeCelebrities"):
+        descriptor = spec(name)
+        assert descriptor is not None and descriptor.problems() == []
+        assert descriptor.kind == "identify" and descriptor.biometric
+    assert spec("SearchFacesInImage").threshold == "FaceMatchThreshold"
+    assert spec("SearchFacesInImage").default_threshold == 85.0
+    assert spec("SearchFacesInImage").candor and not spec("RecognizeCelebrities").candor
+    response = {"SearchedFaces": [{"FaceMatches": [{"Similarity": 99.0, "Face": {"FaceId": "a"}}]},
+                                  {"FaceMatches": []}], "UnsearchedFaces": [{}]}
+    assert spec("SearchFacesInImage").faces_found(response) == 3
+    assert spec("SearchFacesInImage").matches(response) == [
+        {"SearchedFace": 0, "FaceId": "a", "Similarity": 99.0}]
+
+
+@pytest.mark.parametrize("params, where", [
+    ({"CollectionId": "people", "Image": {"Bytes": b"x"}, "Match": "EVERYONE"}, "match"),
+    ({"CollectionId": "people", "Image": {"Bytes": b"x"}, "MaxMatchesPerFace": 0},
+     "maxMatchesPerFace"),
+    ({"CollectionId": "people", "Image": {"Bytes": b"x"}, "FaceMatchThreshold": "high"},
+     "FaceMatchThreshold"),
+    ({"CollectionId": "a" * 300, "Image": {"Bytes": b"x"}}, "collectionId"),
+    ({"CollectionId": "people"}, "Image"),
+])
+def test_hostile_requests_get_invalid_parameter(params, where, tmp_path):
+    with pytest.raises(InvalidParameter) as err:
+        Service(tmp_path).call("SearchFacesInImage", params)
+    assert where.lower() in str(err.value).lower()
