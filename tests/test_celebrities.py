@@ -167,3 +167,22 @@ def test_known_gender_is_only_what_the_csv_states(tmp_path):
     good.write_text("name,urls,known_gender\nA B,https://a https://b,\n")
     person = read_info(good)["A B"]
     assert person.known_gender is None and person.urls == ["https://a", "https://b"]
+
+
+def test_evaluate_measures_on_the_operators_own_folders(tmp_path, samples, data_dir):
+    faces = sorted((data_dir / "fairface-val").glob("*.jpg"))[:20]
+    if not faces:
+        pytest.skip("FairFace photos not in the test data")
+    strangers = tmp_path / "strangers"
+    strangers.mkdir()
+    for f in faces:
+        (strangers / f.name).symlink_to(f)
+    out = json.loads(run_cli(tmp_path / "home", "celebrities", "evaluate",
+                             str(samples / "identities"), "--outsiders", str(strangers),
+                             "--json").stdout)
+    assert out["outsiders"] == 20 and out["held_out"] >= 10
+    assert out["right"] >= 0.8 and out["outsiders_named"] <= 0.1
+    strict = json.loads(run_cli(tmp_path / "home", "celebrities", "evaluate",
+                                str(samples / "identities"), "--outsiders", str(strangers),
+                                "--threshold", "100.5", "--json").stdout)
+    assert strict["right"] == 0 and strict["threshold"] == 100.5  # above any MatchConfidence
