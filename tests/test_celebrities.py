@@ -186,3 +186,24 @@ def test_evaluate_measures_on_the_operators_own_folders(tmp_path, samples, data_
                                 str(samples / "identities"), "--outsiders", str(strangers),
                                 "--threshold", "100.5", "--json").stdout)
     assert strict["right"] == 0 and strict["threshold"] == 100.5  # above any MatchConfidence
+
+
+def test_replace_keeps_the_id_and_removes_the_old_faces(tmp_path):
+    from candor.errors import ResourceAlreadyExists
+    from candor.face.engine import FACE_MODEL_VERSION
+    from candor.store import Store
+
+    store = Store(tmp_path)
+    rng = np.random.default_rng(1)
+    vectors = [v / np.linalg.norm(v) for v in rng.normal(size=(3, 128)).astype(np.float32)]
+    row, v1 = store.add_celebrity("A Person", [], None, vectors, [None] * 3, FACE_MODEL_VERSION)
+    with pytest.raises(ResourceAlreadyExists):
+        store.add_celebrity("A Person", [], None, vectors[:1], [None], FACE_MODEL_VERSION)
+    again, v2 = store.add_celebrity("A Person", ["https://x"], "Unlisted", vectors[:1], [None],
+                                    FACE_MODEL_VERSION, replace=True)
+    assert again.celebrity_id == row.celebrity_id and v2 == v1 + 1
+    gallery = store.gallery()
+    assert len(gallery) == 1 and len(gallery.faces) == 1 and gallery.version == v2
+    assert store.remove_celebrity(row.celebrity_id) == v2 + 1
+    assert len(store.gallery()) == 0 and len(store.gallery().faces) == 0
+    store.close()

@@ -87,6 +87,7 @@ class CelebritiesPart:
                 raise ResourceAlreadyExists(f"The celebrity {name!r} is already in the gallery")
             celebrity_id = old.celebrity_id if old is not None else new_celebrity_id()
             if old is not None:
+                conn.execute(delete(T_cfaces).where(T_cfaces.c.celebrity_pk == old.id))
                 conn.execute(delete(T_celeb).where(T_celeb.c.id == old.id))
                 Database.mark_erasing(conn)
             pk = conn.execute(T_celeb.insert().values(
