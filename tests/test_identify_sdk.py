@@ -129,3 +129,22 @@ def test_unmodified_boto3_calls_recognize_celebrities_and_get_celebrity_info(ser
     with pytest.raises(ClientError) as err:
         rek.get_celebrity_info(Id="NoSuchId1")
     assert err.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_aws_cli_with_the_extension(server, samples):
+    import json
+    import shutil
+
+    if shutil.which("aws") is None:
+        pytest.skip("the aws CLI is not installed")
+    path = subprocess.run([*CANDOR, "sdk-path"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    env = {**os.environ, "AWS_DATA_PATH": path, "AWS_ACCESS_KEY_ID": server["key"],
+           "AWS_SECRET_ACCESS_KEY": server["secret"], "AWS_DEFAULT_REGION": "us-east-1"}
+    proc = subprocess.run(["aws", "rekognition", "search-faces-in-image", "--collection-id",
+                           "people", "--image-bytes", f"fileb://{samples / GROUP}",
+                           "--endpoint-url", server["url"]], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    faces = json.loads(proc.stdout)["SearchedFaces"]
+    assert len(faces) == 3 and not faces[2]["FaceMatches"]
