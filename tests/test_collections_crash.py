@@ -9,6 +9,8 @@ the database agrees with it.
 
 from __future__ import annotations
 
+from candor.config import OPERATOR_ORG
+
 import json
 import os
 import random
@@ -78,7 +80,7 @@ def test_kill_9_during_index_loses_nothing_reported(tmp_path, data_dir):
     from candor.service.collections import store_of
 
     store = store_of(service)
-    index = store.face_index(store.collection("big").id)
+    index = store.face_index(store.collection("big", org=OPERATOR_ORG).id)
     assert index.ntotal == count
     probe = service.call("SearchFaces", {"CollectionId": "big", "FaceId": reported[0],
                                          "FaceMatchThreshold": 0, "MaxFaces": 1})

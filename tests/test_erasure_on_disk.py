@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from candor.config import OPERATOR_ORG
 from candor.governance.erasure import erase, purge, set_retention
 from candor.governance.ledger import Ledger
 from candor.store import Store, to_blob
@@ -74,7 +75,7 @@ def seeded(store: Store, collection: str = "c", n: int = 6) -> tuple[list, list[
     vectors = [vector() for _ in range(n)]
     rows = store.add_faces(collection, [face(v, "alice" if i < 2 else f"p{i}")
                                         for i, v in enumerate(vectors)])
-    store.face_index(store.collection(collection).id)
+    store.face_index(store.collection(collection, org=OPERATOR_ORG).id)
     store.save_indexes()
     assert index_files(store.data_dir)
     # the test sees what it looks for before the erasure: in the database and the index file
@@ -91,14 +92,14 @@ def test_delete_faces_leaves_no_copy(store):
     assert_gone(store.data_dir, [vectors[0], vectors[3]])
     assert_kept(store.data_dir, vectors[1])
     # the index still works and no longer finds them
-    idx = store.face_index(store.collection("c").id)
+    idx = store.face_index(store.collection("c", org=OPERATOR_ORG).id)
     assert set(idx.keys()) == {r.key for i, r in enumerate(rows) if i not in (0, 3)}
 
 
 def test_delete_user_leaves_no_copy_of_its_embedding(store):
     rows, vectors = seeded(store)
     with store.write() as conn:
-        coll = store.collection("c", conn)
+        coll = store.collection("c", conn, org=OPERATOR_ORG)
         store.create_user(conn, coll.id, "u1")
         user = store.user(coll.id, "u1", conn)
         store.set_user_faces(conn, coll.id, user.id, add=[rows[4].key, rows[5].key], remove=[])
@@ -131,7 +132,7 @@ def test_erase_by_external_image_id_leaves_no_copy(store):
 def test_erase_by_user_id_leaves_no_copy(store):
     rows, vectors = seeded(store)
     with store.write() as conn:
-        coll = store.collection("c", conn)
+        coll = store.collection("c", conn, org=OPERATOR_ORG)
         store.create_user(conn, coll.id, "u-bob")
         user = store.user(coll.id, "u-bob", conn)
         store.set_user_faces(conn, coll.id, user.id, add=[rows[2].key, rows[3].key], remove=[])
@@ -160,7 +161,7 @@ def test_an_index_saved_by_another_process_is_not_resurrected(store, tmp_path):
     other = Store(store.data_dir, index_kind=store.index_kind)
     try:
         other.add_faces("c", [face(vector())])  # its index is now dirty, and holds vectors[0]
-        other.face_index(other.collection("c").id)
+        other.face_index(other.collection("c", org=OPERATOR_ORG).id)
         store.delete_faces("c", [rows[0].face_id])
         other.save_indexes()  # a server stopping after the erasure
         assert_gone(store.data_dir, [vectors[0]])
@@ -210,7 +211,7 @@ def test_a_process_on_its_way_out_leaves_no_wal_content(tmp_path):
     store = open_store(tmp_path / "data")
     store.create_collection("c", "1.0")
     store.add_faces("c", [face(vector()) for _ in range(3)])
-    store.face_index(store.collection("c").id)
+    store.face_index(store.collection("c", org=OPERATOR_ORG).id)
     wal = store.data_dir / "candor.db-wal"
     assert wal.stat().st_size > 0
     save_open_indexes()
@@ -246,7 +247,7 @@ def test_delete_faces_through_the_service_with_a_real_photo(tmp_path, samples):
                                           "Image": {"Bytes": p.read_bytes()}})
         ids.append(out["FaceRecords"][0]["Face"]["FaceId"])
     store = store_of(service)
-    coll = store.collection("e2e")
+    coll = store.collection("e2e", org=OPERATOR_ORG)
     erased, kept = (store.face_embedding(coll.id, i) for i in ids)
     service.call("SearchFaces", {"CollectionId": "e2e", "FaceId": ids[1]})
     store.save_indexes()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from candor.config import OPERATOR_ORG
+
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -47,7 +49,7 @@ def world(tmp_path):
                                       face(bob(), "bob")])
         ids[coll] = [r.face_id for r in rows]
     with store.write() as conn:
-        coll = store.collection("office", conn)
+        coll = store.collection("office", conn, org=OPERATOR_ORG)
         store.create_user(conn, coll.id, "u-alice")
         user = store.user(coll.id, "u-alice", conn)
         keys = conn.execute(select(T_faces.c.id).where(
@@ -78,7 +80,7 @@ def test_erase_by_external_image_id_everywhere(world):
     # the user keeps only bob's face and a mean embedding made from it alone
     users = svc.call("ListUsers", {"CollectionId": "office"})["Users"]
     assert users == [{"UserId": "u-alice", "UserStatus": "ACTIVE"}]
-    coll = store.collection("office")
+    coll = store.collection("office", org=OPERATOR_ORG)
     with store.read() as conn:
         user = store.user(coll.id, "u-alice", conn)
     assert user.face_count == 1

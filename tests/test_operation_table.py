@@ -27,10 +27,10 @@ def test_every_descriptor_is_complete():
 
 def test_a_handler_without_a_descriptor_is_refused():
     with pytest.raises(TypeError, match="no descriptor"):
-        @operation("RecognizeCelebrities")
+        @operation("StartPersonTracking")
         def handler(service, params):  # pragma: no cover - never registered
             return {}
-    assert "RecognizeCelebrities" not in OPERATIONS
+    assert "StartPersonTracking" not in OPERATIONS
 
 
 def test_a_handler_with_an_incomplete_descriptor_is_refused():

@@ -69,7 +69,12 @@ def test_moratorium_leaves_police_detection_and_past_searches(moratorium):
     assert not decide(moratorium, POLICE, "SearchFacesByImage", at=first_day).allowed
 
 
-@pytest.mark.parametrize("op", IDENTIFY)
+#: operations whose request sets the threshold (RecognizeCelebrities always runs at the
+#: gallery's measured threshold, above every shipped floor)
+REQUESTED = [op for op in IDENTIFY if not TABLE[op].threshold_fixed]
+
+
+@pytest.mark.parametrize("op", REQUESTED)
 def test_child_safety_below_floor_is_refused_naming_99(moratorium, op):
     d = decide(moratorium, THORN, op, {THRESHOLD[op]: 80})
     assert d.effect == DENY and d.rule == "child-safety-floor"
@@ -292,3 +297,12 @@ def test_kind_match_covers_an_operation_added_later(moratorium):
         assert not d.allowed and d.rule == "child-safety-floor" and "T 80 (the default)" in d.message
     finally:
         del operations.TABLE["CompareFacesLater"]
+
+
+def test_a_fixed_threshold_is_never_read_from_the_request(moratorium):
+    """RecognizeCelebrities has no threshold member in Rekognition's request: a value sent
+    anyway must not be what the floor is compared with."""
+    spec = TABLE["RecognizeCelebrities"]
+    assert spec.threshold_fixed and spec.default_threshold >= 99
+    assert decide(moratorium, THORN, "RecognizeCelebrities", {spec.threshold: 1}).allowed
+    assert spec.threshold_in({spec.threshold: 1}) == spec.default_threshold

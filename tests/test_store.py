@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
+from candor.config import OPERATOR_ORG
 from candor.errors import InvalidPaginationToken, ResourceAlreadyExists, ResourceNotFound
 from candor.store import Store, migrations, schema
 
@@ -72,7 +73,7 @@ def test_collection_lifecycle_errors(store):
         store.create_collection("c", "1.0")
     store.delete_collection("c")
     with pytest.raises(ResourceNotFound):
-        store.collection("c")
+        store.collection("c", org=OPERATOR_ORG)
     with pytest.raises(ResourceNotFound):
         store.delete_collection("c")
 
@@ -81,7 +82,7 @@ def test_index_search_is_exact_and_deletions_immediate(store):
     store.create_collection("c", "1.0")
     vectors = unit_vectors(200)
     rows = store.add_faces("c", face_rows(vectors))
-    coll = store.collection("c")
+    coll = store.collection("c", org=OPERATOR_ORG)
     cosines, keys = store.face_index(coll.id).search(vectors[17], 3)
     assert keys[0] == rows[17].key and cosines[0] == pytest.approx(1.0, abs=1e-5)
     # brute force agrees with the index on the whole top 10
@@ -103,7 +104,7 @@ def test_other_instance_sees_changes_at_once(tmp_path):
     a.create_collection("c", "1.0")
     vectors = unit_vectors(50, seed=1)
     rows = a.add_faces("c", face_rows(vectors))
-    pk = a.collection("c").id
+    pk = a.collection("c", org=OPERATOR_ORG).id
     assert b.face_index(pk).ntotal == 50
     a.delete_faces("c", [r.face_id for r in rows[:10]])
     extra = a.add_faces("c", face_rows(unit_vectors(5, seed=2)))
@@ -120,7 +121,7 @@ def test_saved_index_is_repaired_when_stale_and_rebuilt_when_missing_or_corrupt(
     s.create_collection("c", "1.0")
     vectors = unit_vectors(100, seed=3)
     rows = s.add_faces("c", face_rows(vectors))
-    pk = s.collection("c").id
+    pk = s.collection("c", org=OPERATOR_ORG).id
     s.face_index(pk)
     s.close()  # saves the index file
     path = s.vectors.index_path(("faces", pk))
@@ -182,7 +183,7 @@ def test_index_survives_wrong_instance_file(tmp_path):
     s = Store(tmp_path / "a")
     s.create_collection("c", "1.0")
     s.add_faces("c", face_rows(unit_vectors(5)))
-    pk = s.collection("c").id
+    pk = s.collection("c", org=OPERATOR_ORG).id
     s.face_index(pk)
     s.close()
     t = Store(tmp_path / "b")
@@ -203,7 +204,7 @@ def test_hnsw_variant_still_deletes_immediately(tmp_path):
     s.create_collection("c", "1.0")
     vectors = unit_vectors(300, seed=11)
     rows = s.add_faces("c", face_rows(vectors))
-    pk = s.collection("c").id
+    pk = s.collection("c", org=OPERATOR_ORG).id
     _, keys = s.face_index(pk).search(vectors[5], 1)
     assert keys[0] == rows[5].key
     s.delete_faces("c", [rows[5].face_id])
@@ -220,7 +221,7 @@ def test_concurrent_threads_search_while_others_write(store):
     store.create_collection("c", "1.0")
     vectors = unit_vectors(400, seed=21)
     rows = store.add_faces("c", face_rows(vectors[:200]))
-    pk = store.collection("c").id
+    pk = store.collection("c", org=OPERATOR_ORG).id
     deleted: set[int] = set()
 
     def writer(i: int) -> None:
@@ -297,7 +298,7 @@ def test_kill_9_at_random_moments_of_a_write_loop(tmp_path):
     assert len(acked) > 30
     s = Store(tmp_path)
     assert s.integrity_check() == "ok"
-    coll = s.collection("c")
+    coll = s.collection("c", org=OPERATOR_ORG)
     stored = {f.face_id for f in s.list_faces(coll.id, 0, 100_000)[0]}
     assert (acked - deleted - in_flight) <= stored
     assert not (deleted & stored)

@@ -9,7 +9,17 @@ import typer
 from rich.markup import escape
 
 from candor import __version__
-from candor.cli import audit, collections, faces, governance, index, serve, users
+from candor.cli import (
+    audit,
+    celebrities,
+    collections,
+    faces,
+    governance,
+    identify,
+    index,
+    serve,
+    users,
+)
 from candor.cli import eval as eval_commands
 from candor.cli.common import console, err_console, remember_globals
 from candor.config import DEFAULT_CATEGORY, OPERATOR_ORG
@@ -70,6 +80,8 @@ serve.register(app)  # serve, keys: the HTTP API
 governance.register(app)  # report, erase, retention, policy
 audit.register(app)  # audit: verify, tail, search, keygen, checkpoint
 eval_commands.register(app)  # eval: accuracy, calibration, fairness
+identify.register(app)  # identify (every face of a photo), sdk-path
+celebrities.register(app)  # celebrities: import, list, show, remove
 
 
 def _plain_help(typer_app: typer.Typer) -> None:

@@ -10,11 +10,7 @@ record failed is undone), so there is no unaudited biometric work.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import logging
-import math
 import threading
 import uuid
 from collections.abc import Callable
@@ -34,89 +30,18 @@ from candor.governance.policy import (
     shipped_policy_path,
 )
 from candor.governance.principal import Principal
+from candor.governance.record_fields import (  # noqa: F401  (image_digests etc. re-exported)
+    _crossing,
+    _safe_details,
+    audit_fields,
+    effective_threshold,
+    image_digests,
+    is_biometric,
+)
 from candor.service import operations
 from candor.service.caller import Caller, acting_as
 
 log = logging.getLogger(__name__)
-
-def image_digests(operation: str, params: dict[str, Any]) -> list[str] | None:
-    """SHA-256 of each input image (never the image). An S3 image is named by a hash of its
-    location, prefixed ``s3:``, because the gate does not fetch it."""
-    out: list[str] = []
-    for key in _image_members(operation):
-        img = params.get(key)
-        if not isinstance(img, dict):
-            continue
-        data = img.get("Bytes")
-        if data is not None:
-            digest = getattr(data, "sha256", None)  # candor.face.imaging.Image, already hashed
-            if isinstance(digest, str):
-                out.append(digest)
-            elif isinstance(data, (bytes, bytearray, memoryview)):
-                out.append(hashlib.sha256(data).hexdigest())
-            elif isinstance(data, str):
-                try:
-                    raw = base64.b64decode(data, validate=True)
-                except (binascii.Error, ValueError):
-                    raw = data.encode("utf-8")
-                out.append(hashlib.sha256(raw).hexdigest())
-        elif isinstance(img.get("S3Object"), dict):
-            s3 = img["S3Object"]
-            where = f"s3://{s3.get('Bucket')}/{s3.get('Name')}?{s3.get('Version') or ''}"
-            out.append("s3:" + hashlib.sha256(where.encode("utf-8")).hexdigest())
-    return out or None
-
-
-def _image_members(operation: str) -> tuple[str, ...]:
-    descriptor = operations.spec(operation)
-    return descriptor.images if descriptor is not None else ()
-
-
-def effective_threshold(operation: str, params: dict[str, Any]) -> float | None:
-    """The match threshold the call runs with (its descriptor's default when none is given)."""
-    descriptor = operations.spec(operation)
-    if descriptor is None or descriptor.threshold is None:
-        return None
-    value = params.get(descriptor.threshold, descriptor.default_threshold)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:  # in-process callers reach here before validation: a 400-digit int, inf, -0.0
-        number = float(value) + 0.0  # -0.0 becomes 0.0, which the ledger hashes stably
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def audit_fields(operation: str, resp: dict[str, Any]) -> dict[str, Any]:
-    """What the ledger records of a response, by the operation's descriptor: the faces found
-    in its input image(s) and what it returned as matches or scores."""
-    descriptor = operations.spec(operation)
-    if descriptor is None or not isinstance(resp, dict):
-        return {"faces_found": None, "matches": None}
-    return {"faces_found": descriptor.faces_found(resp) if descriptor.faces_found else None,
-            "matches": descriptor.matches(resp) if descriptor.matches else None}
-
-
-def is_biometric(operation: str) -> bool:
-    """Always recorded: the descriptor says so, and an operation without one is treated as
-    biometric (recording too much is the safe side)."""
-    descriptor = operations.spec(operation)
-    return descriptor is None or descriptor.biometric
-
-
-def _crossing(caller: Caller) -> dict[str, Any]:
-    """Audit details of a call that used other organisations' collections (the operator's
-    cross-organisation access): ``owner_org`` (one owner) or ``owner_orgs`` (ListCollections)."""
-    if not caller.crossed:
-        return {}
-    owners = sorted(caller.crossed)
-    out: dict[str, Any] = ({"owner_org": owners[0]} if len(owners) == 1
-                           else {"owner_orgs": owners})
-    shares = sorted({caller.shares[o] for o in owners if o in caller.shares})
-    if shares:
-        out["share"] = shares[0] if len(shares) == 1 else shares
-    return out
-
 
 class Gate:
     """Wraps one service: ``call(principal, operation, params)`` is the only way in.
@@ -371,17 +296,6 @@ class BoundGate:
 
     def __getattr__(self, name: str) -> Any:  # data_dir, engine, ... of the wrapped service
         return getattr(self.gate.service, name)
-
-
-def _safe_details(params: dict[str, Any]) -> dict[str, Any] | None:
-    """The request of a candor operation as recorded: plain values only, subjects hashed."""
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        if key in ("ExternalImageId", "UserId") and isinstance(value, str):
-            out[key + "Sha256"] = hashlib.sha256(value.encode("utf-8")).hexdigest()
-        elif isinstance(value, (str, int)) and not isinstance(value, bool) or value is None:
-            out[key] = value
-    return out or None
 
 
 def system_principal(name: str) -> Principal:

@@ -55,6 +55,11 @@ TABLE_FILE = "similarity-table.json"
 #: the lesson of the ACLU's 28 Congress members matched at Rekognition's default of 80.
 VERIFICATION_THRESHOLD = 80.0
 IDENTIFICATION_THRESHOLD = 85.0
+#: celebrity recognition (RecognizeCelebrities) names a person only when their MatchConfidence
+#: (an open-set score on this Similarity scale) reaches this, the threshold measured for
+#: galleries of up to 400 people; larger galleries raise it
+#: (candor.service.celebrities.gallery_threshold; the measurements are in docs/celebrities.md)
+CELEBRITY_THRESHOLD = 99.55
 
 
 

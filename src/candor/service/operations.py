@@ -28,7 +28,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from candor.scoring.similarity import IDENTIFICATION_THRESHOLD, VERIFICATION_THRESHOLD
+from candor.scoring.similarity import (
+    CELEBRITY_THRESHOLD,
+    IDENTIFICATION_THRESHOLD,
+    VERIFICATION_THRESHOLD,
+)
 
 KINDS = ("detect", "verify", "identify", "enrol", "erase", "manage", "admin")
 #: kinds whose operations return or use a similarity
@@ -52,6 +56,9 @@ class OperationSpec:
     #: request member holding the match threshold, and candor's default for it
     threshold: str | None = None
     default_threshold: float | None = None
+    #: the call always runs at ``default_threshold``: no request member sets it, so policy
+    #: floors and the ledger must never read ``threshold`` from the request
+    threshold_fixed: bool = False
     #: request member bounding the number of results (or faces indexed)
     results: str | None = None
     #: request member naming the collection the call acts on (tenancy)
@@ -63,6 +70,15 @@ class OperationSpec:
     matches: Extract | None = None
     #: candor's own operation, not one of Rekognition's
     candor: bool = False
+
+    def threshold_in(self, params: dict[str, Any]) -> Any:
+        """The threshold value the call runs with: the request's member, else the default
+        (always the default when ``threshold_fixed``); None when it uses no threshold."""
+        if self.threshold is None:
+            return None
+        if self.threshold_fixed:
+            return self.default_threshold
+        return params.get(self.threshold, self.default_threshold)
 
     @property
     def uses_similarity(self) -> bool:
@@ -139,6 +155,28 @@ def _search_users_found(resp: dict[str, Any]) -> int:
     return (1 if resp.get("SearchedFace") else 0) + _length(resp.get("UnsearchedFaces"))
 
 
+def _in_image_found(resp: dict[str, Any]) -> int:
+    return _length(resp.get("SearchedFaces")) + _length(resp.get("UnsearchedFaces"))
+
+
+def _in_image_matches(resp: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every face's matches, with the index of the face (largest first) they belong to."""
+    out: list[dict[str, Any]] = []
+    for i, face in enumerate(resp.get("SearchedFaces") or []):
+        for m in _face_matches(face) + _user_matches(face):
+            out.append({"SearchedFace": i, **m})
+    return out
+
+
+def _celebrity_found(resp: dict[str, Any]) -> int:
+    return _length(resp.get("CelebrityFaces")) + _length(resp.get("UnrecognizedFaces"))
+
+
+def _celebrity_matches(resp: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"CelebrityId": c.get("Id"), "Similarity": c.get("MatchConfidence")}
+            for c in resp.get("CelebrityFaces") or []]
+
+
 # -- the table --------------------------------------------------------------------------------
 _C = "CollectionId"
 TABLE: dict[str, OperationSpec] = {spec.name: spec for spec in (
@@ -191,6 +229,22 @@ TABLE: dict[str, OperationSpec] = {spec.name: spec for spec in (
                   candor=True),
     OperationSpec("Purge", "erase", biometric=True, mutates=True, candor=True),
     OperationSpec("ReloadPolicy", "admin", biometric=False, mutates=True, candor=True),
+    # identification of several people at once: every rule of SearchFacesByImage applies
+    OperationSpec("SearchFacesInImage", "identify", biometric=True, mutates=False,
+                  images=("Image",), threshold="FaceMatchThreshold",
+                  default_threshold=IDENTIFICATION_THRESHOLD, results="MaxMatchesPerFace",
+                  collection=_C, faces_found=_in_image_found, matches=_in_image_matches,
+                  candor=True),
+    # Rekognition's request has no threshold member: candor applies the gallery's measured
+    # threshold (service.celebrities.gallery_threshold, never below the default here);
+    # "MatchConfidence" names what it bounds. It is NOT a request member: a floor must be
+    # compared with the default, never with a value read from the request
+    OperationSpec("RecognizeCelebrities", "identify", biometric=True, mutates=False,
+                  images=("Image",), threshold="MatchConfidence",
+                  default_threshold=CELEBRITY_THRESHOLD, threshold_fixed=True,
+                  faces_found=_celebrity_found,
+                  matches=_celebrity_matches),
+    OperationSpec("GetCelebrityInfo", "manage", biometric=False, mutates=False),
 )}
 
 

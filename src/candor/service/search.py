@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,9 @@ from candor.store import Store, from_blob
 DEFAULT_SEARCH_MAX_FACES = 4096  # Rekognition states no default: return every match above threshold
 DEFAULT_MAX_USERS = 500
 
+#: ``nearest(n)``: the index's top ``n`` (cosines, keys) for one query, best first
+Nearest = Callable[[int], tuple[np.ndarray, np.ndarray]]
+
 
 def _stored(index):
     """The index's stored vectors by key, for score normalisation; a key removed by another
@@ -42,12 +46,16 @@ def _stored(index):
     return vectors
 
 
-def _face_matches(store: Store, coll_pk: int, vector: np.ndarray, max_faces: int,
-                  threshold: float, exclude: str | None = None, *,
-                  scoring: Scoring) -> list[dict]:
+def face_matches(store: Store, coll_pk: int, vector: np.ndarray, max_faces: int,
+                 threshold: float, exclude: str | None = None, *,
+                 scoring: Scoring, nearest: Nearest | None = None) -> list[dict]:
+    """The collection's faces matching ``vector`` at or above ``threshold``, best first, in
+    Rekognition's FaceMatch shape (shared by every face search, including SearchFacesInImage,
+    which passes ``nearest``: the index's answers for many faces fetched in one call)."""
     index = store.face_index(coll_pk)
     k = max_faces + (1 if exclude else 0)
-    chosen = scoring.rank(vector, lambda n: index.search(vector, n), _stored(index), k, threshold)
+    chosen = scoring.rank(vector, nearest or (lambda n: index.search(vector, n)),
+                          _stored(index), k, threshold)
     rows = store.faces_by_key(k for _, k in chosen)
     out = []
     for sim, key in chosen:
@@ -58,9 +66,10 @@ def _face_matches(store: Store, coll_pk: int, vector: np.ndarray, max_faces: int
     return out[:max_faces]
 
 
-def _user_matches(store: Store, coll_pk: int, vector: np.ndarray, max_users: int,
-                  threshold: float, exclude_user_pk: int | None = None, *,
-                  scoring: Scoring) -> list[dict]:
+def user_matches(store: Store, coll_pk: int, vector: np.ndarray, max_users: int,
+                 threshold: float, exclude_user_pk: int | None = None, *,
+                 scoring: Scoring) -> list[dict]:
+    """The collection's users matching ``vector``, best first, in the UserMatch shape."""
     index = store.user_index(coll_pk)
     ranked = scoring.rank(vector, lambda n: index.search(vector, n), _stored(index),
                           max_users + (1 if exclude_user_pk else 0), threshold)
@@ -78,7 +87,7 @@ def search_faces(service: Service, params: dict) -> dict:
     vector = store.face_embedding(coll.id, params["FaceId"])
     if vector is None:
         raise InvalidParameter(f"faceId {params['FaceId']} was not found in the collection.")
-    matches = _face_matches(store, coll.id, vector,
+    matches = face_matches(store, coll.id, vector,
                             int(params.get("MaxFaces", DEFAULT_SEARCH_MAX_FACES)),
                             float(params.get("FaceMatchThreshold", IDENTIFICATION_THRESHOLD)),
                             exclude=params["FaceId"], scoring=service.scoring)
@@ -104,7 +113,7 @@ def search_faces_by_image(service: Service, params: dict) -> dict:
     if reasons:
         raise InvalidParameter("There are no faces in the image that pass the quality filter "
                                f"({', '.join(reasons)}). Should be at least 1.")
-    matches = _face_matches(store, coll.id, unit(largest.embedding),
+    matches = face_matches(store, coll.id, unit(largest.embedding),
                             int(params.get("MaxFaces", DEFAULT_SEARCH_MAX_FACES)),
                             float(params.get("FaceMatchThreshold", IDENTIFICATION_THRESHOLD)),
                             scoring=service.scoring)
@@ -134,7 +143,7 @@ def search_users(service: Service, params: dict) -> dict:
             raise InvalidParameter(f"The user id: {params['UserId']} has no faces associated")
         vector, exclude = from_blob(user.embedding), user.id
         out["SearchedUser"] = {"UserId": params["UserId"]}
-    out["UserMatches"] = _user_matches(store, coll.id, vector, max_users, threshold, exclude,
+    out["UserMatches"] = user_matches(store, coll.id, vector, max_users, threshold, exclude,
                                        scoring=service.scoring)
     out["FaceModelVersion"] = coll.face_model_version
     return {"UserMatches": out.pop("UserMatches"), **out}
@@ -154,7 +163,7 @@ def search_users_by_image(service: Service, params: dict) -> dict:
         if reasons:
             unsearched.insert(0, {"FaceDetails": faces[0].detail, "Reasons": reasons})
         else:
-            out["UserMatches"] = _user_matches(
+            out["UserMatches"] = user_matches(
                 store, coll.id, unit(faces[0].embedding),
                 int(params.get("MaxUsers", DEFAULT_MAX_USERS)),
                 float(params.get("UserMatchThreshold", IDENTIFICATION_THRESHOLD)),

@@ -6,6 +6,7 @@
   ``BEGIN IMMEDIATE``, ``secure_delete``), transactions, checkpoints, integrity check;
 - :mod:`~candor.store.collections`, :mod:`~candor.store.faces`, :mod:`~candor.store.users`:
   the rows and the operations on them;
+- :mod:`~candor.store.celebrities`: the operator's celebrity gallery (RecognizeCelebrities);
 - :mod:`~candor.store.tokens`: signed pagination tokens and idempotency responses;
 - :mod:`~candor.store.vector_cache`: the per-collection FAISS indexes, in memory and saved;
 - :mod:`~candor.store.schema`, :mod:`~candor.store.migrations`, :mod:`~candor.store.vectors`.
@@ -27,6 +28,7 @@ from sqlalchemy import Connection, select
 
 from candor import config
 from candor.errors import InvalidParameter
+from candor.store.celebrities import CelebritiesPart, Gallery
 from candor.store.collections import CollectionsPart
 from candor.store.database import DB_NAME, Database, as_utc, sqlite_url, utcnow
 from candor.store.faces import FaceRow, FacesPart, from_blob, to_blob
@@ -36,13 +38,13 @@ from candor.store.users import UsersPart
 from candor.store.vector_cache import VectorCache
 from candor.store.vectors import VectorIndex
 
-__all__ = ["Store", "FaceRow", "DB_NAME", "open_store", "save_open_indexes", "to_blob",
+__all__ = ["Store", "FaceRow", "Gallery", "DB_NAME", "open_store", "save_open_indexes", "to_blob",
            "from_blob", "as_utc", "utcnow"]
 
 INDEX_KINDS = ("flat", "hnsw")
 
 
-class Store(CollectionsPart, FacesPart, UsersPart, TokensPart):
+class Store(CollectionsPart, FacesPart, UsersPart, TokensPart, CelebritiesPart):
     """One database and its vector indexes. Thread-safe; several processes may share a data dir.
 
     ``url`` is a SQLAlchemy URL (default: SQLite at ``<data_dir>/candor.db``); ``index_kind`` is

@@ -43,8 +43,10 @@ class CollectionsPart:
                                                  T_coll.c.collection_id == collection_id)).first()
 
     def collection(self, collection_id: str, conn: Connection | None = None, *,
-                   org: str = OPERATOR_ORG) -> Row:
-        """``org``'s collection ``collection_id``, or ResourceNotFound."""
+                   org: str) -> Row:
+        """``org``'s collection ``collection_id``, or ResourceNotFound. ``org`` is required:
+        the service finds a request's collection with
+        :func:`candor.service.caller.resolve_collection`, which knows the caller."""
         if conn is None:
             with self.read() as c:
                 return self.collection(collection_id, c, org=org)

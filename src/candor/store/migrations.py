@@ -112,11 +112,19 @@ def _v4_seen_signatures(conn: Connection) -> None:
     metadata.create_all(conn, tables=[metadata.tables["seen_signatures"]], checkfirst=True)
 
 
+def _v5_celebrities(conn: Connection) -> None:
+    """The celebrity gallery: celebrities and celebrity_faces (earlier versions create tables
+    from the current schema, so they may already be there)."""
+    metadata.create_all(conn, tables=[metadata.tables["celebrities"],
+                                      metadata.tables["celebrity_faces"]], checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _v1_initial),
     (2, "audit_records.details", _v2_audit_details),
     (3, "collections.owner_org (tenancy)", _v3_owner_org),
     (4, "seen_signatures (replay protection)", _v4_seen_signatures),
+    (5, "celebrity gallery", _v5_celebrities),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -108,6 +108,36 @@ faces = Table(
     sqlite_autoincrement=True,
 )
 
+#: the operator's celebrity gallery (RecognizeCelebrities): one row per person, with the
+#: details the operator published for them (KnownGender only as publicly stated, never inferred)
+#: and the unit mean of their photos' embeddings; the gallery's version is the setting
+#: ``celebrity_gallery_version``, bumped by every change
+celebrities = Table(
+    "celebrities", metadata,
+    Column("id", Key, primary_key=True, autoincrement=True),
+    Column("celebrity_id", String(32), nullable=False, unique=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("urls", JSON, nullable=False, default=list),
+    Column("known_gender", String(16), nullable=True),
+    Column("face_model_version", String(32), nullable=False),
+    Column("face_count", Integer, nullable=False),
+    Column("template", LargeBinary, nullable=False),  # unit mean of the faces' embeddings
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,
+)
+
+#: each gallery photo's embedding (the photo itself is not kept)
+celebrity_faces = Table(
+    "celebrity_faces", metadata,
+    Column("id", Key, primary_key=True, autoincrement=True),
+    Column("celebrity_pk", Key, ForeignKey("celebrities.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("image_sha256", String(64), nullable=True),
+    Column("embedding", LargeBinary, nullable=False),
+    Index(None, "celebrity_pk"),
+    sqlite_autoincrement=True,
+)
+
 #: ClientRequestToken idempotency for CreateUser, DeleteUser, AssociateFaces, DisassociateFaces
 idempotency_tokens = Table(
     "idempotency_tokens", metadata,

@@ -269,7 +269,7 @@ def _check_requirements(rule: Rule, req: Request, usage: UsageCounter | None) ->
     descriptor = operations.spec(req.operation)
     if need.min_threshold is not None and descriptor is not None and descriptor.threshold:
         pname = descriptor.threshold
-        raw = req.params.get(pname, descriptor.default_threshold)
+        raw = descriptor.threshold_in(req.params)
         given = _number(raw)
         if given is None:
             return refuse(f"{pname} must be a number of at least {need.min_threshold:g}")

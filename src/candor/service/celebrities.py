@@ -1,0 +1,206 @@
+"""RecognizeCelebrities and GetCelebrityInfo over the operator's own gallery.
+
+candor ships no gallery (no one consented to be in one): the operator builds it from photos
+they have the right to use (``candor celebrities import``; :mod:`candor.store.celebrities`).
+
+Recognition scores each face of the image against every person with the scoring and its
+normalisation (:class:`candor.scoring.similarity.Scoring`), using all of a person's photos: a
+person's score is the better of the score to their template (the unit mean of their photos'
+embeddings) and to their nearest single photo (:func:`person_scores`). Celebrity recognition is
+*open-set* (most faces are of no one in the gallery), so the best person's score is raised by
+how much it stands out (:func:`open_set_scores`) and mapped through the calibrated table to
+MatchConfidence; the person is named when that reaches the gallery's threshold, which grows
+with the gallery's size, because every extra person is one more chance for a stranger to match
+someone (:func:`gallery_threshold`). Method and threshold were chosen on one split of LFW View 1 and
+measured on another (bench/celebrities.py; the figures are in docs/celebrities.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from candor.errors import InvalidParameter, ResourceNotFound
+from candor.scoring.similarity import CELEBRITY_THRESHOLD, Scoring, scores
+from candor.service import Service, operation
+from candor.service.common import request_image, store_of
+from candor.store import Gallery
+
+#: Rekognition names at most this many celebrities in one image
+MAX_CELEBRITIES = 64
+#: the open-set score's weights: how much standing out from the second-best person (margin)
+#: and from the gallery as a whole (the query's z-score over the templates, /100) add to the
+#: best person's score. Chosen on the development split (docs/celebrities.md).
+MARGIN_WEIGHT = 0.75
+ZSCORE_WEIGHT = 0.5
+#: CELEBRITY_THRESHOLD holds for galleries up to this many people; beyond, every doubling of
+#: the gallery raises the threshold this much (fitted on the development split)
+REFERENCE_GALLERY = 400
+THRESHOLD_PER_DOUBLING = 0.1
+
+
+def gallery_threshold(people: int) -> float:
+    """The MatchConfidence a face must reach to be named, for a gallery of ``people``."""
+    if people <= REFERENCE_GALLERY:
+        return CELEBRITY_THRESHOLD
+    return min(99.95, CELEBRITY_THRESHOLD
+               + THRESHOLD_PER_DOUBLING * math.log2(people / REFERENCE_GALLERY))
+
+
+def person_scores(gallery: Gallery, vectors: np.ndarray, scoring: Scoring) -> np.ndarray:
+    """(Q, P) score (the scoring's, normalised when it is on) of each query face against each
+    person: the better of their template and their nearest photo."""
+    vectors = np.atleast_2d(np.asarray(vectors, np.float32))
+    templates = scores(vectors, gallery.templates, scoring.normalised)
+    best = templates
+    if len(gallery.faces):
+        per_face = scores(vectors, gallery.faces, scoring.normalised)
+        nearest = np.full_like(best, -np.inf)
+        np.maximum.at(nearest.T, gallery.owners, per_face.T)
+        best = np.maximum(best, nearest)
+    return best
+
+
+def open_set_scores(gallery: Gallery, vectors: np.ndarray,
+                    scoring: Scoring) -> tuple[np.ndarray, np.ndarray]:
+    """For each face: the best person's index and the open-set score, the best person's score
+    raised by how far it stands out from the second best and from the whole gallery (a stranger
+    tends to resemble several people a little; a person in the gallery, one of them a lot)."""
+    per_person = person_scores(gallery, vectors, scoring)
+    best = per_person.argmax(axis=1)
+    ranked = -np.sort(-per_person, axis=1)
+    top = ranked[:, 0]
+    if per_person.shape[1] < 2:
+        return best, top
+    spread = per_person.std(axis=1)
+    z = (top - per_person.mean(axis=1)) / np.where(spread > 0, spread, 1.0)
+    return best, top + MARGIN_WEIGHT * (top - ranked[:, 1]) + ZSCORE_WEIGHT * 0.01 * z
+
+
+def recognise(gallery: Gallery, vectors: np.ndarray, scoring: Scoring,
+              threshold: float | None = None) -> list[tuple[int, float] | None]:
+    """For each face: (index of the person, MatchConfidence) when it reaches the threshold
+    (the gallery's by default), else None. MatchConfidence is the open-set score on the
+    calibrated Similarity scale."""
+    if len(gallery) == 0 or len(vectors) == 0:
+        return [None] * len(vectors)
+    limit = gallery_threshold(len(gallery)) if threshold is None else threshold
+    best, score = open_set_scores(gallery, vectors, scoring)
+    confidence = scoring.from_score(score)
+    return [(int(b), float(c)) if c >= limit else None for b, c in zip(best, confidence)]
+
+
+def celebrity_info(row) -> dict[str, Any]:
+    """Name, Urls and (when the operator published it) KnownGender of a gallery row."""
+    out: dict[str, Any] = {"Urls": list(row.urls or []), "Name": row.name}
+    if row.known_gender:
+        out["KnownGender"] = {"Type": row.known_gender}
+    return out
+
+
+@operation("RecognizeCelebrities")
+def recognize_celebrities(service: Service, params: dict) -> dict:
+    from candor.face.engine import compared_face
+
+    store = store_of(service)
+    gallery = store.gallery()
+    if len(gallery) == 0:
+        raise ResourceNotFound("The celebrity gallery is empty: the operator builds one with "
+                               "candor celebrities import (candor ships none)")
+    image, faces = service.engine.analyse(request_image(params), attributes=["DEFAULT"],
+                                          embed=False)
+    faces = sorted(faces, key=lambda f: -f.box.area)
+    if faces:
+        service.engine.embed(image, faces)  # one batched call for every face
+    found = recognise(gallery, np.stack([f.embedding for f in faces]) if faces
+                      else np.zeros((0, 128), np.float32), service.scoring)
+    rows = store.celebrities_by_key(gallery.keys[m[0]] for m in found if m is not None)
+    named, unrecognised = [], []
+    for face, match in zip(faces, found):
+        wire = compared_face(face).to_dict()
+        row = rows.get(int(gallery.keys[match[0]])) if match is not None else None
+        if row is None or len(named) >= MAX_CELEBRITIES:
+            unrecognised.append(wire)
+            continue
+        info = celebrity_info(row)
+        named.append({"Urls": info["Urls"], "Name": row.name, "Id": row.celebrity_id,
+                      "Face": wire, "MatchConfidence": round(match[1], 4),
+                      **({"KnownGender": info["KnownGender"]} if "KnownGender" in info else {})})
+    return {"CelebrityFaces": named, "UnrecognizedFaces": unrecognised}
+
+
+@operation("GetCelebrityInfo")
+def get_celebrity_info(service: Service, params: dict) -> dict:
+    return celebrity_info(store_of(service).celebrity(params["Id"]))
+
+
+# -- building a gallery ------------------------------------------------------------------
+KNOWN_GENDERS = ("Male", "Female", "Nonbinary", "Unlisted")
+
+
+@dataclass
+class PersonInfo:
+    """What the operator publishes about a person (the CSV row of ``--info``)."""
+
+    folder: str
+    name: str
+    urls: list[str] = field(default_factory=list)
+    known_gender: str | None = None
+
+
+def read_info(path: str | Path) -> dict[str, PersonInfo]:
+    """The ``--info`` CSV by folder name: columns ``name`` (required), ``folder`` (default:
+    the name), ``urls`` (separated by spaces or ``;``) and ``known_gender`` (Male, Female,
+    Nonbinary or Unlisted, as the person publicly states it; empty when unknown)."""
+    out: dict[str, PersonInfo] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        fields = {f.strip().lower() for f in reader.fieldnames or []}
+        if "name" not in fields:
+            raise InvalidParameter(f"{path}: the CSV needs a 'name' column (and optionally "
+                                   "folder, urls, known_gender)")
+        for line, row in enumerate(reader, 2):
+            row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
+            if not row.get("name"):
+                raise InvalidParameter(f"{path} line {line}: empty name")
+            gender = row.get("known_gender") or None
+            if gender is not None:
+                gender = next((g for g in KNOWN_GENDERS if g.lower() == gender.lower()), None)
+                if gender is None:
+                    raise InvalidParameter(f"{path} line {line}: known_gender must be one of "
+                                           f"{', '.join(KNOWN_GENDERS)} or empty")
+            urls = [u for u in re.split(r"[;\s]+", row.get("urls", "")) if u]
+            folder = row.get("folder") or row["name"]
+            out[folder] = PersonInfo(folder, row["name"], urls, gender)
+    return out
+
+
+def gallery_photos(root: str | Path) -> dict[str, list[Path]]:
+    """A folder per person: their photos (JPEG/PNG) by folder name."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InvalidParameter(f"{root} is not a folder")
+    return {d.name: sorted(p for p in d.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+            for d in sorted(root.iterdir()) if d.is_dir()}
+
+
+def embed_people(engine, people: dict[str, list[Path]]) -> dict[str, tuple[list, list]]:
+    """Each person's photos through the pipeline (the largest face of each photo), on every
+    core: by folder, (embeddings, photo SHA-256s); photos without a face are left out."""
+    from candor.face.pipeline import analyse_many, largest_face
+
+    sources = [(folder, p) for folder, paths in people.items() for p in paths]
+    out: dict[str, tuple[list, list]] = {folder: ([], []) for folder in people}
+    for item in analyse_many(engine, [p for _, p in sources], attributes=None,
+                             select=largest_face):
+        if item.error is None and item.faces:
+            folder = item.source.parent.name
+            out[folder][0].append(item.faces[0].embedding)
+            out[folder][1].append(item.image.sha256)
+    return out
