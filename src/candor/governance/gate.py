@@ -183,6 +183,9 @@ class Gate:
         if params is None:
             params = {}
         safe = params if isinstance(params, dict) else {}
+        safe, sized = self._size_aware(operation, safe, params)
+        if sized is not None:
+            params = safe
         policy = self.policy
         decision = policy.decide(
             Request(principal, operation, safe, at, authorization_reference),
@@ -198,6 +201,9 @@ class Gate:
         }
         details = {k: v for k, v in (("authorization_reference", authorization_reference),
                                      ("constraints", decision.constraints or None)) if v}
+        if sized is not None:
+            details["collection_size"] = sized
+            details["threshold_default"] = "size-aware: FPIR <= 1% (candor.scoring.fpir)"
         if not decision.allowed:
             self._record(base, details, decision="deny")
             raise AccessDenied(decision.denial_text())
@@ -222,6 +228,21 @@ class Gate:
                 self._undo(operation, run_params, resp)
                 raise
         return resp
+
+    def _size_aware(self, operation: str, safe: dict[str, Any],
+                    params: Any) -> tuple[dict[str, Any], int | None]:
+        """A search that names no threshold runs at the size-aware default (FPIR <= 1% for
+        the collection's current size): resolve it here, into the request, so that the policy
+        judges, the ledger records and the search runs with one value."""
+        if operation not in THRESHOLD_PARAMS or params is not safe or not hasattr(self.service, "data_dir"):
+            return safe, None
+        from candor.service.search import size_aware_default
+
+        resolved = size_aware_default(self.service, operation, safe)
+        if resolved is None:
+            return safe, None
+        value, size = resolved
+        return {**safe, THRESHOLD_PARAMS[operation]: value}, size
 
     # Same shape as the HTTP gateway's seam: ``invoke(principal, operation, params, request_id)``.
     invoke = call

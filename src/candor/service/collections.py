@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from candor.face.engine import FACE_MODEL_VERSION
+from candor.scoring import fpir
 from candor.service import Service, operation
 from candor.service.common import ARN_PREFIX, DEFAULT_LIST_RESULTS, store_of
 from candor.store import as_utc
@@ -32,7 +33,10 @@ def describe_collection(service: Service, params: dict) -> dict:
     n_faces, n_users = store.collection_counts(row.id)
     return {"FaceCount": n_faces, "FaceModelVersion": row.face_model_version,
             "CollectionARN": ARN_PREFIX + row.collection_id,
-            "CreationTimestamp": as_utc(row.created_at).timestamp(), "UserCount": n_users}
+            "CreationTimestamp": as_utc(row.created_at).timestamp(), "UserCount": n_users,
+            # candor's own member (SDKs ignore unknown response members): what a search that
+            # names no threshold runs at, and the false-alarm rate at the common thresholds
+            "CandorSearchFpir": {"Faces": fpir.describe(n_faces), "Users": fpir.describe(n_users)}}
 
 
 @operation("ListCollections")
