@@ -262,6 +262,8 @@ def html(result: dict, data: dict) -> str:
         body, title = _calibration(result, data), "Similarity calibration"
     elif kind == "fairness":
         body, title = _fairness(result, data), "Demographic differentials"
+    elif kind == "identification":
+        body, title = render("eval_identification.html.j2", d=data), "Identification (1:N)"
     else:
         raise ValueError(f"unknown report kind {kind!r}")
     return render("eval_page.html.j2", d=data, title=f"candor eval: {title}", body=body)
