@@ -94,6 +94,22 @@ class Cohort:
         return -self.alpha * (m - self.centre) / 2
 
 
+class Both:
+    """Two normalisations' offsets added (e.g. FSN from LFW, then the gallery cohort)."""
+
+    def __init__(self, a, b):
+        self.a, self.b, self.own = a, b, True
+        self.name = f"{a.name} + {b.name}"
+
+    def fit(self, ref, ref_ids):
+        self.a.fit(ref, ref_ids)
+        self.b.fit(ref, ref_ids)
+        return self
+
+    def offsets(self, x, own_set=None):
+        return self.a.offsets(x) + self.b.offsets(x, own_set=own_set)
+
+
 def pair_scores(e, off, ia, ib):
     return np.einsum("ij,ij->i", e[ia], e[ib]) + off[ia] + off[ib]
 
@@ -170,6 +186,8 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--bootstrap", type=int, default=0)
     ap.add_argument("--only", default=None, help="substring of the method names to run")
+    ap.add_argument("--part", default="all", choices=["all", "1", "2"],
+                    help="FairFace half to evaluate on: 1 to choose a method, 2 to report it")
     args = ap.parse_args()
     from candor.eval.pairs import read_pairs
 
@@ -179,7 +197,11 @@ def main() -> None:
     index = {f: i for i, f in enumerate(lfw_set.files)}
     ptrain, ptest = read_pairs(DATA / "lfw/pairsDevTrain.txt"), read_pairs(DATA / "lfw/pairsDevTest.txt")
     ff_set, ff = embed(DATA / "fairface-val/labels.csv", args.data_dir)
-    keep = ff.found
+    keep = ff.found.copy()
+    if args.part != "all":   # the same split as labels.csv@K/2 (datasets.split, by person)
+        import zlib
+        k = int(args.part)
+        keep &= np.array([zlib.crc32(f.encode()) % 2 == k - 1 for f in ff_set.identities])
     fe = ff.embeddings[keep]
     race = np.asarray(ff_set.groups["race"])[keep]
     gender = np.asarray(ff_set.groups["gender"])[keep]
@@ -188,7 +210,9 @@ def main() -> None:
 
     methods = [Raw(), FSN(100), FSN(25), FSN(10), FSN(100, neighbours=None),
                Cohort(10), Cohort(50), Cohort(50, 0.5), Cohort(10, own=True), Cohort(50, own=True),
-               Cohort(50, 0.5, own=True)]
+               Cohort(50, 0.5, own=True), Cohort(20, own=True), Cohort(100, own=True),
+               Both(FSN(100), Cohort(50, own=True)), Both(FSN(25), Cohort(50, own=True)),
+               Both(FSN(100), Cohort(20, own=True))]
     if args.only:
         methods = [m for m in methods if args.only in m.name]
     results = []

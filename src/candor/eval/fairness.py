@@ -70,8 +70,12 @@ def run(labels: str | Path, images: str | Path | None = None, *,
 
 
 def with_recommended(thresholds) -> list[float]:
-    """``thresholds`` plus the verification and identification thresholds candor uses."""
-    return sorted({float(t) for t in thresholds} | {VERIFICATION_THRESHOLD, IDENTIFICATION_THRESHOLD})
+    """``thresholds`` plus the thresholds candor applies: verification, the identification
+    floor and the size-aware search defaults at the gallery sizes the report recommends for
+    (:data:`candor.eval.normalisation_report.SEARCH_SIZES`)."""
+    from candor.eval.normalisation_report import RECOMMENDED
+
+    return sorted({float(t) for t in thresholds} | {float(t) for t in RECOMMENDED.values()})
 
 
 def evaluate(s: datasets.ImageSet, emb: emb_mod.Embedded, *, group_by=("race", "gender"),
