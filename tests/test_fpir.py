@@ -90,3 +90,12 @@ def test_search_without_threshold_runs_at_the_size_aware_default(samples, tmp_pa
     d = svc.call("DescribeCollection", {"CollectionId": "gallery"})
     assert d["CandorSearchFpir"]["Faces"]["CollectionSize"] == faces
     assert d["CandorSearchFpir"]["Faces"]["DefaultSearchThreshold"] == pytest.approx(expected)
+
+    from typer.testing import CliRunner
+
+    from candor.cli import app
+
+    out = CliRunner().invoke(app, ["collection", "describe", "gallery", "--data-dir",
+                                   str(tmp_path / "d")], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "FPIR" in out.output and f"{expected:g} (default)" in out.output
