@@ -223,6 +223,10 @@ def fairness(
     compare: Annotated[bool, typer.Option(
         "--compare/--no-compare", help="With score normalisation on, also measure without it "
                                        "and report both side by side.")] = True,
+    fit_on: Annotated[list[str] | None, typer.Option(
+        "--fit-on", help="Cross-dataset: fit a normalisation and its Similarity tables on this "
+                         "image set only (repeatable; e.g. lfw/pairsDevTrain.txt) and report "
+                         "it beside the shipped scoring.")] = None,
 ) -> None:
     """Per-group detection rate, FMR (and FNMR) at each threshold, and the differentials."""
     from candor.eval import fairness as fair
@@ -237,7 +241,7 @@ def fairness(
                           bootstrap=bootstrap, seed=seed, identity_column=identity_column,
                           limit=limit, backend=backend, detector=detector, face=face,
                           data_dir=data_dir, workers=workers, use_cache=not no_cache,
-                          progress=progress(labels.name), compare=compare)
+                          progress=progress(labels.name), compare=compare, fit_on=fit_on)
     data = _finish(result, output, json_output, started)
     if not json_output:
         _print_fairness(data)
