@@ -9,8 +9,6 @@ the database agrees with it.
 
 from __future__ import annotations
 
-from candor.config import OPERATOR_ORG
-
 import json
 import os
 import random
@@ -21,6 +19,7 @@ import time
 
 import pytest
 
+from candor.config import OPERATOR_ORG
 from candor.service import Service
 from candor.store import Store
 

@@ -71,7 +71,7 @@ def test_fairness_report_shows_before_and_after(fairface, tmp_path, monkeypatch)
     monkeypatch.delenv("CANDOR_NORMALISATION", raising=False)
     s, emb = fairface
     # what fairness.run does with compare=True, on the embeddings already made
-    thresholds = fairness.with_recommended([70])  # what fairness.run measures: 70, 80, 85
+    thresholds = fairness.with_recommended([70])  # 70, 80, 85 and the size-aware defaults
     result = fairness.evaluate(s, emb, group_by=("race", "gender"), thresholds=thresholds,
                                bootstrap=30)
     before = fairness.evaluate(s, emb, group_by=("race", "gender"), thresholds=thresholds,
@@ -84,7 +84,10 @@ def test_fairness_report_shows_before_and_after(fairface, tmp_path, monkeypatch)
     ba = data["before_after"]
     assert (ba["before"], ba["after"]) == ("raw-cosine", fsn.SHIPPED)
     rows = {r["threshold"]: r for r in ba["groupings"]["race"]}
-    assert set(rows) == {70, sim.VERIFICATION_THRESHOLD, sim.IDENTIFICATION_THRESHOLD}
+    from candor.scoring.fpir import default_search_threshold
+
+    sized = {default_search_threshold(n) for n in normalisation_report.SEARCH_SIZES}
+    assert set(rows) == {70, sim.VERIFICATION_THRESHOLD, sim.IDENTIFICATION_THRESHOLD} | sized
     for r in rows.values():
         for side in ("before", "after"):
             assert {"max", "max_over_min", "max_over_min_interval", "max_over_geomean",

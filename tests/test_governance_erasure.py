@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from candor.config import OPERATOR_ORG
-
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 from sqlalchemy import select, update
 
+from candor.config import OPERATOR_ORG
 from candor.errors import InvalidParameter
 from candor.governance.erasure import erase, purge, retention, set_retention
 from candor.governance.ledger import Ledger

@@ -138,15 +138,18 @@ def test_bad_input_gets_rekognitions_typed_errors(world, tmp_path):
 
 
 def test_policy_and_ledger_treat_it_like_search_faces_by_image(world):
+    from candor.config import OPERATOR_ORG
     from candor.errors import AccessDenied
     from candor.governance.gate import governed
     from candor.governance.principal import Principal
 
-    police = governed(world.service, Principal.local("city-police", "law_enforcement"),
+    # principals of the organisation that owns the collection (tenancy keeps others out)
+    police = governed(world.service, Principal.local(OPERATOR_ORG, "law_enforcement"),
                       "moratorium-2020")
     with pytest.raises(AccessDenied):
         police.call("SearchFacesInImage", {"CollectionId": "people", "Image": group(world)})
-    child = governed(world.service, Principal.local("ngo", "child_safety"), "moratorium-2020")
+    child = governed(world.service, Principal.local(OPERATOR_ORG, "child_safety"),
+                     "moratorium-2020")
     with pytest.raises(AccessDenied, match="99"):
         child.call("SearchFacesInImage", {"CollectionId": "people", "Image": group(world)})
     ok = child.call("SearchFacesInImage", {"CollectionId": "people", "Image": group(world),

@@ -31,6 +31,7 @@ from candor.cli.common import (
     print_table,
     working,
 )
+from candor.cli.fpir_table import print_fpir
 
 collection_app = typer.Typer(help="Create, list, describe and delete face collections.",
                              no_args_is_help=True)
@@ -116,6 +117,7 @@ def collection_describe(collection_id: Collection, json_output: JsonOption = Fal
                        ("ARN", response["CollectionARN"]), ("created", created.isoformat())):
         table.add_row(key, str(value))
     print_table(table)
+    print_fpir(response.get("CandorSearchFpir") or {})
 
 
 @collection_app.command("delete")
@@ -206,7 +208,8 @@ def search(
                                               "FaceId stored in the collection.")],
     threshold: Annotated[float | None, typer.Option(
         "--threshold",
-        help="FaceMatchThreshold: minimum similarity 0-100 [default: 85, see docs/fairness.md].")] = None,
+        help="FaceMatchThreshold: minimum similarity 0-100 [default: size-aware, FPIR <= 1% "
+             "for the collection's size, at least 85; docs/fairness.md].")] = None,
     max_faces: Annotated[int | None, typer.Option(
         "--max-faces", help="Return at most this many matches (1-4096).")] = None,
     quality_filter: Annotated[str | None, typer.Option(

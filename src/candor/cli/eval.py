@@ -2,6 +2,7 @@
 
 Added to ``candor`` by ``register``; every command writes ``summary.json`` and a
 self-contained ``report.html`` to ``--output`` and, with ``--json``, prints the summary.
+The module runs a little over 400 lines: six commands, most of it their typed options.
 """
 
 from __future__ import annotations
@@ -222,6 +223,10 @@ def fairness(
     compare: Annotated[bool, typer.Option(
         "--compare/--no-compare", help="With score normalisation on, also measure without it "
                                        "and report both side by side.")] = True,
+    fit_on: Annotated[list[str] | None, typer.Option(
+        "--fit-on", help="Cross-dataset: fit a normalisation and its Similarity tables on this "
+                         "image set only (repeatable; e.g. lfw/pairsDevTrain.txt) and report "
+                         "it beside the shipped scoring.")] = None,
 ) -> None:
     """Per-group detection rate, FMR (and FNMR) at each threshold, and the differentials."""
     from candor.eval import fairness as fair
@@ -236,10 +241,51 @@ def fairness(
                           bootstrap=bootstrap, seed=seed, identity_column=identity_column,
                           limit=limit, backend=backend, detector=detector, face=face,
                           data_dir=data_dir, workers=workers, use_cache=not no_cache,
-                          progress=progress(labels.name), compare=compare)
+                          progress=progress(labels.name), compare=compare, fit_on=fit_on)
     data = _finish(result, output, json_output, started)
     if not json_output:
         _print_fairness(data)
+
+
+@app.command()
+def identification(
+    images: Annotated[Path, typer.Option(
+        "--images", help="Labelled folder tree <person>/<photo> (e.g. LFW View 1).")],
+    min_photos: Annotated[int, typer.Option(
+        "--min-photos", min=2, help="People with at least this many photos are enrolled.")] = 5,
+    enrolled: Annotated[int, typer.Option(
+        "--enrolled", min=1, help="Photos indexed per enrolled person; the rest are mated "
+                                  "probes.")] = 3,
+    non_mated: Annotated[int, typer.Option(
+        "--non-mated", min=0, help="People outside the gallery searched (one photo each).")] = 500,
+    thresholds: ThresholdsOption = "80,85,90,95,99",
+    output: OutputOption = None,
+    json_output: JsonOut = False,
+    seed: SeedOption = 0,
+    backend: BackendOption = None,
+    detector: EvalDetector = None,
+) -> None:
+    """Rank-1, FPIR and FNIR of 1:N search through IndexFaces and SearchFacesByImage."""
+    from candor.eval import identification as ident
+
+    started = time.perf_counter()
+    levels = _thresholds(thresholds)
+    if enrolled >= min_photos:
+        fail("--enrolled must be smaller than --min-photos (each person needs probes)")
+    with cli_errors(), _progress(not json_output) as progress:
+        result = ident.run(images, min_photos=min_photos, enrolled=enrolled,
+                           non_mated=non_mated, seed=seed, thresholds=levels, backend=backend,
+                           detector=detector, progress=progress(images.name))
+    data = _finish(result, output, json_output, started)
+    if not json_output:
+        table = Table(title=f"1:N search: {data['gallery_people']} people, {data['gallery_faces']} "
+                            f"faces; rank-1 {_pct(data['rank1'])}")
+        for col in ("Similarity", "FNIR", "FPIR", "FPIR promised"):
+            table.add_column(col, justify="right")
+        for r in data["thresholds"]:
+            table.add_row(f"{r['threshold']:g}" + (" (default)" if r["is_default"] else ""),
+                          _pct(r["fnir"]), _pct(r["fpir"]), _pct(r["fpir_formula"]))
+        console.print(table)
 
 
 # -- terminal summaries --------------------------------------------------------------------

@@ -183,7 +183,8 @@ def user_search(
     face_id: Annotated[str | None, typer.Option("--face-id", help="Search by a FaceId")] = None,
     user_id: Annotated[str | None, typer.Option("--user-id", help="Search by a user.")] = None,
     threshold: Annotated[float | None, typer.Option(
-        "--threshold", help="UserMatchThreshold [default: 85, see docs/fairness.md].")] = None,
+        "--threshold", help="UserMatchThreshold [default: size-aware, FPIR <= 1% for the "
+                                  "collection's users, at least 85; docs/fairness.md].")] = None,
     max_users: Annotated[int | None, typer.Option("--max-users", help="1-500.")] = None,
     json_output: JsonOption = False, backend: BackendOption = None,
     detector: DetectorOption = None, data_dir: DataDirOption = None,

@@ -47,7 +47,8 @@ def run(labels: str | Path, images: str | Path | None = None, *,
         detector: str | None = None, face: str = "centre", data_dir=None,
         workers: int | None = None, use_cache: bool = True,
         progress: Callable[[int, int], None] | None = None,
-        image_set: datasets.ImageSet | None = None, compare: bool = True) -> dict:
+        image_set: datasets.ImageSet | None = None, compare: bool = True,
+        fit_on: list[str] | None = None) -> dict:
     """Evaluate per-group error rates; returns the summary (JSON-ready) with ``plots``.
     ``compare``: when score normalisation is on, also score without it and put the two side by
     side under ``before_after`` (:mod:`candor.eval.normalisation_report`)."""
@@ -66,12 +67,26 @@ def run(labels: str | Path, images: str | Path | None = None, *,
         before = evaluate(s, emb, group_by=group_by, thresholds=thresholds,
                           bootstrap=bootstrap, seed=seed, normalised=False)
         result["before_after"] = normalisation_report.compare(before, result)
+    if fit_on:
+        from candor.eval import cross_fit, normalisation_report
+
+        raw, fitted, provenance = cross_fit.fit(list(fit_on), backend=backend, detector=detector,
+                                                face=face, data_dir=data_dir, workers=workers,
+                                                use_cache=use_cache)
+        kw = {"group_by": group_by, "thresholds": thresholds, "bootstrap": bootstrap, "seed": seed}
+        cross = normalisation_report.compare(evaluate(s, emb, normalised=raw, **kw),
+                                             evaluate(s, emb, normalised=fitted, **kw))
+        result["cross_dataset"] = {**cross, "fitted": provenance}
     return result
 
 
 def with_recommended(thresholds) -> list[float]:
-    """``thresholds`` plus the verification and identification thresholds candor uses."""
-    return sorted({float(t) for t in thresholds} | {VERIFICATION_THRESHOLD, IDENTIFICATION_THRESHOLD})
+    """``thresholds`` plus the thresholds candor applies: verification, the identification
+    floor and the size-aware search defaults at the gallery sizes the report recommends for
+    (:data:`candor.eval.normalisation_report.SEARCH_SIZES`)."""
+    from candor.eval.normalisation_report import RECOMMENDED
+
+    return sorted({float(t) for t in thresholds} | {float(t) for t in RECOMMENDED.values()})
 
 
 def evaluate(s: datasets.ImageSet, emb: emb_mod.Embedded, *, group_by=("race", "gender"),

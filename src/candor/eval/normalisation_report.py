@@ -12,6 +12,7 @@ chosen). The HTML section is ``templates/eval_normalisation.html.j2``, rendered 
 """
 from __future__ import annotations
 
+from candor.scoring.fpir import default_search_threshold
 from candor.scoring.similarity import IDENTIFICATION_THRESHOLD, VERIFICATION_THRESHOLD
 
 #: differential targets (max/min of group FMR): issue 8's acceptance, 3x across race groups
@@ -21,7 +22,12 @@ DEFAULT_TARGET = 3.0
 #: candor's recommendations are the thresholds the code uses (candor.scoring.similarity, the one
 #: owner): verification at the CompareFaces default, identification at the search default. The
 #: fairness evaluation always measures both (fairness.run adds them to the thresholds).
-RECOMMENDED = {"verification": VERIFICATION_THRESHOLD, "identification": IDENTIFICATION_THRESHOLD}
+#: A search that names no threshold runs at a size-aware default (candor.scoring.fpir: FPIR <= 1%
+#: for the collection's size, never below the identification floor); the report measures it at
+#: these collection sizes too, under ``identification_N_faces``.
+SEARCH_SIZES = (100, 1000)
+RECOMMENDED = {"verification": VERIFICATION_THRESHOLD, "identification": IDENTIFICATION_THRESHOLD,
+               **{f"identification_{n}_faces": default_search_threshold(n) for n in SEARCH_SIZES}}
 
 
 def target_for(spec: str) -> float:

@@ -11,6 +11,7 @@ import base64
 import io
 import json
 import math
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -262,6 +263,8 @@ def html(result: dict, data: dict) -> str:
         body, title = _calibration(result, data), "Similarity calibration"
     elif kind == "fairness":
         body, title = _fairness(result, data), "Demographic differentials"
+    elif kind == "identification":
+        body, title = render("eval_identification.html.j2", d=data), "Identification (1:N)"
     else:
         raise ValueError(f"unknown report kind {kind!r}")
     return render("eval_page.html.j2", d=data, title=f"candor eval: {title}", body=body)
@@ -333,4 +336,10 @@ def _fairness(result: dict, d: dict) -> str:
     if comparison:  # score normalisation on: before/after side by side
         rec = {r["similarity"]: kind for kind, r in comparison["recommended"].items()}
         body += render("eval_normalisation.html.j2", c=comparison, rec=rec)
+    cross = d.get("cross_dataset")
+    if cross:  # fitted on other data: reported beside the in-domain comparison
+        rec = {r["similarity"]: kind for kind, r in cross["recommended"].items()}
+        body += ("<h2>Cross-dataset: normalisation and tables fitted on "
+                 f"{escape(', '.join(x['set'] for x in cross['fitted']['fit_on']))} only</h2>")
+        body += render("eval_normalisation.html.j2", c=cross, rec=rec)
     return body

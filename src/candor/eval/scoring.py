@@ -17,6 +17,8 @@ BLOCK = 1024
 def pair_score(a: np.ndarray, b: np.ndarray, normalised: bool | None = None) -> np.ndarray:
     """Scores between rows of ``a`` and rows of ``b``: what the Similarity table maps (the
     engine's scoring; ``normalised`` overrides whether score normalisation is on)."""
+    if hasattr(normalised, "scores"):  # a scoring fitted in-process (eval.cross_fit)
+        return normalised.scores(a, b)
     fn = getattr(sim_mod, "scores", None)
     if fn is None:  # a candor without score normalisation: the score is the cosine
         return (np.atleast_2d(a) @ np.atleast_2d(b).T).astype(np.float64)
@@ -26,7 +28,9 @@ def pair_score(a: np.ndarray, b: np.ndarray, normalised: bool | None = None) -> 
 def to_similarity(scores, normalised: bool | None = None) -> np.ndarray:
     """Similarity (0-100) of scores, exactly as the engine maps them."""
     scores = np.asarray(scores, np.float64)
-    if hasattr(sim_mod, "similarity_from_score"):
+    if hasattr(normalised, "to_similarity"):
+        out = normalised.to_similarity(scores)
+    elif hasattr(sim_mod, "similarity_from_score"):
         out = sim_mod.similarity_from_score(scores, scoring_name(normalised))
     else:
         out = sim_mod.similarity_from_cosine(scores)
@@ -35,6 +39,8 @@ def to_similarity(scores, normalised: bool | None = None) -> np.ndarray:
 
 def scoring_name(normalised: bool | None = None) -> str:
     """The name of the scoring in force (``raw-cosine`` or the normalisation's name)."""
+    if hasattr(normalised, "scores"):
+        return normalised.name
     fn = getattr(sim_mod, "active_normalisation", None)
     norm = fn(normalised) if fn else None
     return norm.name if norm is not None else "raw-cosine"

@@ -157,10 +157,18 @@ class Gate:
             params = {}
         safe = params if isinstance(params, dict) else {}
         policy = self.policy
+        collection = safe.get("CollectionId")
+        # the service runs the call for the principal's org, with the collections a policy
+        # share lets it use; the size-aware search default is computed as that caller too
+        caller = Caller(principal.org, shares=policy.shared_with(
+            principal.org, collection if isinstance(collection, str) else None, operation))
+        with acting_as(Caller(caller.org, shares=caller.shares)):
+            safe, sized = self._size_aware(operation, safe, params)
+        if sized is not None:
+            params = safe
         decision = policy.decide(
             Request(principal, operation, safe, at, authorization_reference),
             usage=self.ledger.usage)
-        collection = safe.get("CollectionId")
         base: dict[str, Any] = {
             "ts": at, "request_id": request_id, "principal": principal.name,
             "org": principal.org, "category": principal.category, "operation": operation,
@@ -171,6 +179,9 @@ class Gate:
         }
         details = {k: v for k, v in (("authorization_reference", authorization_reference),
                                      ("constraints", decision.constraints or None)) if v}
+        if sized is not None:
+            details["collection_size"] = sized
+            details["threshold_default"] = "size-aware: FPIR <= 1% (candor.scoring.fpir)"
         if not decision.allowed:
             self._record(base, details, decision="deny")
             raise AccessDenied(decision.denial_text())
@@ -178,10 +189,8 @@ class Gate:
         audited = policy.audit == "all" or is_biometric(operation)
         # a non-dict request goes on unchanged, for the service to refuse as it would anyway
         run_params = {**safe, **decision.param_overrides} if params is safe else params
-        caller = Caller(principal.org, shares=policy.shared_with(
-            principal.org, base["collection"], operation))
         try:
-            with acting_as(caller):  # the service runs the call for the principal's org
+            with acting_as(caller):
                 resp = self.service.call(operation, run_params)
         except Exception as exc:
             if audited or caller.crossed:
@@ -230,6 +239,23 @@ class Gate:
         if not records_itself:
             self._record(base, details, decision="allow")
         return action()
+
+    def _size_aware(self, operation: str, safe: dict[str, Any],
+                    params: Any) -> tuple[dict[str, Any], int | None]:
+        """A search that names no threshold runs at the size-aware default (FPIR <= 1% for
+        the collection's current size): resolve it here, into the request, so that the policy
+        judges, the ledger records and the search runs with one value."""
+        descriptor = operations.spec(operation)
+        if (descriptor is None or descriptor.threshold is None or descriptor.threshold_fixed
+                or params is not safe or not hasattr(self.service, "data_dir")):
+            return safe, None
+        from candor.service.search import size_aware_default
+
+        resolved = size_aware_default(self.service, operation, safe)
+        if resolved is None:
+            return safe, None
+        value, size = resolved
+        return {**safe, descriptor.threshold: value}, size
 
     # Same shape as the HTTP gateway's seam: ``invoke(principal, operation, params, request_id)``.
     invoke = call

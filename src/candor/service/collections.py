@@ -11,6 +11,7 @@ from typing import Any
 
 from candor.errors import InvalidParameter
 from candor.face.engine import FACE_MODEL_VERSION
+from candor.scoring import fpir
 from candor.service import Service, operation
 from candor.service.caller import collection_arn, current_caller, resolve_collection
 from candor.service.common import DEFAULT_LIST_RESULTS, store_of
@@ -34,7 +35,10 @@ def describe_collection(service: Service, params: dict) -> dict:
     n_faces, n_users = store.collection_counts(row.id)
     return {"FaceCount": n_faces, "FaceModelVersion": row.face_model_version,
             "CollectionARN": collection_arn(row),
-            "CreationTimestamp": as_utc(row.created_at).timestamp(), "UserCount": n_users}
+            "CreationTimestamp": as_utc(row.created_at).timestamp(), "UserCount": n_users,
+            # candor's own member (SDKs ignore unknown response members): what a search that
+            # names no threshold runs at, and the false-alarm rate at the common thresholds
+            "CandorSearchFpir": {"Faces": fpir.describe(n_faces), "Users": fpir.describe(n_users)}}
 
 
 @operation("ListCollections")

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from candor.errors import InvalidParameter
-from candor.scoring.similarity import IDENTIFICATION_THRESHOLD
 from candor.service import Service, operation
 from candor.service.caller import resolve_collection
 from candor.service.common import quality_reasons, request_image, same_model, store_of, unit
 from candor.service.search import face_matches, user_matches
+from candor.service.search import threshold as size_aware_threshold
 
 #: how many faces of the image are searched when the request says nothing (Rekognition's most)
 DEFAULT_MAX_FACES = 100
@@ -86,7 +86,7 @@ def search_faces_in_image(service: Service, params: dict) -> dict:
     store = store_of(service)
     coll = resolve_collection(store, params["CollectionId"])
     same_model(coll)
-    threshold = float(params.get("FaceMatchThreshold", IDENTIFICATION_THRESHOLD))
+    threshold = size_aware_threshold(store, coll.id, "SearchFacesInImage", params)
     per_face = int(params.get("MaxMatchesPerFace", DEFAULT_MATCHES_PER_FACE))
     users = params.get("Match", "FACES") == "USERS"
     searched, unsearched = faces_to_search(service, params,

@@ -53,7 +53,9 @@ class OperationSpec:
     mutates: bool
     #: request members that carry an image
     images: tuple[str, ...] = ()
-    #: request member holding the match threshold, and candor's default for it
+    #: request member holding the match threshold, and candor's default for it (for the
+    #: searches: the floor of the size-aware default, which the gate resolves into the request
+    #: before deciding: candor.scoring.fpir, candor.service.search.size_aware_default)
     threshold: str | None = None
     default_threshold: float | None = None
     #: the call always runs at ``default_threshold``: no request member sets it, so policy

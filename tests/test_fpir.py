@@ -1,0 +1,101 @@
+"""The false-positive identification rate of a search and the size-aware default threshold."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from candor.scoring import fpir
+from candor.scoring.similarity import IDENTIFICATION_THRESHOLD, false_match_rate
+
+
+def test_fpir_formula():
+    assert fpir.fpir(80, 1) == pytest.approx(1e-3)
+    assert fpir.fpir(90, 100) == pytest.approx(1 - (1 - 1e-4) ** 100)
+    assert fpir.fpir(80, 25_000) > 0.99          # the ACLU's gallery at Rekognition's 80
+    assert fpir.fpir(99, 0) == 0.0
+    # never above the union bound N F(S)
+    for s in (80, 85, 90, 95, 99):
+        for n in (1, 10, 1000):
+            assert fpir.fpir(s, n) <= n * false_match_rate(s) + 1e-15
+
+
+def test_similarity_for_fmr_inverts_the_table_promise():
+    for s in (55.0, 70.0, 80.0, 85.0, 90.0, 93.5, 99.0):
+        assert fpir.similarity_for_fmr(false_match_rate(s)) == pytest.approx(s)
+
+
+@pytest.mark.parametrize("size", [1, 31, 32, 100, 243, 1000])
+def test_default_holds_the_target_where_it_can(size):
+    t = fpir.default_search_threshold(size)
+    assert IDENTIFICATION_THRESHOLD <= t <= fpir.MAX_CALIBRATED
+    assert fpir.fpir(t, size) <= fpir.TARGET_FPIR + 1e-12
+    if t > IDENTIFICATION_THRESHOLD:       # the lowest such threshold (to 0.01)
+        assert fpir.fpir(t - 0.02, size) > fpir.TARGET_FPIR
+
+
+def test_default_is_monotone_in_collection_size():
+    sizes = [0, 1, 2, 5, 10, 31, 32, 50, 100, 243, 500, 999, 1000, 1001, 5000, 25_000, 10**7]
+    values = [fpir.default_search_threshold(n) for n in sizes]
+    assert values == sorted(values)
+    assert values[0] == IDENTIFICATION_THRESHOLD           # a small collection: the floor
+    assert values[-1] == fpir.MAX_CALIBRATED                # beyond calibration: capped
+    assert values[sizes.index(100)] > IDENTIFICATION_THRESHOLD
+
+
+def test_describe_says_when_the_target_cannot_be_met():
+    d = fpir.describe(25_000)
+    assert d["DefaultSearchThreshold"] == fpir.MAX_CALIBRATED
+    assert not d["FpirTargetMet"] and d["FpirAtDefault"] > 0.1
+    small = fpir.describe(10)
+    assert small["FpirTargetMet"] and small["DefaultSearchThreshold"] == IDENTIFICATION_THRESHOLD
+    assert [r["Similarity"] for r in small["FpirAtThresholds"]] == list(fpir.COMMON_THRESHOLDS)
+    assert math.isclose(small["FpirAtThresholds"][0]["Fpir"], fpir.fpir(80, 10))
+
+
+def test_search_without_threshold_runs_at_the_size_aware_default(samples, tmp_path):
+    """End to end: index N faces, search without a threshold through the gate; the ledger
+    records the threshold the search ran with and the collection size; DescribeCollection
+    reports the same default."""
+    from candor.face.imaging import load_image
+    from candor.governance.gate import governed
+    from candor.service import Service
+
+    svc = governed(Service(data_dir=tmp_path / "d"))
+    svc.call("CreateCollection", {"CollectionId": "gallery"})
+    group = load_image(samples / "groups" / "selfie-many-people.jpg")
+    faces = 0
+    while faces < 40:   # > 31 faces: the default rises above the identification floor
+        r = svc.call("IndexFaces", {"CollectionId": "gallery", "Image": {"Bytes": group}})
+        assert r["FaceRecords"]
+        faces += len(r["FaceRecords"])
+    expected = fpir.default_search_threshold(faces)
+    assert expected > IDENTIFICATION_THRESHOLD
+
+    probe = load_image(samples / "identities" / "obama" / "obama.jpg")
+    resp = svc.call("SearchFacesByImage", {"CollectionId": "gallery", "Image": {"Bytes": probe}})
+    rec = svc.gate.ledger.tail(1)[0]
+    assert rec["operation"] == "SearchFacesByImage" and rec["decision"] == "allow"
+    assert rec["threshold"] == pytest.approx(expected)
+    assert rec["details"]["collection_size"] == faces
+    assert all(m["Similarity"] >= expected for m in resp["FaceMatches"])
+
+    # an explicit threshold keeps its per-pair meaning and records no size
+    svc.call("SearchFacesByImage", {"CollectionId": "gallery", "Image": {"Bytes": probe},
+                                    "FaceMatchThreshold": 70})
+    rec = svc.gate.ledger.tail(1)[0]
+    assert rec["threshold"] == 70.0 and "collection_size" not in (rec["details"] or {})
+
+    d = svc.call("DescribeCollection", {"CollectionId": "gallery"})
+    assert d["CandorSearchFpir"]["Faces"]["CollectionSize"] == faces
+    assert d["CandorSearchFpir"]["Faces"]["DefaultSearchThreshold"] == pytest.approx(expected)
+
+    from typer.testing import CliRunner
+
+    from candor.cli import app
+
+    out = CliRunner().invoke(app, ["collection", "describe", "gallery", "--data-dir",
+                                   str(tmp_path / "d")], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "FPIR" in out.output and f"{expected:g} (default)" in out.output
