@@ -297,8 +297,10 @@ def test_calibrate_fits_checks_and_installs_a_table(fairface, ff_images, cache_d
     assert not {r["similarity"]: r for r in checks[held]["rows"]}[99]["resolvable"]
     assert not {r["similarity"]: r for r in table["rows"]}[99.0]["measured"]
     assert "data:image/png;base64," in (out / "report.html").read_text()
-    # the engine maps scores with whichever table CANDOR_SIMILARITY_TABLE names
-    code = "from candor.scoring import similarity as s; print(s.cosine_for_similarity(80))"
+    # the engine maps scores with whichever table CANDOR_SIMILARITY_TABLE names (read once,
+    # into the settings a service builds its scoring from)
+    code = ("from candor.service import Service; "
+            "print(Service().scoring.score_for(80))")
     env = {**os.environ, "CANDOR_SIMILARITY_TABLE": str(table_file)}
     used = float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                                 text=True, check=True).stdout)

@@ -9,8 +9,10 @@ import json
 import numpy as np
 import pytest
 
+from candor.config import Settings
 from candor.scoring import normalisation as fsn
 from candor.scoring import similarity as sim
+from candor.scoring.similarity import Scoring
 
 HELD_OUT = 420  # the first photos of FairFace half 2 (labels.csv@2/2): 42-81 per race group
 
@@ -111,8 +113,9 @@ def test_run_adds_the_comparison_only_when_normalisation_is_on(fairface, monkeyp
     kw = dict(image_set=small, group_by=["gender"], thresholds=[70], bootstrap=5,
               detector="hog+cnn", data_dir=tmp_path, workers=1)
     assert "before_after" in fairness.run(None, **kw)
-    monkeypatch.setenv("CANDOR_NORMALISATION", "off")
-    assert "before_after" not in fairness.run(None, **kw)
+    assert "before_after" not in fairness.run(None, normalised=False, **kw)
+    off = Scoring.from_settings(Settings.load(environ={"CANDOR_NORMALISATION": "off"}))
+    assert "before_after" not in fairness.run(None, normalised=off, **kw)
 
 
 def test_the_audit_ledger_records_which_scoring_was_used(samples, candor_home, monkeypatch):
@@ -122,13 +125,13 @@ def test_the_audit_ledger_records_which_scoring_was_used(samples, candor_home, m
     from candor.service import Service
 
     who = Principal("tester", "candor-tests", "general")
-    gate = Gate.for_service(Service(data_dir=candor_home))
     params = {"SourceImage": {"Bytes": load_image(samples / "identities" / "obama" / "obama.jpg")},
               "TargetImage": {"Bytes": load_image(samples / "groups" / "obama_and_biden.jpg")}}
     monkeypatch.delenv("CANDOR_NORMALISATION", raising=False)
+    gate = Gate.for_service(Service(data_dir=candor_home))
     on = gate.call(who, "CompareFaces", params)
-    monkeypatch.setenv("CANDOR_NORMALISATION", "off")
-    off = gate.call(who, "CompareFaces", params)
+    monkeypatch.setenv("CANDOR_NORMALISATION", "off")  # read once, by the next service's settings
+    off = Gate.for_service(Service(data_dir=candor_home)).call(who, "CompareFaces", params)
     rec_on, rec_off = gate.ledger.tail(2)
     assert rec_on["scoring"].split("|")[1] == fsn.SHIPPED
     assert rec_on["scoring"].endswith(sim.mapping_name(fsn.SHIPPED))

@@ -27,6 +27,7 @@ from candor.cli.common import (
     fail,
     print_json,
     progress_bar,
+    settings,
 )
 from candor.eval import fit_normalisation as fit_normalisation_module  # noqa: E402
 
@@ -55,6 +56,14 @@ ThresholdsOption = Annotated[str, typer.Option(
 
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="eval")
+
+
+def _scoring(data_dir):
+    """The scoring the command measures: the settings' (``candor --no-normalisation``,
+    CANDOR_NORMALISATION, CANDOR_SIMILARITY_TABLE), exactly as the engine would score."""
+    from candor.scoring.similarity import Scoring
+
+    return Scoring.from_settings(settings(data_dir))
 
 
 def _command() -> str:
@@ -134,7 +143,8 @@ def verification(
         result = ver.run(pairs, images, train_pairs=train_pairs, thresholds=levels,
                          all_pairs=all_pairs, bootstrap=bootstrap, seed=seed, backend=backend,
                          detector=detector, face=face, data_dir=data_dir, workers=workers,
-                         use_cache=not no_cache, progress=progress(pairs.name))
+                         use_cache=not no_cache, progress=progress(pairs.name),
+                         normalised=_scoring(data_dir))
     data = _finish(result, output, json_output, started)
     if not json_output:
         _print_verification(data)
@@ -180,7 +190,7 @@ def calibrate(
                                  levels=levels, bootstrap=bootstrap, seed=seed, backend=backend,
                                  detector=detector, face=face, data_dir=data_dir,
                                  workers=workers, use_cache=not no_cache, progress=progress,
-                                 command=_command())
+                                 command=_command(), normalised=_scoring(data_dir))
     if write_table:
         calibration.install_table(result["table"], write_table)
     if output:
@@ -238,6 +248,7 @@ def fairness(
         fail("--group-by needs at least one column")
     with cli_errors(), _progress(not json_output) as progress:
         result = fair.run(labels, images, group_by=specs, thresholds=levels,
+                          normalised=_scoring(data_dir),
                           bootstrap=bootstrap, seed=seed, identity_column=identity_column,
                           limit=limit, backend=backend, detector=detector, face=face,
                           data_dir=data_dir, workers=workers, use_cache=not no_cache,

@@ -255,6 +255,15 @@ class Scoring:
     def description(self) -> str:
         return scoring_description(self.normalised, self.table_file)
 
+    def scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The scores the table maps (cosines, normalised when normalisation is on)."""
+        return scores(a, b, self.normalised)
+
+    def to_similarity(self, score: np.ndarray | float) -> np.ndarray:
+        """Similarity of scores, through this scoring's table (what :mod:`candor.eval` uses
+        to measure exactly what the engine does)."""
+        return similarity_from_cosine(score, self.normalised, self.table_file)
+
     def similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return similarity(a, b, self.normalised, self.table_file)
 
