@@ -155,3 +155,21 @@ class ModelUnavailable(InternalServerError, RuntimeError):
 
 class DlibFormatError(InternalServerError, ValueError):
     """A dlib model file that cannot be parsed (corrupt, or a network candor does not know)."""
+
+
+# ------------------------------------------------------------------ stored video
+
+
+class VideoTooLarge(CandorError):
+    """A video over candor's documented limits (bytes, duration, frame size)."""
+
+    code = "VideoTooLargeException"
+
+
+class InvalidVideo(InvalidParameter):
+    """A file that is not a video candor can decode, or is truncated; ``reason`` is a stable
+    word (NOT_A_VIDEO, NO_VIDEO_STREAM, TRUNCATED, TOO_SMALL ...) for a job's StatusMessage."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason

@@ -35,6 +35,7 @@ from candor.governance.policy import (
     shipped_policy_path,
 )
 from candor.governance.principal import Principal
+from candor.service.caller import calling_as
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,10 @@ class Gate:
         self._policy = policy
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.scoring = scoring
+        if getattr(service, "settings", None) is not None and hasattr(ledger, "table"):
+            from candor.governance.video import record_jobs
+
+            record_jobs(service, ledger)  # video jobs are recorded again when they finish
 
     @classmethod
     def for_service(cls, service: Any, policy: PolicyStore | Policy | str | None = None,
@@ -206,7 +211,8 @@ class Gate:
         # a non-dict request goes on unchanged, for the service to refuse as it would anyway
         run_params = {**safe, **decision.param_overrides} if params is safe else params
         try:
-            resp = self.service.call(operation, run_params)
+            with calling_as(principal.org, principal.name, principal.category):
+                resp = self.service.call(operation, run_params)
         except Exception as exc:
             if audited:
                 code = exc.code if isinstance(exc, CandorError) else "InternalServerError"

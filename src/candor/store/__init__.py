@@ -32,6 +32,7 @@ from candor.store.database import DB_NAME, Database, as_utc, sqlite_url, utcnow
 from candor.store.faces import FaceRow, FacesPart, from_blob, to_blob
 from candor.store.schema import settings as T_settings
 from candor.store.tokens import TokensPart
+from candor.store.jobs import JobsPart
 from candor.store.users import UsersPart
 from candor.store.vector_cache import VectorCache
 from candor.store.vectors import VectorIndex
@@ -42,7 +43,7 @@ __all__ = ["Store", "FaceRow", "DB_NAME", "open_store", "save_open_indexes", "to
 INDEX_KINDS = ("flat", "hnsw")
 
 
-class Store(CollectionsPart, FacesPart, UsersPart, TokensPart):
+class Store(CollectionsPart, FacesPart, UsersPart, TokensPart, JobsPart):
     """One database and its vector indexes. Thread-safe; several processes may share a data dir.
 
     ``url`` is a SQLAlchemy URL (default: SQLite at ``<data_dir>/candor.db``); ``index_kind`` is

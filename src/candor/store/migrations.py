@@ -46,9 +46,17 @@ def _v2_audit_details(conn: Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE audit_records ADD COLUMN details JSON")
 
 
+def _v3_video_jobs(conn: Connection) -> None:
+    """video_jobs: durable stored-video jobs and their results."""
+    from candor.store.schema import video_jobs
+
+    video_jobs.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _v1_initial),
     (2, "audit_records.details", _v2_audit_details),
+    (3, "video_jobs", _v3_video_jobs),
 ]
 
 LATEST = MIGRATIONS[-1][0]
