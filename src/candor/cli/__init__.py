@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from candor import __version__
-from candor.cli import audit, collections, faces, governance, serve
+from candor.cli import audit, collections, faces, governance, serve, video
 from candor.cli import eval as eval_commands
 from candor.cli.common import console, remember_globals
 from candor.config import DEFAULT_CATEGORY, OPERATOR_ORG
@@ -65,6 +65,7 @@ serve.register(app)  # serve, keys: the HTTP API
 governance.register(app)  # audit, report, erase, retention, policy
 audit.register(app)  # audit: verify, tail, search, keygen, checkpoint
 eval_commands.register(app)  # eval: accuracy, calibration, fairness
+video.register(app)  # video: detect, search, redact; redact (photos)
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ from candor.models import Detection
 
 MIN_IOU = 0.3
 SAME_FACE_COSINE = 0.5
-CUT_DIFFERENCE = 40.0
+CUT_DIFFERENCE = 25.0
 DEFAULT_SCAN_EVERY = 5
 DEFAULT_SEGMENT_S = 2.0
 #: a track not seen for this many samples ends
