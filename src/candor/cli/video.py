@@ -82,8 +82,9 @@ def run_job(start: str, get: str, params: dict[str, Any], file: Path, data_dir, 
 
 def _fail_job(resp: dict) -> None:
     if resp.get("JobStatus") != "SUCCEEDED":
-        from candor.cli.common import fail
         from rich.markup import escape
+
+        from candor.cli.common import fail
 
         fail(escape(f"the job failed: {resp.get('StatusMessage')}"))
 

@@ -30,9 +30,9 @@ from candor.errors import InvalidParameter
 from candor.store.collections import CollectionsPart
 from candor.store.database import DB_NAME, Database, as_utc, sqlite_url, utcnow
 from candor.store.faces import FaceRow, FacesPart, from_blob, to_blob
+from candor.store.jobs import JobsPart
 from candor.store.schema import settings as T_settings
 from candor.store.tokens import TokensPart
-from candor.store.jobs import JobsPart
 from candor.store.users import UsersPart
 from candor.store.vector_cache import VectorCache
 from candor.store.vectors import VectorIndex
