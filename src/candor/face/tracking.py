@@ -6,8 +6,9 @@ Per sampled frame (:func:`candor.face.video.sample_frames`):
   cut); in between it looks only around the faces it follows
   (a crop of three times the face's size), which costs a few percent of a full scan. A face
   that enters between two full scans is found at the next one (within ``scan_every / fps``
-  seconds). The detector is HOG, with the frame upsampled once when its long side is at most
-  1000 px, so faces down to ~40 px are found (see docs/video.md for why not the CNN).
+  seconds). The detector is HOG, with the frame upsampled once so faces down to ~40 px are
+  found; ``min_face`` of 80 or more scans frames as they are, about 4x faster (see
+  docs/video.md for the measurements, and for why not the CNN).
 - **Tracking** matches each face to the track whose last box overlaps it most (IoU at least
   :data:`MIN_IOU`); a scene cut (the frame's thumbnail changes by more than
   :data:`CUT_DIFFERENCE`) ends every track.
@@ -84,10 +85,12 @@ class FrameEngine(Engine):
     """The service's engine with video's detection policy (HOG; whole frame or around the
     faces being followed), sharing its backend, models and scoring."""
 
-    def __init__(self, base: Engine) -> None:  # noqa: D107  (shares, does not rebuild)
+    def __init__(self, base: Engine, min_face: int = 0) -> None:  # noqa: D107  (shares)
         self.__dict__.update(base.__dict__)
         self.detector = "cnn" if base.detector == "cnn" else "hog"
         self.regions: list[Detection] | None = None
+        #: smallest face (px) full scans look for (0: 40); under 80 the frame is upsampled
+        self.min_face = min_face
 
     def find_faces(self, image: Image, max_faces: int = 100) -> list[Detection]:
         pixels = image.pixels
@@ -115,7 +118,9 @@ class FrameEngine(Engine):
             work = cv2.resize(pixels, None, fx=scale, fy=scale) if scale < 1 else pixels
             found = [d.scaled(1 / scale) for d in self.backend.detect(work, "cnn", 0)]
         else:
-            up = (1 if max(pixels.shape[:2]) <= 1000 else 0) if small is None else int(small)
+            if small is None:
+                small = (self.min_face or 40) < 80
+            up = int(small)
             found = self.backend.detect(np.ascontiguousarray(pixels), "hog", up)
         return [Detection(d.left + dx, d.top + dy, d.right + dx, d.bottom + dy, d.score,
                           d.detector) for d in found]
@@ -163,10 +168,10 @@ class Tracker:
 
 def track_faces(engine: Engine, frames: Iterable[Frame], attributes=("DEFAULT",), *,
                 embed: bool = True, fps: float = 5.0, scan_every: int = DEFAULT_SCAN_EVERY,
-                segment_s: float = DEFAULT_SEGMENT_S,
+                segment_s: float = DEFAULT_SEGMENT_S, min_face: int = 0,
                 on_frame: Callable[[FrameFaces], None] | None = None) -> Iterator[FrameFaces]:
     """The faces of every sampled frame, tracked (see the module docstring)."""
-    fe = FrameEngine(engine)
+    fe = FrameEngine(engine, min_face)
     tracker = Tracker()
     previous: np.ndarray | None = None
     landmarks = "DEFAULT" in attributes or "ALL" in attributes

@@ -115,7 +115,8 @@ def _frames(service: Service, job: JobRow, progress):
                  counts["faces"])
 
     frames = track_faces(service.engine, sample_frames(job.video_path, fps), attributes,
-                         embed=job.operation == "StartFaceSearch", fps=fps, on_frame=seen)
+                         embed=job.operation == "StartFaceSearch", fps=fps,
+                         min_face=int(service.settings.video_min_face), on_frame=seen)
     return info, sha, frames, counts
 
 
