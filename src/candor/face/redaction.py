@@ -1,9 +1,11 @@
 """Redaction: blur or pixelate faces in photos and videos (the privacy feature Rekognition lacks).
 
 Photos: every face the engine finds is covered. Videos: faces are found at the sampled frames
-with the same detection and tracking as the video jobs (:mod:`candor.face.tracking`); every
-frame of the output is covered with the boxes of the sampled frames on either side of it
-(so a face moving between two samples stays covered), each box enlarged by
+with the tracking of the video jobs (:mod:`candor.face.tracking`), but thoroughly: every sampled
+frame is scanned whole with HOG and the CNN (which finds profiles and dark faces HOG misses); every
+frame of the output is covered with the boxes of the two sampled frames on either side of it
+(so a face moving between two samples, or found in one sample and not the next, stays
+covered), each box enlarged by
 :data:`MARGIN` of its size. With ``keep``, the faces of tracks whose segment embedding
 ``keep(vector)`` accepts (a collection's members) are left visible. The video is re-encoded
 with H.264 (yuv420p, quality CRF 18) in MP4 or the input's container; the audio streams are
@@ -82,7 +84,7 @@ def face_boxes(engine, source: str | os.PathLike, fps: float = DEFAULT_SAMPLE_FP
     samples: list[tuple[int, list[Box]]] = []
     counts = {"faces": 0, "kept": 0}
     for ff in track_faces(engine, sample_frames(source, fps), ["DEFAULT"], embed=keep is not None,
-                          fps=fps):
+                          fps=fps, thorough=True):
         boxes = []
         for tf in ff.faces:
             if keep is not None and (tf.new_segment or tf.index not in kept):
@@ -137,7 +139,8 @@ def redact_video(engine, source: str | os.PathLike, out: str | os.PathLike,
                 ms = int(round(((frame.pts or 0) - start) * base * 1000))
                 pixels = frame.to_ndarray(format="rgb24")
                 i = bisect.bisect_right(times, ms)
-                boxes = [b for j in (i - 1, i) if 0 <= j < len(samples) for b in samples[j][1]]
+                boxes = [b for j in range(i - 2, i + 2) if 0 <= j < len(samples)
+                         for b in samples[j][1]]
                 cover(pixels, boxes, style)
                 new = av.VideoFrame.from_ndarray(pixels, format="rgb24")
                 new.pts, new.time_base = frame.pts, frame.time_base

@@ -85,8 +85,10 @@ class FrameEngine(Engine):
     """The service's engine with video's detection policy (HOG; whole frame or around the
     faces being followed), sharing its backend, models and scoring."""
 
-    def __init__(self, base: Engine, min_face: int = 0) -> None:  # noqa: D107  (shares)
-        self.__dict__.update(base.__dict__)
+    def __init__(self, base: Engine, min_face: int = 0, thorough: bool = False) -> None:
+        self.__dict__.update(base.__dict__)  # shares the backend and models, rebuilds nothing
+        #: redaction: every full scan also runs the CNN (profiles, dark and small faces)
+        self.thorough = thorough
         self.detector = "cnn" if base.detector == "cnn" else "hog"
         self.regions: list[Detection] | None = None
         #: smallest face (px) full scans look for (0: 40); under 80 the frame is upsampled
@@ -96,6 +98,10 @@ class FrameEngine(Engine):
         pixels = image.pixels
         if self.regions is None:
             found = self._scan(pixels, 0, 0)
+            if self.thorough:
+                for d in Engine._detect(self, image, "cnn", max_faces):
+                    if all(iou(d, f) < 0.3 for f in found):
+                        found.append(d)
         else:
             found = []
             h, w = pixels.shape[:2]
@@ -168,10 +174,12 @@ class Tracker:
 
 def track_faces(engine: Engine, frames: Iterable[Frame], attributes=("DEFAULT",), *,
                 embed: bool = True, fps: float = 5.0, scan_every: int = DEFAULT_SCAN_EVERY,
-                segment_s: float = DEFAULT_SEGMENT_S, min_face: int = 0,
+                segment_s: float = DEFAULT_SEGMENT_S, min_face: int = 0, thorough: bool = False,
                 on_frame: Callable[[FrameFaces], None] | None = None) -> Iterator[FrameFaces]:
-    """The faces of every sampled frame, tracked (see the module docstring)."""
-    fe = FrameEngine(engine, min_face)
+    """The faces of every sampled frame, tracked (see the module docstring). ``thorough``
+    (redaction) scans every sampled frame whole, with the CNN as well as HOG."""
+    fe = FrameEngine(engine, min_face, thorough)
+    scan_every = 1 if thorough else scan_every
     tracker = Tracker()
     previous: np.ndarray | None = None
     landmarks = "DEFAULT" in attributes or "ALL" in attributes
