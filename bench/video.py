@@ -1,6 +1,6 @@
 """Stored-video face search: candor's job against face_recognition's way, in the same run.
 
-    python bench/video.py [--videos DIR] [--baseline-seconds 2] [--out bench/video.json]
+    python bench/video.py [--videos DIR] [--baseline-seconds 1] [--out bench/video.json]
 
 For each sample video (``short_hamilton_clip.mp4``, 640x360; ``street_1080p.mp4``, 1920x1080)
 a StartFaceSearch job runs in-process through the governed service, as ``candor video search``
@@ -101,7 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", type=Path, default=DATA / "video")
     parser.add_argument("--identities", type=Path, default=DATA / "samples" / "identities")
-    parser.add_argument("--baseline-seconds", type=float, default=2.0)
+    parser.add_argument("--baseline-seconds", type=float, default=1.0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     from candor.face.engine import Engine

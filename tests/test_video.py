@@ -245,3 +245,33 @@ def test_erasure_removes_matches_from_stored_results_and_retention_purges(world,
 
     with pytest.raises(ResourceNotFound):
         gate.call("GetFaceSearch", {"JobId": job_id})
+
+
+def test_cli_video_search_prints_who_appears_when_and_json(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import DATA
+
+    clip = DATA / "video" / "short_hamilton_clip.mp4"
+    if not clip.is_file():
+        pytest.skip("sample videos not found")
+    home = Path(os.environ["CANDOR_DATA_DIR"])
+    _, gate = make(home, DATA / "video")
+    gate.call("CreateCollection", {"CollectionId": "ham"})
+    ref = DATA / "samples" / "identities" / "lin_manuel_miranda" / "reference.png"
+    gate.call("IndexFaces", {"CollectionId": "ham", "ExternalImageId": "lin_manuel_miranda",
+                             "Image": {"Bytes": ref.read_bytes()}})
+    cli = [sys.executable, "-m", "candor.cli", "video"]
+    table = subprocess.run([*cli, "search", "ham", str(clip), "--fps", "2"],
+                           capture_output=True, text=True, timeout=900)
+    assert table.returncode == 0, table.stderr
+    assert "lin_manuel_miranda" in table.stdout and "person(s)" in table.stdout
+    out = subprocess.run([*cli, "detect", str(clip), "--fps", "2", "--json"],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr
+    resp = json.loads(out.stdout)
+    assert resp["JobStatus"] == "SUCCEEDED" and resp["Faces"]
+    assert resp["Video"]["S3Object"]["Name"] == clip.name

@@ -63,10 +63,13 @@ def test_keep_leaves_the_kept_person_detectable(engine, tmp_path):
     close_up = [ts for ts in after if 3600 <= ts <= 7000]
     seen = [ts for ts in close_up if after[ts]]
     assert len(seen) >= 0.7 * len(close_up)
-    for ts in seen:
-        engine.embed(Image(next(f for f in sample_frames(out) if f.timestamp_ms == ts).pixels,
-                           "video", ""), after[ts][:1])
-        assert keep(after[ts][0].embedding)
+    frames = {f.timestamp_ms: f for f in sample_frames(out)}
+    sims = []
+    for ts in seen:  # the face left visible is Lin-Manuel Miranda's
+        engine.embed(Image(frames[ts].pixels, "video", ""), after[ts][:1])
+        sims.append(float(engine.scoring.similarity(target, after[ts][0].embedding[None, :])[0][0]))
+    sims.sort()
+    assert sims[len(sims) // 2] >= 85 and sims[0] >= 60, sims
 
 
 def test_redact_photo_cli(tmp_path, engine):

@@ -180,6 +180,9 @@ def _envelope(job: JobRow) -> dict[str, Any]:
     out: dict[str, Any] = {"JobStatus": job.status}
     if job.status_message:
         out["StatusMessage"] = job.status_message
+    elif job.status == "IN_PROGRESS":  # Rekognition has no progress field: candor says it here
+        out["StatusMessage"] = (f"{job.progress:.0f}% analysed: {job.frames} frames, "
+                                f"{job.faces} faces")
     if job.video_metadata:
         out["VideoMetadata"] = job.video_metadata
     return out
