@@ -220,9 +220,13 @@ def redact_image(
     """Blur or pixelate every face in a photo."""
     from candor.face.redaction import redact_photo
 
+    def detect(data: bytes) -> list[dict]:
+        resp = gate.call("DetectFaces", {"Image": {"Bytes": data}})
+        return [f["BoundingBox"] for f in resp["FaceDetails"]]
+
     with cli_errors():
-        service, _ = _service(data_dir, backend, detector, None, source.parent)
-        n = redact_photo(service.engine, source, out, style=style)
+        _, gate = _service(data_dir, backend, detector, None, source.parent)
+        n = redact_photo(detect, source, out, style=style)
     console.print(f"wrote {out}: {n} face(s) redacted")
 
 

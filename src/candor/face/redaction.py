@@ -1,6 +1,6 @@
 """Redaction: blur or pixelate faces in photos and videos (the privacy feature Rekognition lacks).
 
-Photos: every face the engine finds is covered. Videos: faces are found at the sampled frames
+Photos: every face DetectFaces finds is covered. Videos: faces are found at the sampled frames
 with the tracking of the video jobs (:mod:`candor.face.tracking`), but thoroughly: every sampled
 frame is scanned whole with HOG and the CNN (which finds profiles and dark faces HOG misses); every
 frame of the output is covered with the boxes of the two sampled frames on either side of it
@@ -58,18 +58,24 @@ def _grow(left: float, top: float, right: float, bottom: float, scale: float = 1
             int((bottom + mh) * scale))
 
 
-def redact_photo(engine, source: str | os.PathLike, out: str | os.PathLike,
-                 style: str = "blur") -> int:
-    """Write ``source`` with every face covered to ``out``; returns how many were covered."""
+def redact_photo(detect: Callable[[bytes], list[dict]], source: str | os.PathLike,
+                 out: str | os.PathLike, style: str = "blur") -> int:
+    """Write ``source`` with every face covered to ``out``; returns how many were covered.
+    ``detect(image bytes)`` returns Rekognition BoundingBoxes (the CLI passes a governed
+    DetectFaces, so the photo's faces are found as any DetectFaces call is: decided and
+    audited)."""
     from PIL import Image as PILImage
 
     from candor.face.imaging import read_image
 
-    image, faces = engine.analyse(read_image(source), landmarks=False)
+    image = read_image(source)
+    boxes = detect(Path(source).read_bytes())
     pixels = image.pixels.copy()
-    cover(pixels, [_grow(f.box.left, f.box.top, f.box.right, f.box.bottom) for f in faces], style)
+    w, h = image.width, image.height
+    cover(pixels, [_grow(b["Left"] * w, b["Top"] * h, (b["Left"] + b["Width"]) * w,
+                         (b["Top"] + b["Height"]) * h) for b in boxes], style)
     PILImage.fromarray(pixels).save(out)
-    return len(faces)
+    return len(boxes)
 
 
 def face_boxes(engine, source: str | os.PathLike, fps: float = DEFAULT_SAMPLE_FPS,
