@@ -23,7 +23,9 @@ the embedding of its current segment.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
@@ -91,13 +93,16 @@ class FrameEngine(Engine):
         self.thorough = thorough
         self.detector = "cnn" if base.detector == "cnn" else "hog"
         self.regions: list[Detection] | None = None
+        #: the full scan of the next frame, already running on the look-ahead thread
+        self.ready: Future | None = None
         #: smallest face (px) full scans look for (0: 40); under 80 the frame is upsampled
         self.min_face = min_face
 
     def find_faces(self, image: Image, max_faces: int = 100) -> list[Detection]:
         pixels = image.pixels
         if self.regions is None:
-            found = self._scan(pixels, 0, 0)
+            ready, self.ready = self.ready, None
+            found = ready.result() if ready is not None else self._scan(pixels, 0, 0)
             if self.thorough:
                 for d in Engine._detect(self, image, "cnn", max_faces):
                     if all(iou(d, f) < 0.3 for f in found):
@@ -183,28 +188,57 @@ def track_faces(engine: Engine, frames: Iterable[Frame], attributes=("DEFAULT",)
     tracker = Tracker()
     previous: np.ndarray | None = None
     landmarks = "DEFAULT" in attributes or "ALL" in attributes
-    since_scan = scan_every
-    for frame in frames:
-        thumb = _thumb(frame.pixels)
-        if previous is not None and float(np.abs(thumb - previous).mean()) > CUT_DIFFERENCE:
-            tracker.cut()
-            since_scan = scan_every
-        previous = thumb
-        live = [t for t in tracker.tracks if frame.number - t.last_seen <= MAX_MISSED]
-        full = since_scan >= scan_every
-        fe.regions = None if full else [t.box for t in live]
-        since_scan = 0 if full else since_scan + 1
-        image = Image(frame.pixels, "video", "", f"frame {frame.number}")
-        image, faces = fe.analyse(image, attributes, embed=False, landmarks=landmarks)
-        tracks = tracker.assign(frame.number, faces)
-        h, w = frame.pixels.shape[:2]
-        out = FrameFaces(frame, [TrackedFace(frame.timestamp_ms, frame.number, t.index, f, w, h)
-                                 for f, t in zip(faces, tracks)])
-        if embed:
-            _embed_segments(fe, image, out, tracks, tracker, segment_s)
-        if on_frame is not None:
-            on_frame(out)
-        yield out
+    # full scans of every scan_every-th frame are independent of tracking: they run ahead on
+    # their own thread (dlib releases the GIL) while this one follows faces in between
+    ahead: deque[tuple[Frame, Future | None]] = deque()
+    source = iter(frames)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="candor-scan")
+
+    def fill() -> None:
+        while len(ahead) < scan_every + 1:
+            try:
+                f = next(source)
+            except StopIteration:
+                return
+            planned = f.number % scan_every == 0
+            ahead.append((f, pool.submit(fe._scan, f.pixels, 0, 0) if planned else None))
+
+    try:
+        fill()
+        while ahead:
+            frame, scan = ahead.popleft()
+            fill()
+            yield _one_frame(fe, tracker, frame, scan, previous, attributes, landmarks, embed,
+                             segment_s, on_frame)
+            previous = _thumb(frame.pixels)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _one_frame(fe: FrameEngine, tracker: Tracker, frame: Frame, scan: Future | None,
+               previous: np.ndarray | None, attributes, landmarks: bool, embed: bool,
+               segment_s: float, on_frame) -> FrameFaces:
+    """Detect (the ready full scan, a scan after a cut, or around the followed faces), track
+    and embed one sampled frame."""
+    thumb = _thumb(frame.pixels)
+    cut = previous is not None and float(np.abs(thumb - previous).mean()) > CUT_DIFFERENCE
+    if cut:
+        tracker.cut()
+    live = [t for t in tracker.tracks if frame.number - t.last_seen <= MAX_MISSED]
+    full = scan is not None or cut
+    fe.regions = None if full else [t.box for t in live]
+    fe.ready = scan
+    image = Image(frame.pixels, "video", "", f"frame {frame.number}")
+    image, faces = fe.analyse(image, attributes, embed=False, landmarks=landmarks)
+    tracks = tracker.assign(frame.number, faces)
+    h, w = frame.pixels.shape[:2]
+    out = FrameFaces(frame, [TrackedFace(frame.timestamp_ms, frame.number, t.index, f, w, h)
+                             for f, t in zip(faces, tracks)])
+    if embed:
+        _embed_segments(fe, image, out, tracks, tracker, segment_s)
+    if on_frame is not None:
+        on_frame(out)
+    return out
 
 
 def _embed_segments(engine: Engine, image: Image, out: FrameFaces, tracks: list[Track],
