@@ -182,27 +182,49 @@ def redact_video(
 
     with cli_errors():
         service, gate = _service(data_dir, backend, detector, fps, source.parent)
+        operation = "StartFaceSearch" if keep else "StartFaceDetection"
+        decision = gate.gate.decide(gate.principal, operation,
+                                    {"CollectionId": keep} if keep else {})
+        if not decision.allowed:
+            from candor.errors import AccessDenied
+
+            raise AccessDenied(decision.denial_text())
         keep_fn = _keeper(service, gate, keep) if keep else None
         with progress_bar(False, stderr=True) as bar:
             task = bar.add_task(source.name, total=100)
             stats = run(service.engine, source, out, style=style, keep=keep_fn,
                         fps=float(service.settings.video_fps),
                         progress=lambda p: bar.update(task, completed=p))
+        _record_redaction(gate, operation, decision, source, keep, stats)
     console.print(f"wrote {out}: {stats['frames']} frames, {stats['faces']} face(s) redacted, "
                   f"{stats['kept']} kept")
 
 
+def _record_redaction(gate, operation: str, decision, source: Path, keep: str | None,
+                      stats: dict) -> None:
+    """One ledger record of a redaction, like a finished video job's: the video's SHA-256,
+    frames, faces covered and kept (``--keep`` is identification)."""
+    import uuid
+
+    from candor.face.video import sha256_file
+
+    p = gate.principal
+    fields = {"request_id": str(uuid.uuid4()), "principal": p.name, "org": p.org,
+              "category": p.category, "operation": operation, "collection": keep,
+              "image_sha256": [sha256_file(source)], "faces_found": stats["faces"] + stats["kept"],
+              "decision": "allow", "rule": decision.rule,
+              "details": {"redaction": True, "frames": stats["frames"], "kept": stats["kept"]}}
+    if "details" not in gate.gate.ledger.table.c:
+        fields.pop("details")
+    gate.gate.ledger.append(**fields)
+
+
 def _keeper(service, gate, collection: str):
-    """A function embedding -> keep? for ``--keep``: decided by the policy as a search."""
+    """A function embedding -> keep? for ``--keep`` (the policy decided it as StartFaceSearch)."""
     from candor.scoring.similarity import IDENTIFICATION_THRESHOLD
     from candor.service.common import store_of
     from candor.service.search import _face_matches
 
-    decision = gate.gate.decide(gate.principal, "SearchFaces", {"CollectionId": collection})
-    if not decision.allowed:
-        from candor.errors import AccessDenied
-
-        raise AccessDenied(decision.denial_text())
     store = store_of(service)
     coll = store.collection(collection)
 
