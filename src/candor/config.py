@@ -51,6 +51,12 @@ ENV: dict[str, str] = {
     "CANDOR_S3_ENDPOINT_URL": "s3_endpoint_url",
     "CANDOR_SIGNING_KEY": "signing_key",
     "CANDOR_LEDGER_PUBLIC_KEY": "ledger_public_key",
+    "CANDOR_BUCKETS": "buckets",
+    "CANDOR_NOTIFY_URL": "notify_url",
+    "CANDOR_VIDEO_FPS": "video_fps",
+    "CANDOR_JOB_RETENTION_DAYS": "job_retention_days",
+    "CANDOR_VIDEO_WORKERS": "video_workers",
+    "CANDOR_VIDEO_MIN_FACE": "video_min_face",
     "AWS_REGION": "aws_region",
     "AWS_DEFAULT_REGION": "aws_region",
 }
@@ -84,6 +90,20 @@ class Settings:
     signing_key: Path | None = None
     #: the public key ``candor audit verify`` checks signed checkpoints with
     ledger_public_key: Path | None = None
+    #: local folders served read-only as S3 buckets, each ``NAME=DIR`` (``--bucket``)
+    buckets: tuple[str, ...] = ()
+    #: where a video job's completion message is POSTed when its request had a
+    #: NotificationChannel (``--notify-url``); None: not sent
+    notify_url: str | None = None
+    #: sampled frames per second of video (docs/video.md)
+    video_fps: float = 5.0
+    #: days a finished video job's results are kept (Rekognition keeps them 7 days)
+    job_retention_days: float = 7.0
+    #: video jobs run at once, beside the request handlers
+    video_workers: int = 1
+    #: smallest face (px) a video's full-frame scans look for; 0: 40 px; 80 or more scans
+    #: frames without upsampling, about 4x faster (docs/video.md)
+    video_min_face: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
@@ -126,6 +146,15 @@ class Settings:
 def _parse(attr: str, raw: str) -> Any:
     if attr == "normalisation":
         return raw.lower() not in OFF_VALUES
+    if attr == "buckets":
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    try:
+        if attr in ("video_fps", "job_retention_days"):
+            return float(raw)
+        if attr in ("video_workers", "video_min_face"):
+            return int(raw)
+    except ValueError:
+        raise InvalidParameter(f"{attr} must be a number, got {raw!r}") from None
     return raw
 
 

@@ -163,3 +163,21 @@ class PolicyError(InvalidParameter):
     def __init__(self, problems: list[str]):
         self.problems = problems
         super().__init__("invalid policy:\n  " + "\n  ".join(problems))
+
+
+# ------------------------------------------------------------------ stored video
+
+
+class VideoTooLarge(CandorError):
+    """A video over candor's documented limits (bytes, duration, frame size)."""
+
+    code = "VideoTooLargeException"
+
+
+class InvalidVideo(InvalidParameter):
+    """A file that is not a video candor can decode, or is truncated; ``reason`` is a stable
+    word (NOT_A_VIDEO, NO_VIDEO_STREAM, TRUNCATED, TOO_SMALL ...) for a job's StatusMessage."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason

@@ -83,7 +83,14 @@ class Gateway:
         #: signatures of mutating requests already accepted (replay protection)
         self.seen = SeenSignatures(keys.store)
         settings = getattr(service, "settings", None)
-        self.s3 = S3Images(s3_endpoint_url, settings.aws_region if settings else "us-east-1")
+        from candor.face.video import parse_buckets
+
+        self.s3 = S3Images(s3_endpoint_url, settings.aws_region if settings else "us-east-1",
+                           parse_buckets(settings.buckets) if settings else None)
+        if settings is not None:
+            service.__dict__["media"] = self.s3  # video jobs download S3 objects through it
+        #: the video job runner (candor.service.jobs), started and stopped with the server
+        self.jobs = None
         self.retention_interval = retention_interval
         self.retention_timer = None
         #: signs the ledger's head at an interval and once more on close, after the last
@@ -201,11 +208,17 @@ class Gateway:
             ).start()
         if self.checkpointer is not None:
             self.checkpointer.start()
+        if getattr(self.service, "settings", None) is not None:
+            from candor.service.jobs import runner_of
+
+            self.jobs = runner_of(self.service).start()  # resumes jobs a stop interrupted
 
     def close(self) -> None:
         """Finish running operations, then write the changed vector indexes (a rebuild saved)."""
         if self.retention_timer is not None:
             self.retention_timer.stop()
+        if self.jobs is not None:
+            self.jobs.stop()  # running jobs stay IN_PROGRESS and resume on the next start
         self.pool.shutdown(wait=True)
         if self.checkpointer is not None:
             self.checkpointer.stop()

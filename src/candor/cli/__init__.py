@@ -19,6 +19,7 @@ from candor.cli import (
     index,
     serve,
     users,
+    video,
 )
 from candor.cli import eval as eval_commands
 from candor.cli.common import console, err_console, remember_globals
@@ -82,6 +83,7 @@ audit.register(app)  # audit: verify, tail, search, keygen, checkpoint
 eval_commands.register(app)  # eval: accuracy, calibration, fairness
 identify.register(app)  # identify (every face of a photo), sdk-path
 celebrities.register(app)  # celebrities: import, list, show, remove
+video.register(app)  # video detect|search|redact, redact (photos)
 
 
 def _plain_help(typer_app: typer.Typer) -> None:

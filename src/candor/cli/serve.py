@@ -65,6 +65,14 @@ def serve(
         "--checkpoint-interval", min=0,
         help="Seconds between signed checkpoints with --signing-key (0: only on stop).")]
     = 300,
+    bucket: Annotated[list[str] | None, typer.Option(
+        "--bucket",
+        help="Serve a local folder, read-only, as S3 bucket NAME for every S3Object (images "
+             "and videos): NAME=DIR; repeatable (also CANDOR_BUCKETS).")] = None,
+    notify_url: Annotated[str | None, typer.Option(
+        "--notify-url",
+        help="POST Rekognition's completion message of a video job whose request had a "
+             "NotificationChannel to this URL (also CANDOR_NOTIFY_URL).")] = None,
     backend: BackendOption = None,
     detector: DetectorOption = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
@@ -85,7 +93,11 @@ def serve(
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with cli_errors():
         config = settings(data_dir, backend, detector, policy=policy,
-                          s3_endpoint_url=s3_endpoint_url, signing_key=signing_key)
+                          s3_endpoint_url=s3_endpoint_url, signing_key=signing_key,
+                          buckets=tuple(bucket) if bucket else None, notify_url=notify_url)
+        from candor.face.video import parse_buckets
+
+        parse_buckets(config.buckets)  # a bad --bucket is refused before the server starts
         # the bare service: the gate goes in front per request, with the key's principal
         service = Service(settings=config)
         keys = KeyStore.open(service.data_dir, config.database_url)

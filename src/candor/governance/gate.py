@@ -66,6 +66,10 @@ class Gate:
         self._reload_lock = threading.Lock()
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.scoring = scoring
+        if getattr(service, "settings", None) is not None and hasattr(ledger, "table"):
+            from candor.governance.video import record_jobs
+
+            record_jobs(service, ledger)  # video jobs are recorded again when they finish
 
     @classmethod
     def for_service(cls, service: Any, policy: PolicyStore | Policy | str | None = None,
@@ -161,7 +165,8 @@ class Gate:
         # the service runs the call for the principal's org, with the collections a policy
         # share lets it use; the size-aware search default is computed as that caller too
         caller = Caller(principal.org, shares=policy.shared_with(
-            principal.org, collection if isinstance(collection, str) else None, operation))
+            principal.org, collection if isinstance(collection, str) else None, operation),
+            principal=principal.name, category=principal.category)
         with acting_as(Caller(caller.org, shares=caller.shares)):
             safe, sized = self._size_aware(operation, safe, params)
         if sized is not None:

@@ -11,7 +11,8 @@ Operations live in one module per family and register themselves with :func:`ope
 ``detection`` (DetectFaces, CompareFaces), ``collections`` (Create/Delete/List/Describe),
 ``faces`` (IndexFaces, ListFaces, DeleteFaces), ``users`` (CreateUser ... DisassociateFaces),
 ``search`` (SearchFaces*, SearchUsers*), ``identify`` (SearchFacesInImage, candor's own),
-``celebrities`` (RecognizeCelebrities, GetCelebrityInfo).
+``celebrities`` (RecognizeCelebrities, GetCelebrityInfo), ``video`` (Start/GetFaceDetection,
+Start/GetFaceSearch).
 """
 
 from __future__ import annotations
@@ -134,4 +135,5 @@ def _load_operations() -> None:
         identify,
         search,
         users,
+        video,
     )

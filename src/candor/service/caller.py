@@ -36,6 +36,10 @@ class Caller:
     org: str = OPERATOR_ORG
     crossed: set[str] = field(default_factory=set)
     shares: dict[str, str] = field(default_factory=dict)
+    #: who, within the organisation (access key id or local name) and under which use-case
+    #: category: kept with state an operation leaves behind (video jobs)
+    principal: str | None = None
+    category: str | None = None
 
     @property
     def is_operator(self) -> bool:

@@ -179,6 +179,18 @@ def _celebrity_matches(resp: dict[str, Any]) -> list[dict[str, Any]]:
             for c in resp.get("CelebrityFaces") or []]
 
 
+def _job_started(resp: dict[str, Any]) -> list[dict[str, Any]]:
+    """A Start* operation returns only its JobId; the job's faces and matches are recorded
+    when it completes (candor.governance.video)."""
+    return [{"JobId": resp.get("JobId")}] if resp.get("JobId") else []
+
+
+def _persons_returned(resp: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"FaceId": (m.get("Face") or {}).get("FaceId"), "Similarity": m.get("Similarity"),
+             "Index": (p.get("Person") or {}).get("Index")}
+            for p in resp.get("Persons") or [] for m in p.get("FaceMatches") or []]
+
+
 # -- the table --------------------------------------------------------------------------------
 _C = "CollectionId"
 TABLE: dict[str, OperationSpec] = {spec.name: spec for spec in (
@@ -247,6 +259,16 @@ TABLE: dict[str, OperationSpec] = {spec.name: spec for spec in (
                   faces_found=_celebrity_found,
                   matches=_celebrity_matches),
     OperationSpec("GetCelebrityInfo", "manage", biometric=False, mutates=False),
+    # stored video: Start* is decided like its image counterpart; Get* reads results and is
+    # answered only to the organisation that started the job
+    OperationSpec("StartFaceDetection", "detect", biometric=True, mutates=True),
+    OperationSpec("GetFaceDetection", "detect", biometric=True, mutates=False,
+                  results="MaxResults"),
+    OperationSpec("StartFaceSearch", "identify", biometric=True, mutates=True,
+                  threshold="FaceMatchThreshold", default_threshold=IDENTIFICATION_THRESHOLD,
+                  collection=_C, matches=_job_started),
+    OperationSpec("GetFaceSearch", "manage", biometric=True, mutates=False,
+                  results="MaxResults", matches=_persons_returned),
 )}
 
 

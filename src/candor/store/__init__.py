@@ -32,6 +32,7 @@ from candor.store.celebrities import CelebritiesPart, Gallery
 from candor.store.collections import CollectionsPart
 from candor.store.database import DB_NAME, Database, as_utc, sqlite_url, utcnow
 from candor.store.faces import FaceRow, FacesPart, from_blob, to_blob
+from candor.store.jobs import JobsPart
 from candor.store.schema import settings as T_settings
 from candor.store.tokens import TokensPart
 from candor.store.users import UsersPart
@@ -44,7 +45,7 @@ __all__ = ["Store", "FaceRow", "Gallery", "DB_NAME", "open_store", "save_open_in
 INDEX_KINDS = ("flat", "hnsw")
 
 
-class Store(CollectionsPart, FacesPart, UsersPart, TokensPart, CelebritiesPart):
+class Store(CollectionsPart, FacesPart, UsersPart, TokensPart, CelebritiesPart, JobsPart):
     """One database and its vector indexes. Thread-safe; several processes may share a data dir.
 
     ``url`` is a SQLAlchemy URL (default: SQLite at ``<data_dir>/candor.db``); ``index_kind`` is

@@ -119,12 +119,20 @@ def _v5_celebrities(conn: Connection) -> None:
                                       metadata.tables["celebrity_faces"]], checkfirst=True)
 
 
+def _v6_video_jobs(conn: Connection) -> None:
+    """video_jobs: durable stored-video jobs and their results."""
+    from candor.store.schema import video_jobs
+
+    video_jobs.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _v1_initial),
     (2, "audit_records.details", _v2_audit_details),
     (3, "collections.owner_org (tenancy)", _v3_owner_org),
     (4, "seen_signatures (replay protection)", _v4_seen_signatures),
     (5, "celebrity gallery", _v5_celebrities),
+    (6, "video_jobs", _v6_video_jobs),
 ]
 
 LATEST = MIGRATIONS[-1][0]

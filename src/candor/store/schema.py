@@ -199,3 +199,35 @@ audit_records = Table(
     Index(None, "org", "operation"),
     sqlite_autoincrement=True,
 )
+
+#: stored-video jobs (StartFaceDetection, StartFaceSearch): durable, so a restart resumes or
+#: fails them and never loses one; results kept until ``expires_at`` (logic: service.jobs)
+video_jobs = Table(
+    "video_jobs", metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("operation", String(64), nullable=False),  # StartFaceDetection | StartFaceSearch
+    Column("org", String(255), nullable=True),
+    Column("principal", String(128), nullable=True),
+    Column("category", String(64), nullable=True),
+    Column("status", String(16), nullable=False),  # IN_PROGRESS | SUCCEEDED | FAILED
+    Column("status_message", String(1024), nullable=True),
+    Column("params", JSON, nullable=False),  # the Start request (Video, CollectionId, ...)
+    Column("client_token", String(64), nullable=True),
+    Column("request_hash", String(64), nullable=True),
+    Column("job_tag", String(1024), nullable=True),
+    Column("video_path", String(4096), nullable=True),  # where the runner reads the video
+    Column("video_sha256", String(64), nullable=True),
+    Column("video_metadata", JSON, nullable=True),
+    Column("progress", Float, nullable=False, default=0.0),  # 0-100
+    Column("frames", Integer, nullable=False, default=0),
+    Column("faces", Integer, nullable=False, default=0),
+    Column("matches", Integer, nullable=False, default=0),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("results", JSON, nullable=True),  # Faces or Persons, in Rekognition's shapes
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("completed_at", DateTime(timezone=True), nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Index(None, "status"),
+    Index(None, "org", "operation", "client_token"),
+)

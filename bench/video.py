@@ -1,0 +1,133 @@
+"""Stored-video face search: candor's job against face_recognition's way, in the same run.
+
+    python bench/video.py [--videos DIR] [--baseline-seconds 1] [--out bench/video.json]
+
+For each sample video (``short_hamilton_clip.mp4``, 640x360; ``street_1080p.mp4``, 1920x1080)
+a StartFaceSearch job runs in-process through the governed service, as ``candor video search``
+runs it, at the default sampling (``CANDOR_VIDEO_FPS``, 5 a second) against a collection of
+the ``samples/identities`` people. Speed is the video's duration over the job's wall time
+(``5x`` = five seconds of video per second of work), measured after the models are loaded.
+
+The baseline is face_recognition's way, as its example scripts process video: read every frame
+with OpenCV, detect with HOG upsampled once (``face_locations``' default), and encode every
+face (``face_encodings``: the 5-point alignment and dlib's ResNet, one jitter).
+face_recognition itself is not installed (its ``dlib`` dependency compiles for longer than
+10 minutes here), so its way is emulated with candor's ``dlib`` backend, which runs the same
+dlib models; on the first ``--baseline-seconds`` of each video, its per-second cost is
+extrapolated to the whole video. The search against the collection is left out of the
+baseline (it would only add to it).
+
+The machine is shared: wall times move with the load, so read the ratios, which are measured
+in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+DATA = Path(os.environ.get("CANDOR_TEST_DATA", ROOT / ".." / "shared" / "data" / "faces"))
+
+
+def candor_search(videos: Path, name: str, identities: Path, min_face: int = 0) -> dict:
+    from candor.config import Settings
+    from candor.face.video import probe
+    from candor.governance.gate import governed
+    from candor.service import Service
+    from candor.service.common import store_of
+    from candor.service.jobs import runner_of
+
+    tmp = tempfile.mkdtemp(prefix="candor-bench-video-")
+    service = Service(settings=Settings.load(data_dir=Path(tmp), video_min_face=min_face))
+    service.__dict__["local_buckets"] = {"videos": videos}
+    gate = governed(service)
+    gate.call("CreateCollection", {"CollectionId": "people"})
+    for person in sorted(p for p in identities.iterdir() if p.is_dir()):
+        for photo in sorted(person.iterdir())[:2]:
+            try:
+                gate.call("IndexFaces", {"CollectionId": "people", "ExternalImageId": person.name,
+                                         "Image": {"Bytes": photo.read_bytes()}, "MaxFaces": 1})
+            except Exception:  # a photo over the limits or without a face: not this bench's
+                pass
+    duration = probe(videos / name).duration_ms / 1000
+    started = time.perf_counter()
+    job = gate.call("StartFaceSearch", {"CollectionId": "people", "Video": {
+        "S3Object": {"Bucket": "videos", "Name": name}}})["JobId"]
+    runner_of(service).wait(job)
+    wall = time.perf_counter() - started
+    row = store_of(service).job(job)
+    assert row.status == "SUCCEEDED", row.status_message
+    return {"video_s": duration, "wall_s": round(wall, 3), "x_real_time": round(duration / wall, 2),
+            "frames_analysed": row.frames, "faces": row.faces, "matches": row.matches}
+
+
+def face_recognition_way(path: Path, seconds: float) -> dict:
+    """Every frame: OpenCV read, HOG (upsample 1), 5-point landmarks, one ResNet pass per face."""
+    import cv2
+
+    from candor.models import get_backend
+
+    backend = get_backend("dlib")
+    cap = cv2.VideoCapture(str(path))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    limit = int(round(seconds * fps))
+    frames = faces = 0
+    started = time.perf_counter()
+    while frames < limit:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        found = backend.detect(rgb, "hog", 1)
+        if found:
+            points = backend.landmarks(rgb, found, 5)
+            backend.embed(backend.chips(rgb, points))
+        frames += 1
+        faces += len(found)
+    wall = time.perf_counter() - started
+    done = frames / fps
+    return {"video_s_measured": round(done, 3), "wall_s": round(wall, 3),
+            "x_real_time": round(done / wall, 3), "frames": frames, "faces": faces}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--videos", type=Path, default=DATA / "video")
+    parser.add_argument("--identities", type=Path, default=DATA / "samples" / "identities")
+    parser.add_argument("--baseline-seconds", type=float, default=1.0)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    from candor.face.engine import Engine
+
+    Engine().analyse(str(next(args.identities.glob("*/*"))), embed=True)  # models loaded
+    results = {"load_1min": os.getloadavg()[0], "videos": {}}
+    for name, target in (("short_hamilton_clip.mp4", 5.0), ("street_1080p.mp4", 2.0)):
+        ours = candor_search(args.videos, name, args.identities)
+        fast = candor_search(args.videos, name, args.identities, min_face=80)
+        base = face_recognition_way(args.videos / name, args.baseline_seconds)
+        row = {"candor": ours, "candor_min_face_80": fast,
+               "face_recognition_way_emulated_with_dlib_backend": base,
+               "target_x_real_time": target,
+               "speedup_vs_face_recognition_way": round(ours["x_real_time"] / base["x_real_time"], 1)}
+        results["videos"][name] = row
+        print(f"{name}: candor {ours['x_real_time']}x real time ({ours['frames_analysed']} frames,"
+              f" {ours['faces']} faces, {ours['matches']} matches; target {target}x); "
+              f"min_face 80: {fast['x_real_time']}x; face_recognition's way (every frame, "
+              f"emulated with candor's dlib backend): {base['x_real_time']}x; "
+              f"candor / baseline = {row['speedup_vs_face_recognition_way']}x", flush=True)
+    results["load_1min_after"] = os.getloadavg()[0]
+    print(f"load average (1 min) before/after: {results['load_1min']:.1f} / "
+          f"{results['load_1min_after']:.1f} on {os.cpu_count()} cores")
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

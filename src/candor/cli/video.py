@@ -1,0 +1,258 @@
+"""``candor video detect|search|redact`` and ``candor redact``: stored video from the command line.
+
+The video commands run the same jobs as the HTTP API's StartFaceDetection / StartFaceSearch, in
+this process and through the governance gate (decided by the policy, recorded in the ledger):
+the file's folder is served to the job as a local bucket. ``--json`` prints the Get* response.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import TextColumn
+from rich.table import Table
+
+from candor.cli.common import (
+    BackendOption,
+    DataDirOption,
+    DetectorOption,
+    JsonOption,
+    cli_errors,
+    console,
+    print_json,
+    progress_bar,
+    settings,
+)
+
+LOCAL_BUCKET = "candor-local"
+
+video_app = typer.Typer(help="Faces in stored videos: detect, search a collection, redact.",
+                        no_args_is_help=True)
+
+FileArg = Annotated[Path, typer.Argument(help="The video file (MP4, MOV, MKV, WebM, AVI ...).",
+                                         exists=True, dir_okay=False)]
+FpsOption = Annotated[float | None, typer.Option(
+    "--fps", help="Frames sampled per second of video (also CANDOR_VIDEO_FPS) [default: 5].")]
+
+
+def _service(data_dir, backend, detector, fps, folder: Path):
+    from candor.governance.gate import governed
+    from candor.service import Service
+
+    service = Service(settings=settings(data_dir, backend, detector, video_fps=fps))
+    service.__dict__["local_buckets"] = {LOCAL_BUCKET: folder.resolve()}
+    return service, governed(service)
+
+
+def run_job(start: str, get: str, params: dict[str, Any], file: Path, data_dir, backend,
+            detector, fps, quiet: bool) -> dict:
+    """Start a job on ``file``, show its progress, and return the whole Get* response."""
+    from candor.service.common import store_of
+    from candor.service.jobs import runner_of
+
+    service, gate = _service(data_dir, backend, detector, fps, file.parent)
+    params = {**params, "Video": {"S3Object": {"Bucket": LOCAL_BUCKET, "Name": file.name}}}
+    job_id = gate.call(start, params)["JobId"]
+    runner = runner_of(service)
+    store = store_of(service)
+    future = runner._futures.get(job_id)
+    with progress_bar(quiet, TextColumn("{task.fields[frames]} frames, {task.fields[faces]} "
+                                        "faces"), stderr=True) as bar:
+        task = bar.add_task(file.name, total=100, frames=0, faces=0)
+        while future is not None and not future.done():
+            job = store.job(job_id)
+            bar.update(task, completed=job.progress, frames=job.frames, faces=job.faces)
+            time.sleep(0.2)
+    runner.wait(job_id)
+    out: dict[str, Any] = {}
+    token = None
+    while True:
+        page = gate.call(get, {"JobId": job_id, **({"NextToken": token} if token else {})})
+        key = "Persons" if "Persons" in page else "Faces"
+        items = out.get(key, []) + page.get(key, [])
+        out = {**page, **({key: items} if key in page else {})}
+        token = page.get("NextToken")
+        if not token:
+            out.pop("NextToken", None)
+            return out
+
+
+def _fail_job(resp: dict) -> None:
+    if resp.get("JobStatus") != "SUCCEEDED":
+        from rich.markup import escape
+
+        from candor.cli.common import fail
+
+        fail(escape(f"the job failed: {resp.get('StatusMessage')}"))
+
+
+def _ms(value: int) -> str:
+    return f"{value / 1000:.1f}s"
+
+
+@video_app.command("detect")
+def detect(file: FileArg, fps: FpsOption = None, json_output: JsonOption = False,
+           data_dir: DataDirOption = None, backend: BackendOption = None,
+           detector: DetectorOption = None) -> None:
+    """Find the faces in a video (StartFaceDetection), at the sampled frames."""
+    with cli_errors():
+        resp = run_job("StartFaceDetection", "GetFaceDetection", {}, file, data_dir, backend,
+                       detector, fps, json_output)
+    if json_output:
+        print_json(resp)
+        return
+    _fail_job(resp)
+    by_time: dict[int, int] = {}
+    for face in resp.get("Faces", []):
+        by_time[face["Timestamp"]] = by_time.get(face["Timestamp"], 0) + 1
+    table = Table(title=f"{len(resp.get('Faces', []))} face(s) in {len(by_time)} sampled "
+                        f"frame(s) with faces of {file.name}")
+    table.add_column("time")
+    table.add_column("faces", justify="right")
+    for ts, n in sorted(by_time.items()):
+        table.add_row(_ms(ts), str(n))
+    console.print(table)
+
+
+def appearances(persons: list[dict]) -> list[dict]:
+    """Who appears when: per person Index, the time range and the best match."""
+    rows: dict[int, dict] = {}
+    for p in persons:
+        idx = p["Person"]["Index"]
+        row = rows.setdefault(idx, {"index": idx, "start": p["Timestamp"], "end": p["Timestamp"],
+                                    "who": None, "similarity": 0.0, "frames": 0})
+        row["start"], row["end"] = min(row["start"], p["Timestamp"]), max(row["end"], p["Timestamp"])
+        row["frames"] += 1
+        for m in p.get("FaceMatches") or []:
+            if m["Similarity"] > row["similarity"]:
+                face = m["Face"]
+                row["who"] = face.get("ExternalImageId") or face.get("UserId") or face["FaceId"]
+                row["similarity"] = m["Similarity"]
+    return sorted(rows.values(), key=lambda r: (r["start"], r["index"]))
+
+
+@video_app.command("search")
+def search(collection: Annotated[str, typer.Argument(help="The collection to search.")],
+           file: FileArg,
+           threshold: Annotated[float | None, typer.Option(
+               "--threshold", min=0, max=100,
+               help="FaceMatchThreshold [default: 85, identification].")] = None,
+           fps: FpsOption = None, json_output: JsonOption = False,
+           data_dir: DataDirOption = None, backend: BackendOption = None,
+           detector: DetectorOption = None) -> None:
+    """Search a collection for the faces in a video (StartFaceSearch): who appears when."""
+    params: dict[str, Any] = {"CollectionId": collection}
+    if threshold is not None:
+        params["FaceMatchThreshold"] = threshold
+    with cli_errors():
+        resp = run_job("StartFaceSearch", "GetFaceSearch", params, file, data_dir, backend,
+                       detector, fps, json_output)
+    if json_output:
+        print_json(resp)
+        return
+    _fail_job(resp)
+    rows = appearances(resp.get("Persons", []))
+    table = Table(title=f"{len(rows)} person(s) in {file.name}")
+    for column in ("person", "from", "to", "frames", "match", "similarity"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(str(r["index"]), _ms(r["start"]), _ms(r["end"]), str(r["frames"]),
+                      r["who"] or "-", f"{r['similarity']:.1f}" if r["who"] else "-")
+    console.print(table)
+
+
+RedactStyle = Annotated[str, typer.Option("--style", help="blur or pixelate.")]
+KeepOption = Annotated[str | None, typer.Option(
+    "--keep", help="Leave the faces that match this collection visible (identification: "
+                   "decided by the policy like StartFaceSearch).")]
+
+
+@video_app.command("redact")
+def redact_video(
+        source: FileArg,
+        out: Annotated[Path, typer.Argument(help="Where to write the redacted video.")],
+        style: RedactStyle = "blur", keep: KeepOption = None, fps: FpsOption = None,
+        data_dir: DataDirOption = None, backend: BackendOption = None,
+        detector: DetectorOption = None) -> None:
+    """Blur or pixelate every face in a video (or every face not in --keep); audio is copied."""
+    from candor.face.redaction import redact_video as run
+
+    with cli_errors():
+        service, gate = _service(data_dir, backend, detector, fps, source.parent)
+        operation = "StartFaceSearch" if keep else "StartFaceDetection"
+        decision = gate.gate.decide(gate.principal, operation,
+                                    {"CollectionId": keep} if keep else {})
+        if not decision.allowed:
+            from candor.errors import AccessDenied
+
+            raise AccessDenied(decision.denial_text())
+        keep_fn = _keeper(service, gate, keep) if keep else None
+        with progress_bar(False, stderr=True) as bar:
+            task = bar.add_task(source.name, total=100)
+            stats = run(service.engine, source, out, style=style, keep=keep_fn,
+                        fps=float(service.settings.video_fps),
+                        progress=lambda p: bar.update(task, completed=p))
+        _record_redaction(gate, operation, decision, source, keep, stats)
+    console.print(f"wrote {out}: {stats['frames']} frames, {stats['faces']} face(s) redacted, "
+                  f"{stats['kept']} kept")
+
+
+def _record_redaction(gate, operation: str, decision, source: Path, keep: str | None,
+                      stats: dict) -> None:
+    """One ledger record of a redaction, like a finished video job's: the video's SHA-256,
+    frames, faces covered and kept (``--keep`` is identification)."""
+    import uuid
+
+    from candor.face.video import sha256_file
+
+    p = gate.principal
+    fields = {"request_id": str(uuid.uuid4()), "principal": p.name, "org": p.org,
+              "category": p.category, "operation": operation, "collection": keep,
+              "image_sha256": [sha256_file(source)], "faces_found": stats["faces"] + stats["kept"],
+              "decision": "allow", "rule": decision.rule,
+              "details": {"redaction": True, "frames": stats["frames"], "kept": stats["kept"]}}
+    if "details" not in gate.gate.ledger.table.c:
+        fields.pop("details")
+    gate.gate.ledger.append(**fields)
+
+
+def _keeper(service, gate, collection: str):
+    """A function embedding -> keep? for ``--keep`` (the policy decided it as StartFaceSearch)."""
+    from candor.scoring.similarity import IDENTIFICATION_THRESHOLD
+    from candor.service.common import store_of
+    from candor.service.search import _face_matches
+
+    store = store_of(service)
+    coll = store.collection(collection)
+
+    def keep(vector) -> bool:
+        return bool(_face_matches(store, coll.id, vector, 1, IDENTIFICATION_THRESHOLD,
+                                  scoring=service.scoring))
+    return keep
+
+
+def redact_image(
+        source: Annotated[Path, typer.Argument(help="The photo.", exists=True, dir_okay=False)],
+        out: Annotated[Path, typer.Argument(help="Where to write the redacted photo.")],
+        style: RedactStyle = "blur", data_dir: DataDirOption = None,
+        backend: BackendOption = None, detector: DetectorOption = None) -> None:
+    """Blur or pixelate every face in a photo."""
+    from candor.face.redaction import redact_photo
+
+    def detect(data: bytes) -> list[dict]:
+        resp = gate.call("DetectFaces", {"Image": {"Bytes": data}})
+        return [f["BoundingBox"] for f in resp["FaceDetails"]]
+
+    with cli_errors():
+        _, gate = _service(data_dir, backend, detector, None, source.parent)
+        n = redact_photo(detect, source, out, style=style)
+    console.print(f"wrote {out}: {n} face(s) redacted")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``video`` and ``redact`` to the main ``candor`` command."""
+    app.add_typer(video_app, name="video")
+    app.command("redact")(redact_image)

@@ -1,0 +1,264 @@
+"""Faces through a video: detect on sampled frames, follow them, embed each once per segment.
+
+Per sampled frame (:func:`candor.face.video.sample_frames`):
+
+- **Detection** scans the whole frame every ``scan_every`` samples (and right after a scene
+  cut); in between it looks only around the faces it follows
+  (a crop of three times the face's size), which costs a few percent of a full scan. A face
+  that enters between two full scans is found at the next one (within ``scan_every / fps``
+  seconds). The detector is HOG, with the frame upsampled once so faces down to ~40 px are
+  found; ``min_face`` of 80 or more scans frames as they are, about 4x faster (see
+  docs/video.md for the measurements, and for why not the CNN).
+- **Tracking** matches each face to the track whose last box overlaps it most (IoU at least
+  :data:`MIN_IOU`); a scene cut (the frame's thumbnail changes by more than
+  :data:`CUT_DIFFERENCE`) ends every track.
+- **Embedding**: a track is embedded when it starts and again every ``segment_s`` seconds (a
+  new segment); if a segment's embedding no longer looks like the track's (cosine below
+  :data:`SAME_FACE_COSINE`), the face gets a new track: boxes overlapped but the person
+  changed. The chips of one frame go to the network in one batched call.
+
+Each face of each sampled frame comes back as a :class:`TrackedFace` with its track's Index and
+the embedding of its current segment.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from candor.face.engine import Engine, Face
+from candor.face.imaging import Image
+from candor.face.video import Frame
+from candor.models import Detection
+
+MIN_IOU = 0.3
+SAME_FACE_COSINE = 0.5
+CUT_DIFFERENCE = 25.0
+DEFAULT_SCAN_EVERY = 5
+DEFAULT_SEGMENT_S = 2.0
+#: a track not seen for this many samples ends
+MAX_MISSED = 2
+
+
+@dataclass
+class Track:
+    index: int
+    box: Detection
+    last_seen: int
+    embedding: np.ndarray | None = None
+    segment_start_ms: int = -1
+    embeddings: int = 0
+
+
+@dataclass
+class TrackedFace:
+    """One face of one sampled frame, with its track's Index and current segment embedding."""
+
+    timestamp_ms: int
+    frame: int
+    index: int
+    face: Face
+    width: int
+    height: int
+    embedding: np.ndarray | None = None
+    new_segment: bool = False
+
+
+@dataclass
+class FrameFaces:
+    frame: Frame
+    faces: list[TrackedFace] = field(default_factory=list)
+
+
+def iou(a: Detection, b: Detection) -> float:
+    x1, y1 = max(a.left, b.left), max(a.top, b.top)
+    x2, y2 = min(a.right, b.right), min(a.bottom, b.bottom)
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = a.area + b.area - inter
+    return inter / union if union > 0 else 0.0
+
+
+class FrameEngine(Engine):
+    """The service's engine with video's detection policy (HOG; whole frame or around the
+    faces being followed), sharing its backend, models and scoring."""
+
+    def __init__(self, base: Engine, min_face: int = 0, thorough: bool = False) -> None:
+        self.__dict__.update(base.__dict__)  # shares the backend and models, rebuilds nothing
+        #: redaction: every full scan also runs the CNN (profiles, dark and small faces)
+        self.thorough = thorough
+        self.detector = "cnn" if base.detector == "cnn" else "hog"
+        self.regions: list[Detection] | None = None
+        #: the full scan of the next frame, already running on the look-ahead thread
+        self.ready: Future | None = None
+        #: smallest face (px) full scans look for (0: 40); under 80 the frame is upsampled
+        self.min_face = min_face
+
+    def find_faces(self, image: Image, max_faces: int = 100) -> list[Detection]:
+        pixels = image.pixels
+        if self.regions is None:
+            ready, self.ready = self.ready, None
+            found = ready.result() if ready is not None else self._scan(pixels, 0, 0)
+            if self.thorough:
+                for d in Engine._detect(self, image, "cnn", max_faces):
+                    if all(iou(d, f) < 0.3 for f in found):
+                        found.append(d)
+        else:
+            found = []
+            h, w = pixels.shape[:2]
+            for r in self.regions:
+                side = max(r.width, r.height)
+                x0, y0 = int(max(0, r.left - side)), int(max(0, r.top - side))
+                x1, y1 = int(min(w, r.right + side)), int(min(h, r.bottom + side))
+                if x1 - x0 < 16 or y1 - y0 < 16:
+                    continue
+                for d in self._scan(pixels[y0:y1, x0:x1], x0, y0, small=side < 90):
+                    if all(iou(d, f) < 0.5 for f in found):
+                        found.append(d)
+        found.sort(key=lambda d: d.area, reverse=True)
+        return found[:max_faces]
+
+    def _scan(self, pixels: np.ndarray, dx: int, dy: int, small: bool | None = None) -> list:
+        if self.detector == "cnn":
+            longest = max(pixels.shape[:2])
+            scale = min(1.0, 800 / longest)
+            work = cv2.resize(pixels, None, fx=scale, fy=scale) if scale < 1 else pixels
+            found = [d.scaled(1 / scale) for d in self.backend.detect(work, "cnn", 0)]
+        else:
+            if small is None:
+                small = (self.min_face or 40) < 80
+            up = int(small)
+            found = self.backend.detect(np.ascontiguousarray(pixels), "hog", up)
+        return [Detection(d.left + dx, d.top + dy, d.right + dx, d.bottom + dy, d.score,
+                          d.detector) for d in found]
+
+
+def _thumb(pixels: np.ndarray) -> np.ndarray:
+    small = cv2.resize(pixels, (32, 18), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
+
+
+class Tracker:
+    """Greedy IoU association of faces to tracks, with the embedding check per segment."""
+
+    def __init__(self) -> None:
+        self.tracks: list[Track] = []
+        self.next_index = 0
+
+    def new(self, box: Detection, frame: int) -> Track:
+        track = Track(self.next_index, box, frame)
+        self.next_index += 1
+        self.tracks.append(track)
+        return track
+
+    def cut(self) -> None:
+        self.tracks = []
+
+    def assign(self, frame: int, faces: list[Face]) -> list[Track]:
+        self.tracks = [t for t in self.tracks if frame - t.last_seen <= MAX_MISSED]
+        pairs = sorted(((iou(t.box, f.box), ti, fi) for ti, t in enumerate(self.tracks)
+                        for fi, f in enumerate(faces)), reverse=True)
+        chosen: dict[int, Track] = {}
+        used: set[int] = set()
+        for score, ti, fi in pairs:
+            if score < MIN_IOU or ti in used or fi in chosen:
+                continue
+            used.add(ti)
+            chosen[fi] = self.tracks[ti]
+        out = []
+        for fi, face in enumerate(faces):
+            track = chosen.get(fi) or self.new(face.box, frame)
+            track.box, track.last_seen = face.box, frame
+            out.append(track)
+        return out
+
+
+def track_faces(engine: Engine, frames: Iterable[Frame], attributes=("DEFAULT",), *,
+                embed: bool = True, fps: float = 5.0, scan_every: int = DEFAULT_SCAN_EVERY,
+                segment_s: float = DEFAULT_SEGMENT_S, min_face: int = 0, thorough: bool = False,
+                on_frame: Callable[[FrameFaces], None] | None = None) -> Iterator[FrameFaces]:
+    """The faces of every sampled frame, tracked (see the module docstring). ``thorough``
+    (redaction) scans every sampled frame whole, with the CNN as well as HOG."""
+    fe = FrameEngine(engine, min_face, thorough)
+    scan_every = 1 if thorough else scan_every
+    tracker = Tracker()
+    previous: np.ndarray | None = None
+    landmarks = "DEFAULT" in attributes or "ALL" in attributes
+    # full scans of every scan_every-th frame are independent of tracking: they run ahead on
+    # their own thread (dlib releases the GIL) while this one follows faces in between
+    ahead: deque[tuple[Frame, Future | None]] = deque()
+    source = iter(frames)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="candor-scan")
+
+    def fill() -> None:
+        while len(ahead) < scan_every + 1:
+            try:
+                f = next(source)
+            except StopIteration:
+                return
+            planned = f.number % scan_every == 0
+            ahead.append((f, pool.submit(fe._scan, f.pixels, 0, 0) if planned else None))
+
+    try:
+        fill()
+        while ahead:
+            frame, scan = ahead.popleft()
+            fill()
+            yield _one_frame(fe, tracker, frame, scan, previous, attributes, landmarks, embed,
+                             segment_s, on_frame)
+            previous = _thumb(frame.pixels)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _one_frame(fe: FrameEngine, tracker: Tracker, frame: Frame, scan: Future | None,
+               previous: np.ndarray | None, attributes, landmarks: bool, embed: bool,
+               segment_s: float, on_frame) -> FrameFaces:
+    """Detect (the ready full scan, a scan after a cut, or around the followed faces), track
+    and embed one sampled frame."""
+    thumb = _thumb(frame.pixels)
+    cut = previous is not None and float(np.abs(thumb - previous).mean()) > CUT_DIFFERENCE
+    if cut:
+        tracker.cut()
+    live = [t for t in tracker.tracks if frame.number - t.last_seen <= MAX_MISSED]
+    full = scan is not None or cut
+    fe.regions = None if full else [t.box for t in live]
+    fe.ready = scan
+    image = Image(frame.pixels, "video", "", f"frame {frame.number}")
+    image, faces = fe.analyse(image, attributes, embed=False, landmarks=landmarks)
+    tracks = tracker.assign(frame.number, faces)
+    h, w = frame.pixels.shape[:2]
+    out = FrameFaces(frame, [TrackedFace(frame.timestamp_ms, frame.number, t.index, f, w, h)
+                             for f, t in zip(faces, tracks)])
+    if embed:
+        _embed_segments(fe, image, out, tracks, tracker, segment_s)
+    if on_frame is not None:
+        on_frame(out)
+    return out
+
+
+def _embed_segments(engine: Engine, image: Image, out: FrameFaces, tracks: list[Track],
+                    tracker: Tracker, segment_s: float) -> None:
+    """Embed the faces whose track starts a segment here (one batched call), split tracks whose
+    person changed, and give every face its segment's embedding."""
+    due = [i for i, (tf, t) in enumerate(zip(out.faces, tracks))
+           if t.embedding is None or tf.timestamp_ms - t.segment_start_ms >= segment_s * 1000]
+    if due:
+        vectors = engine.embed_chips(engine.chips(image, [out.faces[i].face for i in due]))
+        for i, vector in zip(due, vectors):
+            track = tracks[i]
+            if track.embedding is not None and float(track.embedding @ vector) < SAME_FACE_COSINE:
+                track = tracker.new(out.faces[i].face.box, out.frame.number)
+                tracker.tracks.remove(tracks[i])
+                tracks[i] = track
+                out.faces[i].index = track.index
+            track.embedding = vector
+            track.segment_start_ms = out.faces[i].timestamp_ms
+            track.embeddings += 1
+            out.faces[i].new_segment = True
+    for tf, track in zip(out.faces, tracks):
+        tf.embedding = track.embedding
