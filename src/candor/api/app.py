@@ -47,6 +47,7 @@ from candor.errors import (  # noqa: F401  (InternalServerError, Throttling re-e
     UnknownOperation,
 )
 from candor.governance.gate import Gate
+from candor.governance.review import REVIEW_HEADER
 from candor.service import operations
 from candor.system import available_cores
 
@@ -163,6 +164,15 @@ class Gateway:
         return protocol.encode_output(self.invoke(
             principal, operation, params, request_id,
             authorization_reference=authorization_reference))
+
+    def respond(self, principal, operation: str, params: dict[str, Any], request_id: str,
+                authorization_reference: str | None = None) -> tuple[bytes, dict[str, str]]:
+        """:meth:`run` plus the response headers: a call held for human review carries its
+        review id in ``X-Candor-Review-Id`` as well as in the body's ``ReviewId``."""
+        resp = self.invoke(principal, operation, params, request_id,
+                           authorization_reference=authorization_reference)
+        rid = resp.get("ReviewId") if isinstance(resp, dict) else None
+        return protocol.encode_output(resp), ({REVIEW_HEADER: rid} if isinstance(rid, str) else {})
 
     def prepare(self, op_model, body: bytes) -> dict[str, Any]:
         """The request as the service takes it: parsed, checked, S3 images fetched."""
@@ -336,11 +346,12 @@ async def handle(gateway: Gateway, request: Request) -> Response:
                                ImageTooLarge if images else InvalidParameter)
         principal, params = await anyio.to_thread.run_sync(
             gateway.admit, request, body, target, op_model, seen)
-        payload = await asyncio.get_running_loop().run_in_executor(
-            gateway.pool, gateway.run, principal, operation, params, request_id,
+        payload, headers = await asyncio.get_running_loop().run_in_executor(
+            gateway.pool, gateway.respond, principal, operation, params, request_id,
             seen.get("authorization_reference"))
         status = 200
-        response = Response(payload, status_code=200, media_type=protocol.CONTENT_TYPE)
+        response = Response(payload, status_code=200, media_type=protocol.CONTENT_TYPE,
+                            headers=headers)
     except CandorError as exc:
         response = _error_response(exc)
         status = response.status_code

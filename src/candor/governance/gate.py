@@ -10,11 +10,8 @@ record failed is undone), so there is no unaudited biometric work.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import logging
-import math
 import threading
 import uuid
 from collections.abc import Callable
@@ -23,6 +20,7 @@ from typing import Any
 
 from candor.config import Settings
 from candor.errors import AccessDenied, CandorError
+from candor.governance import review
 from candor.governance.ledger import AuditUnavailable, Ledger
 from candor.governance.policy import (
     Decision,
@@ -34,75 +32,17 @@ from candor.governance.policy import (
     shipped_policy_path,
 )
 from candor.governance.principal import Principal
+from candor.governance.recording import (  # noqa: F401  (re-exported: gate's helpers)
+    audit_fields,
+    effective_threshold,
+    image_digests,
+    is_biometric,
+)
 from candor.service import operations
 from candor.service.caller import Caller, acting_as
+from candor.store.reviews import ReviewRows
 
 log = logging.getLogger(__name__)
-
-def image_digests(operation: str, params: dict[str, Any]) -> list[str] | None:
-    """SHA-256 of each input image (never the image). An S3 image is named by a hash of its
-    location, prefixed ``s3:``, because the gate does not fetch it."""
-    out: list[str] = []
-    for key in _image_members(operation):
-        img = params.get(key)
-        if not isinstance(img, dict):
-            continue
-        data = img.get("Bytes")
-        if data is not None:
-            digest = getattr(data, "sha256", None)  # candor.face.imaging.Image, already hashed
-            if isinstance(digest, str):
-                out.append(digest)
-            elif isinstance(data, (bytes, bytearray, memoryview)):
-                out.append(hashlib.sha256(data).hexdigest())
-            elif isinstance(data, str):
-                try:
-                    raw = base64.b64decode(data, validate=True)
-                except (binascii.Error, ValueError):
-                    raw = data.encode("utf-8")
-                out.append(hashlib.sha256(raw).hexdigest())
-        elif isinstance(img.get("S3Object"), dict):
-            s3 = img["S3Object"]
-            where = f"s3://{s3.get('Bucket')}/{s3.get('Name')}?{s3.get('Version') or ''}"
-            out.append("s3:" + hashlib.sha256(where.encode("utf-8")).hexdigest())
-    return out or None
-
-
-def _image_members(operation: str) -> tuple[str, ...]:
-    descriptor = operations.spec(operation)
-    return descriptor.images if descriptor is not None else ()
-
-
-def effective_threshold(operation: str, params: dict[str, Any]) -> float | None:
-    """The match threshold the call runs with (its descriptor's default when none is given)."""
-    descriptor = operations.spec(operation)
-    if descriptor is None or descriptor.threshold is None:
-        return None
-    value = params.get(descriptor.threshold, descriptor.default_threshold)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:  # in-process callers reach here before validation: a 400-digit int, inf, -0.0
-        number = float(value) + 0.0  # -0.0 becomes 0.0, which the ledger hashes stably
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def audit_fields(operation: str, resp: dict[str, Any]) -> dict[str, Any]:
-    """What the ledger records of a response, by the operation's descriptor: the faces found
-    in its input image(s) and what it returned as matches or scores."""
-    descriptor = operations.spec(operation)
-    if descriptor is None or not isinstance(resp, dict):
-        return {"faces_found": None, "matches": None}
-    return {"faces_found": descriptor.faces_found(resp) if descriptor.faces_found else None,
-            "matches": descriptor.matches(resp) if descriptor.matches else None}
-
-
-def is_biometric(operation: str) -> bool:
-    """Always recorded: the descriptor says so, and an operation without one is treated as
-    biometric (recording too much is the safe side)."""
-    descriptor = operations.spec(operation)
-    return descriptor is None or descriptor.biometric
-
 
 def _crossing(caller: Caller) -> dict[str, Any]:
     """Audit details of a call that used other organisations' collections (the operator's
@@ -141,6 +81,8 @@ class Gate:
         self._reload_lock = threading.Lock()
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.scoring = scoring
+        #: where calls held for human review are kept: the ledger's database
+        self.reviews = ReviewRows(ledger.writer)
 
     @classmethod
     def for_service(cls, service: Any, policy: PolicyStore | Policy | str | None = None,
@@ -246,6 +188,10 @@ class Gate:
         }
         details = {k: v for k, v in (("authorization_reference", authorization_reference),
                                      ("constraints", decision.constraints or None)) if v}
+        if decision.allowed and decision.constraints.get("human_review") and not \
+                review.reviewable(operation) and is_biometric(operation):
+            decision = review.cannot_hold(decision, operation)  # enforced: no way around it
+            base["rule"] = decision.rule
         if not decision.allowed:
             self._record(base, details, decision="deny")
             raise AccessDenied(decision.denial_text())
@@ -265,10 +211,17 @@ class Gate:
                              decision="failed")
             raise
         details.update(_crossing(caller))
+        fields = audit_fields(operation, resp)
+        if decision.constraints.get("human_review") and review.reviewable(operation):
+            # enforced: the matches go to a review, the caller gets a review id
+            resp, details["review_id"], fields["matches"] = review.hold(
+                self.reviews, operation, run_params, resp, principal=principal,
+                request_id=request_id, rule=decision.rule, at=at, threshold=base["threshold"],
+                authorization_reference=authorization_reference,
+                constraints=decision.constraints)
         if audited or caller.crossed:  # the operator's use of another org's data: always
             try:
-                self._record(base, details, decision="allow",
-                             **audit_fields(operation, resp),
+                self._record(base, details, decision="allow", **fields,
                              scoring=self._scoring() if base["threshold"] is not None else None)
             except AuditUnavailable:
                 self._undo(operation, run_params, resp, caller.org)

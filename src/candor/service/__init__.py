@@ -10,7 +10,7 @@ only valid, normalised requests. Governance wraps ``call``, so no door can bypas
 Operations live in one module per family and register themselves with :func:`operation`:
 ``detection`` (DetectFaces, CompareFaces), ``collections`` (Create/Delete/List/Describe),
 ``faces`` (IndexFaces, ListFaces, DeleteFaces), ``users`` (CreateUser ... DisassociateFaces),
-``search`` (SearchFaces*, SearchUsers*).
+``search`` (SearchFaces*, SearchUsers*), ``reviews`` (GetReviewResult, candor's own).
 """
 
 from __future__ import annotations
@@ -125,4 +125,4 @@ class Service:
 def _load_operations() -> None:
     """Import the operation modules so that they register their handlers (imported here, not
     at the top, because each of them imports :func:`operation` from this module)."""
-    from candor.service import collections, detection, faces, search, users  # noqa: F401
+    from candor.service import collections, detection, faces, reviews, search, users  # noqa: F401

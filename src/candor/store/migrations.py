@@ -112,11 +112,26 @@ def _v4_seen_signatures(conn: Connection) -> None:
     metadata.create_all(conn, tables=[metadata.tables["seen_signatures"]], checkfirst=True)
 
 
+#: the tables migration 5 adds
+_V5_TABLES = ["reviews", "review_candidates", "operators", "console_sessions", "face_thumbnails"]
+
+
+def _v5_review_console(conn: Connection) -> None:
+    """Human review (reviews, review_candidates), the console (operators, console_sessions)
+    and face thumbnails (collections.keep_thumbnails, face_thumbnails). Version 1 creates
+    tables from the current schema, so the column may already be there."""
+    if "keep_thumbnails" not in {c["name"] for c in inspect(conn).get_columns("collections")}:
+        conn.exec_driver_sql("ALTER TABLE collections ADD COLUMN keep_thumbnails BOOLEAN "
+                             "NOT NULL DEFAULT 0")
+    metadata.create_all(conn, tables=[metadata.tables[n] for n in _V5_TABLES], checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _v1_initial),
     (2, "audit_records.details", _v2_audit_details),
     (3, "collections.owner_org (tenancy)", _v3_owner_org),
     (4, "seen_signatures (replay protection)", _v4_seen_signatures),
+    (5, "reviews, operators, console sessions, face thumbnails", _v5_review_console),
 ]
 
 LATEST = MIGRATIONS[-1][0]
