@@ -309,6 +309,10 @@ def create_app(gateway: Gateway, warmup: bool = True) -> FastAPI:
     async def rekognition(request: Request) -> Response:
         return await handle(gateway, request)
 
+    from candor.api.console import mount as mount_console
+
+    mount_console(app, gateway)  # /console: before the catch-all below
+
     @app.api_route("/{path:path}", methods=list(OTHER_METHODS), include_in_schema=False)
     async def elsewhere(request: Request, path: str) -> Response:
         """Anything but ``POST /`` (and the two GETs above) is no Rekognition operation."""

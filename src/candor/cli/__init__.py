@@ -9,7 +9,17 @@ import typer
 from rich.markup import escape
 
 from candor import __version__
-from candor.cli import audit, collections, faces, governance, index, review, serve, users
+from candor.cli import (
+    audit,
+    collections,
+    faces,
+    governance,
+    index,
+    operators,
+    review,
+    serve,
+    users,
+)
 from candor.cli import eval as eval_commands
 from candor.cli.common import console, err_console, remember_globals
 from candor.config import DEFAULT_CATEGORY, OPERATOR_ORG
@@ -70,6 +80,7 @@ serve.register(app)  # serve, keys: the HTTP API
 governance.register(app)  # report, erase, retention, policy
 audit.register(app)  # audit: verify, tail, search, keygen, checkpoint
 review.register(app)  # review: list, show, decide, result (human review)
+operators.register(app)  # operators: console accounts
 eval_commands.register(app)  # eval: accuracy, calibration, fairness
 
 

@@ -210,8 +210,10 @@ TABLE: dict[str, OperationSpec] = {spec.name: spec for spec in (
     OperationSpec("DecideReview", "admin", biometric=True, mutates=True, candor=True),
     OperationSpec("GetReviewResult", "manage", biometric=True, mutates=False, candor=True,
                   matches=_released),
-    # the console's sign-ins (candor.api.console): recorded, and a policy can refuse them
+    # the console's sign-ins and policy activations (candor.api.console): recorded, and a
+    # policy can refuse them
     OperationSpec("ConsoleSignIn", "admin", biometric=False, mutates=True, candor=True),
+    OperationSpec("ActivatePolicy", "admin", biometric=False, mutates=True, candor=True),
 )}
 
 

@@ -6,6 +6,7 @@
   ``BEGIN IMMEDIATE``, ``secure_delete``), transactions, checkpoints, integrity check;
 - :mod:`~candor.store.collections`, :mod:`~candor.store.faces`, :mod:`~candor.store.users`:
   the rows and the operations on them;
+- :mod:`~candor.store.operators`: console accounts and sessions;
 - :mod:`~candor.store.reviews`: calls held for human review, their candidates and verdicts;
 - :mod:`~candor.store.tokens`: signed pagination tokens and idempotency responses;
 - :mod:`~candor.store.vector_cache`: the per-collection FAISS indexes, in memory and saved;
@@ -31,6 +32,7 @@ from candor.errors import InvalidParameter
 from candor.store.collections import CollectionsPart
 from candor.store.database import DB_NAME, Database, as_utc, sqlite_url, utcnow
 from candor.store.faces import FaceRow, FacesPart, from_blob, to_blob
+from candor.store.operators import OperatorsPart
 from candor.store.reviews import ReviewsPart
 from candor.store.schema import settings as T_settings
 from candor.store.tokens import TokensPart
@@ -44,7 +46,7 @@ __all__ = ["Store", "FaceRow", "DB_NAME", "open_store", "save_open_indexes", "to
 INDEX_KINDS = ("flat", "hnsw")
 
 
-class Store(CollectionsPart, FacesPart, UsersPart, TokensPart, ReviewsPart):
+class Store(CollectionsPart, FacesPart, UsersPart, TokensPart, ReviewsPart, OperatorsPart):
     """One database and its vector indexes. Thread-safe; several processes may share a data dir.
 
     ``url`` is a SQLAlchemy URL (default: SQLite at ``<data_dir>/candor.db``); ``index_kind`` is
