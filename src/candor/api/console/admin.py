@@ -102,7 +102,7 @@ def routes(app: Any, console: Console) -> None:
                                           lambda: KeyStore(store).create(org, category))
             return keys_page(session, created={"id": key.access_key_id, "secret": secret,
                                                "org": key.org, "category": key.category})
-        return await console.act(request, "keys", "CreateAccessKey", run)
+        return await console.act(request, "manage_keys", "CreateAccessKey", run)
 
     @app.post("/console/keys/revoke")
     async def revoke_key(request: Request) -> Response:
@@ -113,4 +113,4 @@ def routes(app: Any, console: Console) -> None:
             gate.run_candor(session.principal, "RevokeAccessKey", {"AccessKeyId": key_id},
                             lambda: KeyStore(store).revoke(key_id))
             return keys_page(session)
-        return await console.act(request, "keys", "RevokeAccessKey", run)
+        return await console.act(request, "manage_keys", "RevokeAccessKey", run)

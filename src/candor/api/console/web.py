@@ -32,7 +32,7 @@ HEADERS = {
     "Referrer-Policy": "no-referrer", "Cache-Control": "no-store",
 }
 #: who may do what; every signed-in role may read the pages not listed here
-MAY = {"decide": ("admin", "reviewer"), "manage": ("admin",), "keys": ("admin",),
+MAY = {"decide": ("admin", "reviewer"), "manage": ("admin",), "manage_keys": ("admin",),
        "see_keys": ("admin", "auditor"), "policy": ("admin",)}
 
 
@@ -134,7 +134,7 @@ def routes(app: Any, console: Console) -> None:
         token, _ = outcome
         resp = RedirectResponse("/console", status_code=303, headers=HEADERS)
         auth.set_cookie(resp, request, auth.COOKIE, token, auth.SESSION_HOURS * 3600)
-        resp.delete_cookie(auth.LOGIN_COOKIE, path="/console")
+        resp.delete_cookie(auth.LOGIN_COOKIE, path="/console", httponly=True, samesite="strict")
         return resp
 
     @app.post("/console/logout")
@@ -142,7 +142,7 @@ def routes(app: Any, console: Console) -> None:
         def out(session: auth.Session, _form: dict[str, str]) -> Response:
             console.store.end_session(session.token_sha256)
             resp = RedirectResponse("/console/login", status_code=303, headers=HEADERS)
-            resp.delete_cookie(auth.COOKIE, path="/console")
+            resp.delete_cookie(auth.COOKIE, path="/console", httponly=True, samesite="strict")
             return resp
         return await console.act(request, None, "ConsoleSignOut", out)
 
