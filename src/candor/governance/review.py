@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from candor.errors import InvalidParameter, ResourceNotFound
+from candor.face.imaging import crop_jpeg
 from candor.service import operations
 from candor.store.reviews import CONFIRMED, DECIDED, PENDING, REJECTED
 
@@ -116,28 +116,6 @@ def _pixels(image: Any):
     if not isinstance(data, (bytes, bytearray, memoryview)):
         return None
     return load_image(bytes(data)).pixels
-
-
-def crop_jpeg(pixels: Any, box: dict[str, Any] | None, size: int = CROP_PIXELS) -> bytes | None:
-    """A JPEG of the face ``box`` (Rekognition's ratios) in ``pixels``, with a margin,
-    scaled so its longest side is at most ``size``."""
-    from PIL import Image as PILImage
-
-    if pixels is None or not isinstance(box, dict):
-        return None
-    h, w = pixels.shape[:2]
-    left, top = float(box.get("Left", 0)) * w, float(box.get("Top", 0)) * h
-    bw, bh = float(box.get("Width", 0)) * w, float(box.get("Height", 0)) * h
-    m = 0.2
-    x0, y0 = max(0, int(left - m * bw)), max(0, int(top - m * bh))
-    x1, y1 = min(w, int(left + bw * (1 + m))), min(h, int(top + bh * (1 + m)))
-    if x1 - x0 < 2 or y1 - y0 < 2:
-        return None
-    pil = PILImage.fromarray(pixels[y0:y1, x0:x1])
-    pil.thumbnail((size, size))
-    out = io.BytesIO()
-    pil.save(out, format="JPEG", quality=80)
-    return out.getvalue()
 
 
 def parse_verdicts(review: dict[str, Any], verdicts: dict[str, tuple[str, str]]

@@ -214,6 +214,9 @@ TABLE: dict[str, OperationSpec] = {spec.name: spec for spec in (
     # policy can refuse them
     OperationSpec("ConsoleSignIn", "admin", biometric=False, mutates=True, candor=True),
     OperationSpec("ActivatePolicy", "admin", biometric=False, mutates=True, candor=True),
+    # a collection that keeps a small face thumbnail per indexed face, for reviewers
+    OperationSpec("KeepThumbnails", "admin", biometric=True, mutates=True, collection=_C,
+                  candor=True),
 )}
 
 

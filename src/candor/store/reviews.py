@@ -16,6 +16,9 @@ from typing import Any
 from sqlalchemy import func, select
 
 from candor.store.database import as_utc
+from candor.store.schema import collections as T_coll
+from candor.store.schema import face_thumbnails as T_thumbs
+from candor.store.schema import faces as T_faces
 from candor.store.schema import review_candidates as T_cand
 from candor.store.schema import reviews as T_reviews
 
@@ -98,6 +101,7 @@ class ReviewsPart:
                 conn.execute(T_cand.update().where(
                     T_cand.c.review_id == review_id, T_cand.c.candidate == candidate).values(
                     verdict=verdict, reason=reason))
+        self._erased()
         return True
 
     def expire_reviews(self, now: datetime) -> list[str]:
@@ -108,7 +112,48 @@ class ReviewsPart:
             if ids:
                 conn.execute(T_reviews.update().where(T_reviews.c.review_id.in_(ids)).values(
                     status=EXPIRED, probe_jpeg=None))
+        if ids:
+            self._erased()
         return ids
+
+    def _erased(self) -> None:
+        """Image bytes were removed: empty the write-ahead log too (secure_delete zeroes the
+        database's copy), as the store's other deletions do."""
+        checkpoint = getattr(self, "checkpoint", None)
+        if checkpoint is not None:
+            checkpoint()
+
+    # -- face thumbnails, for reviewers (collections created with --keep-thumbnails) -------
+
+    def set_keep_thumbnails(self, collection_id: str, org: str, keep: bool = True) -> bool:
+        """Turn thumbnails on (or off: existing ones are deleted) for ``org``'s collection."""
+        with self.write() as conn:
+            pk = conn.execute(select(T_coll.c.id).where(
+                T_coll.c.collection_id == collection_id, T_coll.c.owner_org == org)).scalar()
+            if pk is None:
+                return False
+            conn.execute(T_coll.update().where(T_coll.c.id == pk).values(keep_thumbnails=keep))
+            if not keep:
+                conn.execute(T_thumbs.delete().where(T_thumbs.c.face_pk.in_(
+                    select(T_faces.c.id).where(T_faces.c.collection_pk == pk))))
+        if not keep:
+            self._erased()
+        return True
+
+    def thumbnail(self, face_id: str) -> bytes | None:
+        with self.read() as conn:
+            return conn.execute(select(T_thumbs.c.jpeg).join(
+                T_faces, T_faces.c.id == T_thumbs.c.face_pk).where(
+                T_faces.c.face_id == face_id)).scalar()
+
+    def thumbnail_ids(self, face_ids: list[str]) -> set[str]:
+        """Which of ``face_ids`` have a thumbnail."""
+        if not face_ids:
+            return set()
+        with self.read() as conn:
+            return set(conn.execute(select(T_faces.c.face_id).join(
+                T_thumbs, T_thumbs.c.face_pk == T_faces.c.id).where(
+                T_faces.c.face_id.in_(face_ids))).scalars())
 
 
 class ReviewRows(ReviewsPart):

@@ -72,7 +72,7 @@ def routes(app: Any, console: Console) -> None:
     @app.get("/console/faces/{face_id}/thumb.jpg")
     async def thumbnail(request: Request, face_id: str) -> Response:
         def send(session):
-            data = store.thumbnail(face_id) if hasattr(store, "thumbnail") else None
+            data = store.thumbnail(face_id)
             if data is None:
                 return Response("no thumbnail", status_code=404, headers=HEADERS)
             return Response(data, media_type="image/jpeg", headers=HEADERS)

@@ -37,8 +37,7 @@ def routes(app: Any, console: Console) -> None:
             if rv is None:
                 return console.html("message.j2", session, 404, title="No such review",
                                     message=f"There is no review {review_id}.")
-            thumbs = store.thumbnail_ids([c["candidate"] for c in rv["candidates"]]) \
-                if hasattr(store, "thumbnail_ids") else set()
+            thumbs = store.thumbnail_ids([c["candidate"] for c in rv["candidates"]])
             return console.html("review.j2", session, review=rv, thumbs=thumbs,
                                 csrf=session.csrf)
         return await console.page(request, show)
