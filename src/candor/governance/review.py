@@ -62,6 +62,7 @@ def hold(store: Any, operation: str, params: dict[str, Any], resp: dict[str, Any
     member = reviewable(operation)
     if member is None:
         raise ValueError(f"{operation} cannot be held for review")
+    store.expire_reviews(at)  # also whenever reviews are read: no timer needed
     review_id = "rv-" + uuid.uuid4().hex
     matches = [m for m in resp.get(member) or [] if isinstance(m, dict)]
     candidates = [{"candidate": candidate_key(member, m, i), "similarity": m.get("Similarity"),
