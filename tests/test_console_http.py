@@ -163,3 +163,20 @@ def test_roles_limit_what_an_account_can_do(server):
                                                ("console:rita", "CreateAccessKey"),
                                                ("console:audrey", "DecideReview"),
                                                ("console:rita", "Erase")}
+
+
+def test_hostile_input_gets_a_refusal_not_a_traceback(server):
+    url, _, _, _ = server
+    admin = Browserless(url)
+    admin.sign_in("alice")
+    status, _, page = admin.get("/console/reviews/%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E")
+    assert status == 404 and "<img src=x" not in page and "&lt;img" in page
+    status, _, _ = admin.request("POST", "/console/keys/create",
+                                 headers={"Content-Type": "application/json"})
+    assert status == 403
+    big = {"csrf": admin.csrf(), "draft": "x" * 400_000}
+    assert admin.post("/console/policies/check", big)[0] == 403
+    for path in ("/console/audit?since=%00%FF&face_id=%25", "/console/report?from=yesterday",
+                 "/console/reviews?status=%27;drop"):
+        status, _, page = admin.get(path)
+        assert status in (200, 400) and "Traceback" not in page, path
