@@ -12,7 +12,9 @@
 - :mod:`~candor.store.vector_cache`: the per-collection FAISS indexes, in memory and saved;
 - :mod:`~candor.store.schema`, :mod:`~candor.store.migrations`, :mod:`~candor.store.vectors`.
 
-The store keeps images out: it holds embeddings and face metadata only. It speaks plain Python
+The store keeps images out: it holds embeddings and face metadata, and only two small crops
+for human reviewers (a held call's probe face, until decided; a thumbnail per face in a
+collection with ``keep_thumbnails``, deleted with the face). It speaks plain Python
 values; :mod:`candor.service.collections` maps them to and from Rekognition's wire shapes. When
 a deleting call (DeleteFaces, DeleteUser, DeleteCollection, erasure, a retention purge) returns,
 the removed embeddings are in no file of the data dir (see docs/collections.md).
