@@ -77,7 +77,8 @@ def hold(store: Any, operation: str, params: dict[str, Any], resp: dict[str, Any
         "authorization_reference": authorization_reference, "threshold": threshold,
         "member": "CompareMatches" if operation == "CompareFaces" else member,
         "created_at": at, "expires_at": at + timedelta(hours=hours),
-        "probe_jpeg": probe_crop(operation, params, resp)}, candidates)
+        "probe_jpeg": probe_crop(operation, params, resp) or _stored_probe(store, params)},
+        candidates)
     held = {**resp, member: [], "ReviewId": review_id}
     summary = [{"Candidate": c["candidate"], "Similarity": c["similarity"], "Held": True}
                for c in candidates]
@@ -100,6 +101,16 @@ def probe_crop(operation: str, params: dict[str, Any], resp: dict[str, Any]) -> 
     try:
         return crop_jpeg(_pixels(image), box)
     except Exception:  # a crop is a convenience for the reviewer; the review stands without
+        return None
+
+
+def _stored_probe(store: Any, params: dict[str, Any]) -> bytes | None:
+    """SearchFaces / SearchUsers by FaceId: that face's thumbnail, if its collection keeps
+    them (a copy, kept with the review like any probe crop)."""
+    face_id = params.get("FaceId")
+    try:
+        return store.thumbnail(face_id) if isinstance(face_id, str) else None
+    except Exception:
         return None
 
 
