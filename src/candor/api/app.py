@@ -14,7 +14,6 @@ import asyncio
 import logging
 import math
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,12 +30,12 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 
 from candor.api import protocol, sigv4
 from candor.api.keys import ActiveKey, KeyStore
 from candor.api.replay import SeenSignatures
 from candor.api.s3 import S3Images
+from candor.api.transport import RequestIdMiddleware, read_body  # noqa: F401  (re-exported)
 from candor.errors import (  # noqa: F401  (InternalServerError, Throttling re-exported)
     CandorError,
     ImageTooLarge,
@@ -47,6 +46,7 @@ from candor.errors import (  # noqa: F401  (InternalServerError, Throttling re-e
     UnknownOperation,
 )
 from candor.governance.gate import Gate
+from candor.governance.review import REVIEW_HEADER
 from candor.service import operations
 from candor.system import available_cores
 
@@ -171,6 +171,15 @@ class Gateway:
             principal, operation, params, request_id,
             authorization_reference=authorization_reference))
 
+    def respond(self, principal, operation: str, params: dict[str, Any], request_id: str,
+                authorization_reference: str | None = None) -> tuple[bytes, dict[str, str]]:
+        """:meth:`run` plus the response headers: a call held for human review carries its
+        review id in ``X-Candor-Review-Id`` as well as in the body's ``ReviewId``."""
+        resp = self.invoke(principal, operation, params, request_id,
+                           authorization_reference=authorization_reference)
+        rid = resp.get("ReviewId") if isinstance(resp, dict) else None
+        return protocol.encode_output(resp), ({REVIEW_HEADER: rid} if isinstance(rid, str) else {})
+
     def prepare(self, op_model, body: bytes) -> dict[str, Any]:
         """The request as the service takes it: parsed, checked, S3 images fetched."""
         return self.s3.resolve(op_model.name,
@@ -237,52 +246,6 @@ def principal_for(key: ActiveKey):
     return Principal(name=key.access_key_id, org=key.org, category=key.category, kind="key")
 
 
-class RequestIdMiddleware:
-    """Give every response, whatever route produced it, an ``x-amzn-RequestId`` header."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        request_id = str(uuid.uuid4())
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_with_id(message):
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                if not any(k.lower() == b"x-amzn-requestid" for k, _ in headers):
-                    headers.append((b"x-amzn-requestid", request_id.encode()))
-                message = dict(message, headers=headers)
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
-
-
-async def read_body(request: Request, limit: int, too_large: type[CandorError]) -> bytes:
-    """The body, refused as soon as it is known to exceed ``limit`` (never buffered past it)."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise InvalidParameter("Content-Length is not a number") from None
-        if size > limit:
-            raise too_large(f"Request body of {size} bytes exceeds the limit of {limit} bytes "
-                            "for this operation (image bytes are limited to 5 MB)")
-    buf = bytearray()
-    try:
-        async for chunk in request.stream():
-            buf += chunk
-            if len(buf) > limit:
-                raise too_large(f"Request body exceeds the limit of {limit} bytes for this "
-                                "operation (image bytes are limited to 5 MB)")
-    except ClientDisconnect:
-        raise InvalidParameter("the client disconnected before the body was complete") from None
-    return bytes(buf)
-
-
 def create_app(gateway: Gateway, warmup: bool = True) -> FastAPI:
     """The ASGI app over ``gateway``."""
 
@@ -311,6 +274,10 @@ def create_app(gateway: Gateway, warmup: bool = True) -> FastAPI:
     @app.post("/")
     async def rekognition(request: Request) -> Response:
         return await handle(gateway, request)
+
+    from candor.api.console import mount as mount_console
+
+    mount_console(app, gateway)  # /console: before the catch-all below
 
     @app.api_route("/{path:path}", methods=list(OTHER_METHODS), include_in_schema=False)
     async def elsewhere(request: Request, path: str) -> Response:
@@ -349,11 +316,12 @@ async def handle(gateway: Gateway, request: Request) -> Response:
                                ImageTooLarge if images else InvalidParameter)
         principal, params = await anyio.to_thread.run_sync(
             gateway.admit, request, body, target, op_model, seen)
-        payload = await asyncio.get_running_loop().run_in_executor(
-            gateway.pool, gateway.run, principal, operation, params, request_id,
+        payload, headers = await asyncio.get_running_loop().run_in_executor(
+            gateway.pool, gateway.respond, principal, operation, params, request_id,
             seen.get("authorization_reference"))
         status = 200
-        response = Response(payload, status_code=200, media_type=protocol.CONTENT_TYPE)
+        response = Response(payload, status_code=200, media_type=protocol.CONTENT_TYPE,
+                            headers=headers)
     except CandorError as exc:
         response = _error_response(exc)
         status = response.status_code

@@ -17,6 +17,8 @@ from candor.cli import (
     governance,
     identify,
     index,
+    operators,
+    review,
     serve,
     users,
     video,
@@ -80,6 +82,8 @@ users.register(app)  # user
 serve.register(app)  # serve, keys: the HTTP API
 governance.register(app)  # report, erase, retention, policy
 audit.register(app)  # audit: verify, tail, search, keygen, checkpoint
+review.register(app)  # review: list, show, decide, result (human review)
+operators.register(app)  # operators: console accounts
 eval_commands.register(app)  # eval: accuracy, calibration, fairness
 identify.register(app)  # identify (every face of a photo), sdk-path
 celebrities.register(app)  # celebrities: import, list, show, remove

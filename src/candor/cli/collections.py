@@ -22,6 +22,7 @@ from candor.cli.common import (
     DetectorOption,
     JsonOption,
     call,
+    cli_errors,
     console,
     id_column,
     image_param,
@@ -29,6 +30,7 @@ from candor.cli.common import (
     make_service,
     print_json,
     print_table,
+    settings,
     working,
 )
 from candor.cli.fpir_table import print_fpir
@@ -53,13 +55,32 @@ def register(app: typer.Typer) -> None:
 
 @collection_app.command("create")
 def collection_create(collection_id: Collection, json_output: JsonOption = False,
+                      keep_thumbnails: Annotated[bool, typer.Option(
+                          "--keep-thumbnails", help="Keep a small face thumbnail per indexed "
+                          "face, for human reviewers (docs/console.md).")] = False,
                       data_dir: DataDirOption = None) -> None:
     """Create an empty collection."""
     response = call(make_service(data_dir), "CreateCollection", {"CollectionId": collection_id})
+    if keep_thumbnails:
+        _keep_thumbnails(collection_id, data_dir)
     if json_output:
         print_json(response)
     else:
         console.print(f"created collection {collection_id} ({response['CollectionArn']})")
+
+
+def _keep_thumbnails(collection_id: str, data_dir) -> None:
+    """Turn thumbnails on: the candor operation KeepThumbnails, decided and recorded."""
+    from candor.governance.gate import Gate, local_principal
+    from candor.store import open_store
+
+    s = settings(data_dir)
+    store = open_store(s.ensure_data_dir(), s.database_url, s.index_kind)
+    principal = local_principal(s)
+    with cli_errors():
+        Gate.for_store(store, s).run_candor(
+            principal, "KeepThumbnails", {"CollectionId": collection_id},
+            lambda: store.set_keep_thumbnails(collection_id, principal.org))
 
 
 @collection_app.command("list")

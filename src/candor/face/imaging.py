@@ -195,3 +195,23 @@ def _mb(n: int) -> str:
 
 # Pillow's own bomb guard, set to our cap so both agree on what "too many pixels" means
 PILImage.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+def crop_jpeg(pixels: np.ndarray | None, box: dict | None, size: int = 160) -> bytes | None:
+    """A JPEG of the face ``box`` (Rekognition's ratios) in ``pixels``, with a margin,
+    scaled so its longest side is at most ``size``."""
+    if pixels is None or not isinstance(box, dict):
+        return None
+    h, w = pixels.shape[:2]
+    left, top = float(box.get("Left", 0)) * w, float(box.get("Top", 0)) * h
+    bw, bh = float(box.get("Width", 0)) * w, float(box.get("Height", 0)) * h
+    m = 0.2
+    x0, y0 = max(0, int(left - m * bw)), max(0, int(top - m * bh))
+    x1, y1 = min(w, int(left + bw * (1 + m))), min(h, int(top + bh * (1 + m)))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return None
+    pil = PILImage.fromarray(pixels[y0:y1, x0:x1])
+    pil.thumbnail((size, size))
+    out = io.BytesIO()
+    pil.save(out, format="JPEG", quality=80)
+    return out.getvalue()

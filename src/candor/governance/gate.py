@@ -19,6 +19,7 @@ from typing import Any
 
 from candor.config import Settings
 from candor.errors import AccessDenied, CandorError
+from candor.governance import review
 from candor.governance.ledger import AuditUnavailable, Ledger
 from candor.governance.policy import (
     Decision,
@@ -40,6 +41,7 @@ from candor.governance.record_fields import (  # noqa: F401  (image_digests etc.
 )
 from candor.service import operations
 from candor.service.caller import Caller, acting_as
+from candor.store.reviews import ReviewRows
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,8 @@ class Gate:
             from candor.governance.video import record_jobs
 
             record_jobs(service, ledger)  # video jobs are recorded again when they finish
+        #: where calls held for human review are kept: the ledger's database
+        self.reviews = ReviewRows(ledger.writer)
 
     @classmethod
     def for_service(cls, service: Any, policy: PolicyStore | Policy | str | None = None,
@@ -187,6 +191,10 @@ class Gate:
         if sized is not None:
             details["collection_size"] = sized
             details["threshold_default"] = "size-aware: FPIR <= 1% (candor.scoring.fpir)"
+        if decision.allowed and decision.constraints.get("human_review") and not \
+                review.reviewable(operation) and is_biometric(operation):
+            decision = review.cannot_hold(decision, operation)  # enforced: no way around it
+            base["rule"] = decision.rule
         if not decision.allowed:
             self._record(base, details, decision="deny")
             raise AccessDenied(decision.denial_text())
@@ -204,10 +212,17 @@ class Gate:
                              decision="failed")
             raise
         details.update(_crossing(caller))
+        fields = audit_fields(operation, resp)
+        if decision.constraints.get("human_review") and review.reviewable(operation):
+            # enforced: the matches go to a review, the caller gets a review id
+            resp, details["review_id"], fields["matches"] = review.hold(
+                self.reviews, operation, run_params, resp, principal=principal,
+                request_id=request_id, rule=decision.rule, at=at, threshold=base["threshold"],
+                authorization_reference=authorization_reference,
+                constraints=decision.constraints)
         if audited or caller.crossed:  # the operator's use of another org's data: always
             try:
-                self._record(base, details, decision="allow",
-                             **audit_fields(operation, resp),
+                self._record(base, details, decision="allow", **fields,
                              scoring=self._scoring() if base["threshold"] is not None else None)
             except AuditUnavailable:
                 self._undo(operation, run_params, resp, caller.org)

@@ -12,7 +12,7 @@ Operations live in one module per family and register themselves with :func:`ope
 ``faces`` (IndexFaces, ListFaces, DeleteFaces), ``users`` (CreateUser ... DisassociateFaces),
 ``search`` (SearchFaces*, SearchUsers*), ``identify`` (SearchFacesInImage, candor's own),
 ``celebrities`` (RecognizeCelebrities, GetCelebrityInfo), ``video`` (Start/GetFaceDetection,
-Start/GetFaceSearch).
+Start/GetFaceSearch), ``reviews`` (GetReviewResult, candor's own).
 """
 
 from __future__ import annotations
@@ -133,6 +133,7 @@ def _load_operations() -> None:
         detection,
         faces,
         identify,
+        reviews,
         search,
         users,
         video,

@@ -9,6 +9,7 @@ from typing import Any
 
 from candor.errors import InvalidParameter
 from candor.face.engine import FACE_MODEL_VERSION
+from candor.face.imaging import crop_jpeg
 from candor.service import Service, operation
 from candor.service.caller import resolve_collection
 from candor.service.common import (
@@ -23,6 +24,9 @@ from candor.service.common import (
     unit,
 )
 
+#: the longest side of a face thumbnail kept for reviewers (collections with keep_thumbnails)
+THUMBNAIL_PIXELS = 96
+
 
 @operation("IndexFaces")
 def index_faces(service: Service, params: dict) -> dict:
@@ -35,6 +39,7 @@ def index_faces(service: Service, params: dict) -> dict:
     image, faces = analyse(service, params, attributes)
 
     image_id = str(uuid.uuid4())
+    thumbs = bool(getattr(coll, "keep_thumbnails", False))  # for reviewers (docs/console.md)
     keep, unindexed = [], []
     for face in faces:
         reasons = quality_reasons(face, bar)
@@ -49,6 +54,8 @@ def index_faces(service: Service, params: dict) -> dict:
         "confidence": face.detail.get("Confidence", 100.0), "image_id": image_id,
         "external_image_id": params.get("ExternalImageId"), "model_version": FACE_MODEL_VERSION,
         "image_sha256": getattr(image, "sha256", None),
+        "thumbnail": crop_jpeg(image.pixels, face.detail["BoundingBox"], THUMBNAIL_PIXELS)
+        if thumbs else None,
     } for face in keep], org=coll.owner_org)
     return {"FaceRecords": [{"Face": face_dict(row), "FaceDetail": face.detail}
                             for row, face in zip(stored, keep, strict=True)],

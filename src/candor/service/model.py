@@ -4,7 +4,8 @@ every door.
 The model the AWS SDKs are generated from is candor's wire spec: the HTTP protocol, the request
 validator and the policy checker all read it from here, so they cannot disagree about it.
 
-candor's additions (``SearchFacesInImage``) ship as a botocore *service-model extension*:
+candor's additions (``SearchFacesInImage``, ``GetReviewResult``, the ``ReviewId`` member of
+the search and compare responses) ship as a botocore *service-model extension*:
 ``candor/data/sdk/rekognition/2016-06-27/service-2.sdk-extras.json``, whose ``merge`` section
 botocore deep-merges into Rekognition's model when the folder is on its data path. boto3 users
 get them with ``AWS_DATA_PATH=$(candor sdk-path)``; candor loads the same file here, so its
@@ -28,6 +29,10 @@ EXTRAS_FILE = "rekognition/2016-06-27/service-2.sdk-extras.json"
 def sdk_path() -> Path:
     """The folder to put on botocore's data path (``AWS_DATA_PATH``) for candor's operations."""
     return Path(str(resources.files("candor") / "data" / "sdk"))
+
+
+#: the search path holding the extension (the same as :func:`sdk_path`)
+SDK_DATA_DIR = sdk_path()
 
 
 @lru_cache(maxsize=1)

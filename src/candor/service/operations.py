@@ -72,6 +72,9 @@ class OperationSpec:
     matches: Extract | None = None
     #: candor's own operation, not one of Rekognition's
     candor: bool = False
+    #: the response member holding candidate matches that a policy's ``human_review`` holds
+    #: back for a person to confirm (candor.governance.review); None: cannot be held
+    review: str | None = None
 
     def threshold_in(self, params: dict[str, Any]) -> Any:
         """The threshold value the call runs with: the request's member, else the default
@@ -133,6 +136,14 @@ def _associated(resp: dict[str, Any]) -> list[dict[str, Any]]:
     out += [{"FaceId": f.get("FaceId"), "Similarity": f.get("Confidence")}
             for f in resp.get("UnsuccessfulFaceAssociations") or []
             if f.get("Confidence") is not None]
+    return out
+
+
+def _released(resp: dict[str, Any]) -> list[dict[str, Any]]:
+    """GetReviewResult: the confirmed matches it released."""
+    out = [{**m, "Released": True} for m in _face_matches(resp) + _user_matches(resp)]
+    out += [{"Similarity": m.get("Similarity"), "Released": True}
+            for m in resp.get("CompareMatches") or []]
     return out
 
 
@@ -199,7 +210,7 @@ TABLE: dict[str, OperationSpec] = {spec.name: spec for spec in (
     OperationSpec("CompareFaces", "verify", biometric=True, mutates=False,
                   images=("SourceImage", "TargetImage"), threshold="SimilarityThreshold",
                   default_threshold=VERIFICATION_THRESHOLD, faces_found=_compare_found,
-                  matches=_compare_matches),
+                  matches=_compare_matches, review="FaceMatches"),
     OperationSpec("CreateCollection", "manage", biometric=False, mutates=True, collection=_C),
     OperationSpec("DescribeCollection", "manage", biometric=False, mutates=False, collection=_C),
     OperationSpec("ListCollections", "manage", biometric=False, mutates=False,
@@ -213,11 +224,12 @@ TABLE: dict[str, OperationSpec] = {spec.name: spec for spec in (
     OperationSpec("DeleteFaces", "erase", biometric=True, mutates=True, collection=_C),
     OperationSpec("SearchFaces", "identify", biometric=True, mutates=False,
                   threshold="FaceMatchThreshold", default_threshold=IDENTIFICATION_THRESHOLD,
-                  results="MaxFaces", collection=_C, matches=_face_matches),
+                  results="MaxFaces", collection=_C, matches=_face_matches,
+                  review="FaceMatches"),
     OperationSpec("SearchFacesByImage", "identify", biometric=True, mutates=False,
                   images=("Image",), threshold="FaceMatchThreshold",
                   default_threshold=IDENTIFICATION_THRESHOLD, results="MaxFaces", collection=_C,
-                  faces_found=_search_found, matches=_face_matches),
+                  faces_found=_search_found, matches=_face_matches, review="FaceMatches"),
     OperationSpec("CreateUser", "manage", biometric=False, mutates=True, collection=_C),
     OperationSpec("DeleteUser", "erase", biometric=True, mutates=True, collection=_C),
     OperationSpec("ListUsers", "manage", biometric=False, mutates=False, results="MaxResults",
@@ -228,11 +240,13 @@ TABLE: dict[str, OperationSpec] = {spec.name: spec for spec in (
     OperationSpec("DisassociateFaces", "manage", biometric=True, mutates=True, collection=_C),
     OperationSpec("SearchUsers", "identify", biometric=True, mutates=False,
                   threshold="UserMatchThreshold", default_threshold=IDENTIFICATION_THRESHOLD,
-                  results="MaxUsers", collection=_C, matches=_user_matches),
+                  results="MaxUsers", collection=_C, matches=_user_matches,
+                  review="UserMatches"),
     OperationSpec("SearchUsersByImage", "identify", biometric=True, mutates=False,
                   images=("Image",), threshold="UserMatchThreshold",
                   default_threshold=IDENTIFICATION_THRESHOLD, results="MaxUsers", collection=_C,
-                  faces_found=_search_users_found, matches=_user_matches),
+                  faces_found=_search_users_found, matches=_user_matches,
+                  review="UserMatches"),
     # candor's own operations: decided by the policy and recorded like the others
     # (candor.governance.gate.Gate.run_candor); a rule such as
     # ``match: {operation: CreateAccessKey}`` can deny them
@@ -269,6 +283,18 @@ TABLE: dict[str, OperationSpec] = {spec.name: spec for spec in (
                   collection=_C, matches=_job_started),
     OperationSpec("GetFaceSearch", "manage", biometric=True, mutates=False,
                   results="MaxResults", matches=_persons_returned),
+    # human review (candor.governance.review): a reviewer's verdicts, and the release of the
+    # confirmed matches to the organisation whose call was held (served over HTTP too)
+    OperationSpec("DecideReview", "admin", biometric=True, mutates=True, candor=True),
+    OperationSpec("GetReviewResult", "manage", biometric=True, mutates=False, candor=True,
+                  matches=_released),
+    # the console's sign-ins and policy activations (candor.api.console): recorded, and a
+    # policy can refuse them
+    OperationSpec("ConsoleSignIn", "admin", biometric=False, mutates=True, candor=True),
+    OperationSpec("ActivatePolicy", "admin", biometric=False, mutates=True, candor=True),
+    # a collection that keeps a small face thumbnail per indexed face, for reviewers
+    OperationSpec("KeepThumbnails", "admin", biometric=True, mutates=True, collection=_C,
+                  candor=True),
 )}
 
 

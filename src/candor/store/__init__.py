@@ -7,11 +7,15 @@
 - :mod:`~candor.store.collections`, :mod:`~candor.store.faces`, :mod:`~candor.store.users`:
   the rows and the operations on them;
 - :mod:`~candor.store.celebrities`: the operator's celebrity gallery (RecognizeCelebrities);
+- :mod:`~candor.store.operators`: console accounts and sessions;
+- :mod:`~candor.store.reviews`: calls held for human review, their candidates and verdicts;
 - :mod:`~candor.store.tokens`: signed pagination tokens and idempotency responses;
 - :mod:`~candor.store.vector_cache`: the per-collection FAISS indexes, in memory and saved;
 - :mod:`~candor.store.schema`, :mod:`~candor.store.migrations`, :mod:`~candor.store.vectors`.
 
-The store keeps images out: it holds embeddings and face metadata only. It speaks plain Python
+The store keeps images out: it holds embeddings and face metadata, and only two small crops
+for human reviewers (a held call's probe face, until decided; a thumbnail per face in a
+collection with ``keep_thumbnails``, deleted with the face). It speaks plain Python
 values; :mod:`candor.service.collections` maps them to and from Rekognition's wire shapes. When
 a deleting call (DeleteFaces, DeleteUser, DeleteCollection, erasure, a retention purge) returns,
 the removed embeddings are in no file of the data dir (see docs/collections.md).
@@ -33,6 +37,8 @@ from candor.store.collections import CollectionsPart
 from candor.store.database import DB_NAME, Database, as_utc, sqlite_url, utcnow
 from candor.store.faces import FaceRow, FacesPart, from_blob, to_blob
 from candor.store.jobs import JobsPart
+from candor.store.operators import OperatorsPart
+from candor.store.reviews import ReviewsPart
 from candor.store.schema import settings as T_settings
 from candor.store.tokens import TokensPart
 from candor.store.users import UsersPart
@@ -45,7 +51,8 @@ __all__ = ["Store", "FaceRow", "Gallery", "DB_NAME", "open_store", "save_open_in
 INDEX_KINDS = ("flat", "hnsw")
 
 
-class Store(CollectionsPart, FacesPart, UsersPart, TokensPart, CelebritiesPart, JobsPart):
+class Store(CollectionsPart, FacesPart, UsersPart, TokensPart, CelebritiesPart, JobsPart,
+            ReviewsPart, OperatorsPart):
     """One database and its vector indexes. Thread-safe; several processes may share a data dir.
 
     ``url`` is a SQLAlchemy URL (default: SQLite at ``<data_dir>/candor.db``); ``index_kind`` is

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Row
 
 from candor.config import OPERATOR_ORG
 from candor.store.database import Database, as_utc, utcnow
+from candor.store.schema import face_thumbnails as T_thumbs
 from candor.store.schema import faces as T_faces
 from candor.store.schema import users as T_users
 from candor.store.vectors import DIM
@@ -77,7 +78,8 @@ class FacesPart:
     def add_faces(self, collection_id: str, faces: list[dict], *,
                   org: str = OPERATOR_ORG) -> list[FaceRow]:
         """Store faces (each: embedding, bbox dict, confidence, image_id, external_image_id,
-        model_version, image_sha256) in one transaction; returns them with their FaceIds."""
+        model_version, image_sha256; optional thumbnail JPEG) in one transaction; returns
+        them with their FaceIds."""
         now = utcnow()
         with self.write() as conn:
             coll = self.collection(collection_id, conn, org=org)
@@ -96,6 +98,11 @@ class FacesPart:
             gen = self._bump(conn, coll.id, "face_generation")
             stored = conn.execute(face_select().where(
                 T_faces.c.face_id.in_([r["face_id"] for r in rows]))).all()
+            pks = {r.face_id: r.id for r in stored}
+            thumbs = [{"face_pk": pks[r["face_id"]], "jpeg": f["thumbnail"]}
+                      for r, f in zip(rows, faces, strict=True) if f.get("thumbnail")]
+            if thumbs:  # kept for reviewers; gone with the face (ON DELETE CASCADE)
+                conn.execute(T_thumbs.insert(), thumbs)
         by_id = {r.face_id: FaceRow.from_row(r) for r in stored}
         out = [by_id[r["face_id"]] for r in rows]
         self.vectors.apply(("faces", coll.id), gen,

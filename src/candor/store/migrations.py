@@ -126,6 +126,20 @@ def _v6_video_jobs(conn: Connection) -> None:
     video_jobs.create(conn, checkfirst=True)
 
 
+#: the tables migration 7 adds
+_V7_TABLES = ["reviews", "review_candidates", "operators", "console_sessions", "face_thumbnails"]
+
+
+def _v7_review_console(conn: Connection) -> None:
+    """Human review (reviews, review_candidates), the console (operators, console_sessions)
+    and face thumbnails (collections.keep_thumbnails, face_thumbnails). Version 1 creates
+    tables from the current schema, so the column may already be there."""
+    if "keep_thumbnails" not in {c["name"] for c in inspect(conn).get_columns("collections")}:
+        conn.exec_driver_sql("ALTER TABLE collections ADD COLUMN keep_thumbnails BOOLEAN "
+                             "NOT NULL DEFAULT 0")
+    metadata.create_all(conn, tables=[metadata.tables[n] for n in _V7_TABLES], checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "initial schema", _v1_initial),
     (2, "audit_records.details", _v2_audit_details),
@@ -133,6 +147,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (4, "seen_signatures (replay protection)", _v4_seen_signatures),
     (5, "celebrity gallery", _v5_celebrities),
     (6, "video_jobs", _v6_video_jobs),
+    (7, "reviews, operators, console sessions, face thumbnails", _v7_review_console),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -65,6 +66,8 @@ collections = Table(
     Column("user_generation", BigInteger, nullable=False, default=0),
     # for the governance layer's retention purge; NULL = keep until deleted
     Column("retention_days", Integer, nullable=True),
+    # keep a small JPEG of each indexed face (face_thumbnails) for human reviewers
+    Column("keep_thumbnails", Boolean, nullable=False, default=False, server_default="0"),
     UniqueConstraint("owner_org", "collection_id"),
     sqlite_autoincrement=True,
 )
@@ -230,4 +233,75 @@ video_jobs = Table(
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Index(None, "status"),
     Index(None, "org", "operation", "client_token"),
+)
+
+
+# -- human review and the console (migration 7) ------------------------------------------------
+
+#: a call whose candidate matches a policy held for human review (candor.governance.review)
+reviews = Table(
+    "reviews", metadata,
+    Column("review_id", String(64), primary_key=True),
+    Column("org", String(255), nullable=False, index=True),
+    Column("principal", String(128), nullable=False),
+    Column("category", String(64), nullable=False),
+    Column("operation", String(64), nullable=False),
+    Column("collection_id", String(255), nullable=True),
+    Column("request_id", String(64), nullable=False),
+    Column("rule", String(255), nullable=True),
+    Column("authorization_reference", String(1024), nullable=True),
+    Column("threshold", Float, nullable=True),
+    # the response member the matches came in: FaceMatches, UserMatches or CompareMatches
+    Column("member", String(32), nullable=False),
+    Column("status", String(16), nullable=False, index=True),  # PENDING, DECIDED, EXPIRED
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("decided_by", String(128), nullable=True),
+    # the probe's face crop (small JPEG), kept until the review is decided or expires
+    Column("probe_jpeg", LargeBinary, nullable=True),
+)
+
+#: one candidate match of a review, with the reviewer's verdict
+review_candidates = Table(
+    "review_candidates", metadata,
+    Column("id", Key, primary_key=True, autoincrement=True),
+    Column("review_id", String(64), ForeignKey("reviews.review_id", ondelete="CASCADE"),
+           nullable=False, index=True),
+    Column("position", Integer, nullable=False),
+    Column("candidate", String(255), nullable=False),  # FaceId, UserId or match-N
+    Column("similarity", Float, nullable=True),
+    Column("match", JSON, nullable=False),  # the match as the operation returned it
+    Column("verdict", String(16), nullable=True),  # CONFIRMED, REJECTED or NULL (undecided)
+    Column("reason", String(2000), nullable=True),
+    sqlite_autoincrement=True,
+)
+
+#: console accounts (candor operators add); passwords as argon2 hashes
+operators = Table(
+    "operators", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(16), nullable=False),  # admin, reviewer, auditor
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until", DateTime(timezone=True), nullable=True),
+)
+
+#: console sessions: the SHA-256 of the cookie's token (the token itself is never stored)
+console_sessions = Table(
+    "console_sessions", metadata,
+    Column("token_sha256", String(64), primary_key=True),
+    Column("operator", String(64), ForeignKey("operators.name", ondelete="CASCADE"),
+           nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+#: a small JPEG per indexed face of a collection with keep_thumbnails (gone with the face)
+face_thumbnails = Table(
+    "face_thumbnails", metadata,
+    Column("face_pk", Key, ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
+    Column("jpeg", LargeBinary, nullable=False),
 )

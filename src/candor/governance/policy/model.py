@@ -105,10 +105,12 @@ class Requirements:
     human_review: bool = False
     authorization_reference: bool = False
     max_per_day: int | None = None
+    #: how long a held call waits for a reviewer before its review expires (human_review)
+    review_expires_hours: float | None = None
 
     def as_constraints(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for key in ("min_threshold", "max_results", "max_per_day"):
+        for key in ("min_threshold", "max_results", "max_per_day", "review_expires_hours"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.human_review:

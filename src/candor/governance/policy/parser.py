@@ -39,7 +39,7 @@ _SHARE_KEYS = {"id", "description", "owner", "collection", "with", "operations"}
 _RULE_KEYS = {"id", "description", "effect", "match", "require", "message"}
 _MATCH_KEYS = {"category", "org", "operation", "kind", "collection", "from", "until"}
 _REQUIRE_KEYS = {"min_threshold", "max_results", "human_review", "authorization_reference",
-                 "max_per_day"}
+                 "max_per_day", "review_expires_hours"}
 
 
 class _Parser:
@@ -324,6 +324,11 @@ class _Parser:
         if "authorization_reference" in entries:
             kw["authorization_reference"] = self.boolean(entries["authorization_reference"],
                                                          "authorization_reference")
+        if "review_expires_hours" in entries:
+            node_ = entries["review_expires_hours"]
+            kw["review_expires_hours"] = self.number(node_, "review_expires_hours", 1, 8760)
+            if not kw.get("human_review"):
+                self.err(node_, "review_expires_hours needs human_review: true")
         return Requirements(**kw)
 
 

@@ -1,0 +1,58 @@
+"""What every HTTP request goes through before an operation sees it: a request id on every
+response, whatever route produced it, and a body read under a cap (refused as soon as it is
+known to exceed it, never buffered past it)."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import Request
+from starlette.requests import ClientDisconnect
+
+from candor.errors import CandorError, InvalidParameter
+
+
+class RequestIdMiddleware:
+    """Give every response, whatever route produced it, an ``x-amzn-RequestId`` header."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request_id = str(uuid.uuid4())
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(k.lower() == b"x-amzn-requestid" for k, _ in headers):
+                    headers.append((b"x-amzn-requestid", request_id.encode()))
+                message = dict(message, headers=headers)
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+async def read_body(request: Request, limit: int, too_large: type[CandorError]) -> bytes:
+    """The body, refused as soon as it is known to exceed ``limit`` (never buffered past it)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise InvalidParameter("Content-Length is not a number") from None
+        if size > limit:
+            raise too_large(f"Request body of {size} bytes exceeds the limit of {limit} bytes "
+                            "for this operation (image bytes are limited to 5 MB)")
+    buf = bytearray()
+    try:
+        async for chunk in request.stream():
+            buf += chunk
+            if len(buf) > limit:
+                raise too_large(f"Request body exceeds the limit of {limit} bytes for this "
+                                "operation (image bytes are limited to 5 MB)")
+    except ClientDisconnect:
+        raise InvalidParameter("the client disconnected before the body was complete") from None
+    return bytes(buf)
