@@ -225,10 +225,14 @@ def test_candor_serve_signs_the_head_on_stop(home):
     finally:
         if server.poll() is None:
             server.kill()
+    # the three records, then the server's start (the policy in force), then the checkpoint
+    # signed on stop, which signs the head before it
+    ops = [r["operation"] for r in home.ledger.tail(10)]
+    assert ops[-2:] == ["ReloadPolicy", "Checkpoint"], ops
     lines = (home.data / CHECKPOINT_FILE).read_text().splitlines()
-    assert [json.loads(line)["seq"] for line in lines] == [3]
+    assert [json.loads(line)["seq"] for line in lines] == [4]
     out = cli("audit", "verify", "--public-key", home.public, "--data-dir", home.data)
-    assert out.exit_code == 0 and "last signed checkpoint: record 3" in out.output, out.output
+    assert out.exit_code == 0 and "last signed checkpoint: record 4" in out.output, out.output
 
 
 def test_hostile_checkpoint_lines_are_findings_not_crashes(home):
