@@ -82,3 +82,30 @@ def test_an_operation_that_cannot_be_held_is_refused(gate):
     with pytest.raises(AccessDenied, match="requires human review"):
         g.call(POLICE, "AssociateFaces", {"CollectionId": "c", "UserId": "u", "FaceIds": ["f"]})
     assert g.ledger.tail(1)[0]["decision"] == "deny"
+
+
+def test_erasing_a_person_removes_them_from_held_reviews(tmp_path):
+    """A review held before an erasure must not keep, or later release, the erased face."""
+    import numpy as np
+
+    from candor.config import OPERATOR_ORG
+    from candor.governance.erasure import erase
+    from candor.store import Store
+
+    store = Store(tmp_path / "data")
+    store.create_collection("c", "1.1")
+    unit = np.eye(128, dtype=np.float32)
+    rows = store.add_faces("c", [
+        {"embedding": unit[i], "bbox": {"Width": .5, "Height": .5, "Left": 0, "Top": 0},
+         "confidence": 99.0, "image_id": f"img-{i}", "external_image_id": who,
+         "model_version": "1.1"} for i, who in enumerate(("alice", "bob"))])
+    at = datetime(2026, 5, 1, 12, tzinfo=timezone.utc)
+    store.create_review(
+        {"review_id": "r1", "org": OPERATOR_ORG, "principal": "p", "category": "law_enforcement",
+         "operation": "SearchFacesByImage", "collection_id": "c", "request_id": "q",
+         "member": "FaceMatches", "created_at": at, "expires_at": at + timedelta(hours=2)},
+        [{"candidate": r.face_id, "similarity": 99.0,
+          "match": {"Similarity": 99.0, "Face": {"FaceId": r.face_id}}} for r in rows])
+    erase(store, Ledger.for_store(store), external_image_id="alice")
+    left = [c["candidate"] for c in store.review("r1")["candidates"]]
+    assert left == [rows[1].face_id]

@@ -131,8 +131,11 @@ def erase(store: Any, ledger: Ledger, *, external_image_id: str | None = None,
             if ids:
                 receipt.faces[label] = ids
     _delete_faces(store, receipt.faces, owners)
-    # stored video search results name faces too: the person's matches go with the faces
-    store.erase_job_matches({i for ids in receipt.faces.values() for i in ids})
+    # stored video search results and held reviews name faces too: the person's matches go
+    # with the faces
+    erased = {i for ids in receipt.faces.values() for i in ids}
+    store.erase_job_matches(erased)
+    store.erase_review_candidates(erased)
     receipt.record = _receipt_record(ledger, receipt, principal, request_id, collection,
                                      decision="erasure", details={
                                          "subject": kind,

@@ -116,6 +116,19 @@ class ReviewsPart:
             self._erased()
         return ids
 
+    def erase_review_candidates(self, face_ids: set[str]) -> int:
+        """Erasure reaches reviews too: candidates naming an erased face are removed from every
+        review (never released, no trace of the match kept); returns how many."""
+        ids = sorted(face_ids)
+        removed = 0
+        with self.write() as conn:
+            for i in range(0, len(ids), 500):
+                removed += conn.execute(T_cand.delete().where(
+                    T_cand.c.candidate.in_(ids[i:i + 500]))).rowcount or 0
+        if removed:
+            self._erased()
+        return removed
+
     def _erased(self) -> None:
         """Image bytes were removed: empty the write-ahead log too (secure_delete zeroes the
         database's copy), as the store's other deletions do."""
