@@ -58,8 +58,10 @@ def _commands(command, path: tuple[str, ...] = ()):
 
 
 def test_search_help_shows_the_default_threshold_85():
+    """The default the help states whole: size-aware, never below 85 (Rekognition's is 80)."""
     out = flat(run("search", "--help").output)
-    assert "[default: 85, see docs/fairness.md]" in out
+    assert ("[default: size-aware, FPIR <= 1% for the collection's size, at least 85; "
+            "docs/fairness.md]") in out
 
 
 def test_collection_create_help_shows_the_id_pattern():
