@@ -207,3 +207,30 @@ def test_replace_keeps_the_id_and_removes_the_old_faces(tmp_path):
     assert store.remove_celebrity(row.celebrity_id) == v2 + 1
     assert len(store.gallery()) == 0 and len(store.gallery().faces) == 0
     store.close()
+
+
+def test_changes_of_the_gallery_are_decided_by_the_policy(world, tmp_path):
+    """Importing into or removing from the gallery is an operation the policy decides (a
+    refusal is recorded and changes nothing), like keys, erasure and retention."""
+    import sqlite3
+
+    policy = tmp_path / "frozen-gallery.yaml"
+    policy.write_text("version: 1\nname: frozen\ndefault: allow\nrules:\n"
+                      "  - id: gallery-frozen\n    match:\n"
+                      "      operation: [ImportCelebrities, RemoveCelebrity]\n"
+                      "    effect: deny\n    message: the gallery is frozen\n")
+    before = json.loads(run_cli(world.home, "celebrities", "list", "--json").stdout)
+    some_id = before["Celebrities"][0]["Id"]
+    refused = run_cli(world.home, "--policy", str(policy), "celebrities", "remove", some_id,
+                      check=False)
+    assert refused.returncode == 2 and "gallery-frozen" in refused.stderr
+    empty = tmp_path / "none"
+    empty.mkdir()
+    refused = run_cli(world.home, "--policy", str(policy), "celebrities", "import", str(empty),
+                      check=False)
+    assert refused.returncode == 2 and "gallery-frozen" in refused.stderr
+    assert json.loads(run_cli(world.home, "celebrities", "list", "--json").stdout) == before
+    with sqlite3.connect(world.home / "candor.db") as db:
+        denied = db.execute("SELECT operation FROM audit_records WHERE decision = 'deny' AND "
+                            "rule = 'gallery-frozen' ORDER BY seq").fetchall()
+    assert denied == [("RemoveCelebrity",), ("ImportCelebrities",)]

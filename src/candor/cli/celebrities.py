@@ -46,6 +46,16 @@ def _store_and_ledger(data_dir: Path | None):
     return store, Ledger.for_store(store), s
 
 
+def _decide(store, s, operation: str, params: dict) -> None:
+    """The policy decides a change of the gallery before any work, like every other of
+    candor's own operations (a refusal is recorded and raises AccessDenied); the allow
+    record, with the gallery's new version, is :func:`_record`'s."""
+    from candor.governance.gate import Gate, local_principal
+
+    Gate.for_store(store, s).run_candor(local_principal(s), operation, params, lambda: None,
+                                        records_itself=True)
+
+
 def _record(ledger, s, operation: str, version: int, **details) -> None:
     """One audit record per change of the gallery, naming its new version."""
     ledger.append(operation=operation, decision="allow", principal=f"local:{s.org}", org=s.org,
@@ -71,6 +81,7 @@ def import_(
 
     with cli_errors():
         store, ledger, s = _store_and_ledger(data_dir)
+        _decide(store, s, "ImportCelebrities", {"Folder": str(folder)})
         people = gallery_photos(folder)
         rows = read_info(info) if info is not None else {}
         if not people:
@@ -150,6 +161,7 @@ def remove(celebrity_ids: Annotated[list[str], typer.Argument(help="Ids to remov
     """Remove people and their faces from the gallery (recorded in the audit ledger)."""
     with cli_errors():
         store, ledger, s = _store_and_ledger(data_dir)
+        _decide(store, s, "RemoveCelebrity", {"Ids": list(celebrity_ids)})
         for celebrity_id in celebrity_ids:
             version = store.remove_celebrity(celebrity_id)
             _record(ledger, s, "RemoveCelebrity", version, ids=[celebrity_id])

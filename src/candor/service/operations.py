@@ -257,6 +257,9 @@ TABLE: dict[str, OperationSpec] = {spec.name: spec for spec in (
                   candor=True),
     OperationSpec("Purge", "erase", biometric=True, mutates=True, candor=True),
     OperationSpec("ReloadPolicy", "admin", biometric=False, mutates=True, candor=True),
+    # the operator's celebrity gallery (candor celebrities import|remove)
+    OperationSpec("ImportCelebrities", "enrol", biometric=True, mutates=True, candor=True),
+    OperationSpec("RemoveCelebrity", "erase", biometric=True, mutates=True, candor=True),
     # identification of several people at once: every rule of SearchFacesByImage applies
     OperationSpec("SearchFacesInImage", "identify", biometric=True, mutates=False,
                   images=("Image",), threshold="FaceMatchThreshold",
