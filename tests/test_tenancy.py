@@ -171,7 +171,8 @@ def test_erasure_by_an_org_spans_its_own_collections_and_by_the_operator_all(tmp
 
 def _downgrade_to_v2(db: Path) -> None:
     """Make ``db`` what schema version 2 left: collections and idempotency tokens without
-    owner_org, a collection id unique instance-wide (the DDL as version 2 declared it)."""
+    owner_org, a collection id unique instance-wide (the DDL as version 2 declared it), and no
+    ``alembic_version`` (version 2 predates Alembic: ``schema_migrations`` says where it is)."""
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA foreign_keys = OFF")
         seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'collections'").fetchone()
@@ -199,6 +200,7 @@ def _downgrade_to_v2(db: Path) -> None:
             DROP TABLE idempotency_tokens;
             ALTER TABLE _v2_tokens RENAME TO idempotency_tokens;
             DELETE FROM schema_migrations WHERE version >= 3;
+            DROP TABLE alembic_version;
         """)
         conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'collections'", seq)
         assert "owner_org" not in {r[1] for r in conn.execute("PRAGMA table_info(collections)")}

@@ -1,30 +1,33 @@
-"""Schema versions: an ordered list of migrations, applied once each, in one transaction each.
+"""The bodies of schema revisions 0001-0007: candor's schema history from before Alembic.
 
-The scheme, kept deliberately small (no Alembic dependency):
+Schema changes are Alembic revisions (``candor/store/revisions/versions/``), run by
+:mod:`candor.store.upgrade` (``alembic upgrade head``, one transaction per revision, for SQLite
+and PostgreSQL alike; docs/migrations.md). The first seven were a home-grown numbered list
+before that; their bodies stay here, unchanged in what they do, and revisions ``0001`` ...
+``0007`` call them, so a data dir made by the old scheme (``schema_migrations`` at version N) is
+stamped at revision N and upgraded in place.
 
-- ``MIGRATIONS`` is a list of ``(version, name, fn)``; ``fn(conn)`` runs DDL/DML on a
-  connection inside a transaction. Versions are consecutive integers starting at 1.
-- ``schema_migrations`` records each applied version; the current version is its maximum.
-- A migration is never edited once released: a schema change is a new entry at the end (explicit
-  ``ALTER TABLE`` / ``CREATE TABLE`` for that one change) *plus* the matching edit in
-  ``schema.py``. ``tests/test_store.py`` checks that migrating an empty database gives exactly
-  the tables and columns ``schema.py`` declares.
-- A database newer than this code (a version we do not know) is refused rather than guessed at.
+- A released body is never edited in a way that changes its result: a schema change is a new
+  revision *plus* the matching edit in ``schema.py``. ``tests/test_migrations.py`` checks that
+  upgrading an empty database gives exactly the tables and columns ``schema.py`` declares.
+- Version 1 creates its tables from the *current* ``schema.py``, so each later body first looks
+  whether its change is already there.
+- :func:`migrate` is the entry point :class:`~candor.store.database.Database` calls; a database
+  newer than this code is refused (:class:`~candor.errors.SchemaTooNew`), not guessed at.
 """
 
 from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Callable
-from datetime import datetime, timezone
 
-from sqlalchemy import Connection, Engine, inspect, select
+from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.schema import CreateTable
 
 from candor.config import OPERATOR_ORG
 from candor.errors import SchemaTooNew
-from candor.store.schema import metadata, schema_migrations, settings
+from candor.store.schema import metadata, settings
+from candor.store.upgrade import LATEST, current_version, upgrade
 
 #: tables that version 1 created, in dependency order
 _V1_TABLES = ["settings", "collections", "users", "faces", "idempotency_tokens", "access_keys",
@@ -140,63 +143,10 @@ def _v7_review_console(conn: Connection) -> None:
     metadata.create_all(conn, tables=[metadata.tables[n] for n in _V7_TABLES], checkfirst=True)
 
 
-MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
-    (1, "initial schema", _v1_initial),
-    (2, "audit_records.details", _v2_audit_details),
-    (3, "collections.owner_org (tenancy)", _v3_owner_org),
-    (4, "seen_signatures (replay protection)", _v4_seen_signatures),
-    (5, "celebrity gallery", _v5_celebrities),
-    (6, "video_jobs", _v6_video_jobs),
-    (7, "reviews, operators, console sessions, face thumbnails", _v7_review_console),
-]
-
-LATEST = MIGRATIONS[-1][0]
-
-__all__ = ["LATEST", "MIGRATIONS", "SchemaTooNew", "current_version", "migrate"]
-
-
-def current_version(conn: Connection) -> int:
-    if not inspect(conn).has_table("schema_migrations"):
-        return 0
-    versions = conn.execute(select(schema_migrations.c.version)).scalars().all()
-    return max(versions, default=0)
+__all__ = ["LATEST", "SchemaTooNew", "current_version", "migrate"]
 
 
 def migrate(engine: Engine) -> int:
-    """Bring the database at ``engine`` to the latest version; returns that version."""
-    with engine.begin() as conn:
-        schema_migrations.create(conn, checkfirst=True)
-    while True:
-        with engine.begin() as conn:
-            version = current_version(conn)
-            if version > LATEST:
-                raise SchemaTooNew(f"database schema version {version} is newer than this candor "
-                                   f"({LATEST}); upgrade candor")
-            pending = [m for m in MIGRATIONS if m[0] == version + 1]
-            if not pending:
-                return version
-            number, name, fn = pending[0]
-        _apply(engine, number, name, fn)
-
-
-def _apply(engine: Engine, number: int, name: str, fn: Callable[[Connection], None]) -> None:
-    """Run one migration in one transaction, with SQLite's foreign keys off (a table rebuild
-    must not cascade), checked before it commits; a concurrent migrator that got there first
-    makes this a no-op."""
-    sqlite = engine.dialect.name == "sqlite"
-    with engine.connect() as conn:
-        raw = conn.connection.dbapi_connection if sqlite else None
-        if raw is not None:
-            raw.execute("PRAGMA foreign_keys = OFF")  # only outside a transaction
-        try:
-            with conn.begin():
-                if current_version(conn) >= number:
-                    return
-                fn(conn)
-                if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
-                    raise RuntimeError(f"migration {number} ({name}) broke a foreign key")
-                conn.execute(schema_migrations.insert().values(
-                    version=number, name=name, applied_at=datetime.now(timezone.utc)))
-        finally:
-            if raw is not None:
-                raw.execute("PRAGMA foreign_keys = ON")
+    """Bring the database at ``engine`` to the latest revision (``alembic upgrade head``,
+    adopting a pre-Alembic database first); returns its schema version, :data:`LATEST`."""
+    return upgrade(engine)
