@@ -118,17 +118,17 @@ def current_version(conn: Connection) -> int:
 
 def upgrade(engine: Engine) -> int:
     """``alembic upgrade head`` on ``engine``, one revision per transaction; returns the
-    schema version reached (:data:`LATEST`)."""
+    schema version reached (the head's number, :data:`LATEST`)."""
     reader = engine.execution_options(candor_write=False)
     with reader.connect() as conn:  # the common case: already at head, no write lock needed
         stamped, revision = state(conn)
-    if stamped and revision == _order()[-1]:
-        return int(revision)
+    head = _order()[-1]
+    if stamped and revision == head:
+        return int(head)
     with _IN_PROCESS:
-        while (reached := _step(engine)) is not None:
-            if reached == LATEST:
-                return reached
-    return LATEST
+        while (reached := _step(engine)) is not None and reached != int(head):
+            pass
+    return int(head)
 
 
 def _step(engine: Engine) -> int | None:
