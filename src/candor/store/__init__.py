@@ -11,7 +11,8 @@
 - :mod:`~candor.store.reviews`: calls held for human review, their candidates and verdicts;
 - :mod:`~candor.store.tokens`: signed pagination tokens and idempotency responses;
 - :mod:`~candor.store.vector_cache`: the per-collection FAISS indexes, in memory and saved;
-- :mod:`~candor.store.schema`, :mod:`~candor.store.migrations`, :mod:`~candor.store.vectors`.
+- :mod:`~candor.store.schema`, :mod:`~candor.store.migrations` and :mod:`~candor.store.upgrade`
+  (Alembic revisions, docs/migrations.md), :mod:`~candor.store.vectors`.
 
 The store keeps images out: it holds embeddings and face metadata, and only two small crops
 for human reviewers (a held call's probe face, until decided; a thumbnail per face in a
