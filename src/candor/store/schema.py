@@ -35,7 +35,8 @@ metadata = MetaData(naming_convention={
     "pk": "pk_%(table_name)s",
 })
 
-#: which migrations have been applied (see migrations.py)
+#: the schema versions applied, one row each: a mirror of Alembic's ``alembic_version`` kept for
+#: candors from before Alembic, which read only this table (see upgrade.py)
 schema_migrations = Table(
     "schema_migrations", metadata,
     Column("version", Integer, primary_key=True, autoincrement=False),
