@@ -160,7 +160,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--hnsw", default="16:64,24:128", help="m:ef_construction builds, comma-separated")
     ap.add_argument("--ef", default="40,100,200,400", help="hnsw.ef_search values")
-    ap.add_argument("--exact-queries", type=int, default=20, help="queries for pgvector's exact scan")
+    ap.add_argument("--exact-queries", type=int, default=10, help="queries for pgvector's exact scan")
     ap.add_argument("--maintenance-work-mem", default="4GB")
     ap.add_argument("--parallel-workers", type=int, default=1,
                     help="max_parallel_maintenance_workers (the leader builds too)")
@@ -199,12 +199,18 @@ def main() -> None:
     out = args.out if not args.quick or args.out != HERE / "scale.json" else HERE / "scale-quick.json"
 
     results["faiss"], truth = faiss_flat(base, queries, args.threads)
-    if not args.skip_faiss_hnsw:
-        results["faiss"].update(faiss_hnsw(base, queries, truth, args.threads))
     save(results, out)
+
+    def with_faiss_hnsw() -> None:
+        if not args.skip_faiss_hnsw:
+            results["faiss"].update(faiss_hnsw(base, queries, truth, args.threads))
+
     with scale_pg.server(args) as url:  # each build is saved as it completes
         results["pgvector"] = scale_pg.run(url, base, queries, warm, truth, builds, efs, args,
-                                           on_progress=lambda r: save({**results, "pgvector": r}, out))
+                                           on_progress=lambda r: save({**results, "pgvector": r}, out),
+                                           after_first=with_faiss_hnsw)
+    if len(builds) < 2:
+        with_faiss_hnsw()
     results["load_at_end"] = os.getloadavg()[0]
     save(results, out)
     print("\n" + table(results))
