@@ -7,8 +7,8 @@ Each node is a real ``candor serve --database URL`` subprocess with its own data
 but the database is shared); ``--clients`` boto3 clients, half on each node, index the first
 ``--ingest-photos`` LFW photos (one face each, ``MaxFaces=1``) into one collection. Measured:
 faces/s over the wall time (each node's models are loaded before the clock starts), and then
-the check that matters for scale-out: every acknowledged FaceId is listed through the last node. The baseline is one ``candor serve`` on a fresh
-SQLite data dir, same photos, same clients.
+the check that matters for scale-out: every acknowledged FaceId is listed through the last
+node. The baseline is one ``candor serve`` on a fresh SQLite data dir, same photos, clients.
 
 The PostgreSQL store (issue 15) is a separate piece of work: when ``candor serve`` refuses
 ``--database`` (an unknown option, or a URL its store cannot open) the bench says "needs the
