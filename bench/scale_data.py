@@ -1,7 +1,7 @@
 """Synthetic face embeddings shaped like real ones, for the scale benchmark (``bench/scale.py``).
 
 One million real faces are not available, so the set is grown from real dlib embeddings of the
-LFW photos in the shared data (4,992 photos, 1,680 people; read through candor's evaluation
+LFW photos in the shared data (4,992 photos, 3,095 people; read through candor's evaluation
 embedding cache, so a rerun costs seconds):
 
 * the real embeddings give two covariances: **within** a person (each photo minus its person's

@@ -130,10 +130,12 @@ def ingest(urls: list[str], key: tuple[str, str], photos: list[tuple[str, bytes]
 
 
 def measure(work: Path, database: str | None, nodes: int, photos, clients: int) -> dict:
-    procs = []
+    procs: list[subprocess.Popen] = []
+    started = []
     try:
-        started = [start_node(work, f"node{i}", database) for i in range(nodes)]
-        procs = [p for p, _, _ in started]
+        for i in range(nodes):  # one at a time, so a refused second node leaves none running
+            started.append(start_node(work, f"node{i}", database))
+            procs.append(started[-1][0])
         key = next((k for _, _, out in started if (k := keys_from(out))), None)
         if key is None:
             return {"error": "no node printed an admin key (database not fresh?)"}
