@@ -70,7 +70,17 @@ class Store(CollectionsPart, FacesPart, UsersPart, TokensPart, CelebritiesPart, 
             settings = dict(conn.execute(select(T_settings.c.key, T_settings.c.value)).all())
         self._token_key = bytes.fromhex(settings["token_key"])
         self.instance_id = settings["instance_id"]
-        self.vectors = VectorCache(self.db, self.data_dir, self.index_kind, self.instance_id)
+        self.vectors = self._vectors()
+
+    def _vectors(self) -> VectorCache:
+        """Where face vectors are searched, chosen by the engine behind one interface: FAISS
+        indexes cached in this process on SQLite, pgvector in the database on PostgreSQL (so
+        that no node of several holds a private copy)."""
+        if self.db.is_postgres:
+            from candor.store.pgvector_index import PgVectors
+
+            return PgVectors(self.db, self.data_dir, self.index_kind, self.instance_id)
+        return VectorCache(self.db, self.data_dir, self.index_kind, self.instance_id)
 
     # ---------------------------------------------------------------- the database
 
@@ -121,7 +131,7 @@ class Store(CollectionsPart, FacesPart, UsersPart, TokensPart, CelebritiesPart, 
 
     # ---------------------------------------------------------------- vector indexes
 
-    def face_index(self, coll_pk: int) -> VectorIndex:
+    def face_index(self, coll_pk: int) -> VectorIndex:  # or a PgVectorIndex on PostgreSQL
         """The collection's face index, brought up to the database's current state."""
         return self.vectors.face_index(coll_pk)
 

@@ -12,6 +12,16 @@ write transaction that deleted embeddings (:meth:`Database.mark_erasing`) is fol
 has committed, by a ``wal_checkpoint(TRUNCATE)`` that empties the log (:meth:`Database.checkpoint`
 says what that guarantees). Ordinary writes (IndexFaces) do not checkpoint: SQLite's automatic
 checkpoints suffice for them, and secure_delete costs nothing on an insert.
+
+PostgreSQL (a ``postgresql://`` URL, driver psycopg 3; docs/postgres.md). Write transactions
+are serialised in the database, as SQLite's ``BEGIN IMMEDIATE`` serialises them in a file: each
+takes one transaction-scoped advisory lock first, so the read-then-write steps the store does
+(a generation bump, the ledger's head) behave the same with any number of candor nodes, and the
+audit chain never forks. Reads run concurrently. A lost connection or a server restart is
+reported as :class:`~candor.errors.ServiceUnavailable` (HTTP 503, retryable), and the pool
+tests each connection before use (``pool_pre_ping``), so a node recovers by itself. WAL,
+PRAGMAs and checkpoints are SQLite's: on PostgreSQL they are no-ops (a deleted row's bytes are
+reclaimed by VACUUM; docs/postgres.md says what that means for erasure).
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from pathlib import Path
 from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.engine import Engine
 
+from candor.errors import ServiceUnavailable
 from candor.store.migrations import migrate
 
 log = logging.getLogger(__name__)
@@ -38,6 +49,18 @@ BUSY_TIMEOUT_MS = 60_000
 CHECKPOINT_WAIT_MS = 5_000
 
 _ERASING = "candor_erasing"
+
+#: the advisory lock every PostgreSQL write transaction takes (any constant; "candor" in ASCII)
+WRITE_LOCK = 0x63616E646F72
+
+
+def normalise_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` mean the psycopg 3 driver (the one the postgres
+    extra installs), not SQLAlchemy's default psycopg2."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
 
 
 def utcnow() -> datetime:
@@ -75,15 +98,41 @@ def configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+def configure_postgres(engine: Engine) -> None:
+    """Serialise write transactions (an advisory lock, waited for up to the busy timeout) and
+    turn connection-class failures into :class:`ServiceUnavailable`."""
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        if conn.get_execution_options().get("candor_write", False):
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {BUSY_TIMEOUT_MS}")
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context):
+        import psycopg
+
+        failure = context.original_exception
+        if context.is_disconnect or isinstance(failure, psycopg.OperationalError):
+            return ServiceUnavailable(f"the database is unavailable ({type(failure).__name__}); "
+                                      "retry the call")
+        return None
+
+
 class Database:
     """One SQL database, migrated to the latest schema, with read and write transactions."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine = create_engine(url)
-        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self.url = url = normalise_url(url)
+        self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
+            self.engine = create_engine(url)
             configure_sqlite(self.engine)
+        else:
+            self.engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=24)
+            if self.engine.dialect.name == "postgresql":
+                configure_postgres(self.engine)
+        self.is_postgres = self.engine.dialect.name == "postgresql"
         self.writer = self.engine.execution_options(candor_write=True)
         self.schema_version = migrate(self.writer)
         #: how long a checkpoint after an erasure waits for other connections' transactions

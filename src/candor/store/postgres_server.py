@@ -113,9 +113,9 @@ def _prepare_permissions(data_dir: Path) -> None:
     ensure_prefix_permissions(bins)
     ensure_folder_permissions(bins, stat.S_IXGRP | stat.S_IXOTH | stat.S_IRGRP | stat.S_IROTH)
     ensure_folder_permissions(bins.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
-    ensure_prefix_permissions(data_dir)
     pgdata = data_dir / PGDATA
     pgdata.mkdir(mode=0o700, exist_ok=True)
+    ensure_prefix_permissions(pgdata)  # the system user must traverse D (not read it)
     pw = pwd.getpwnam(SYSTEM_USER)
     os.chown(pgdata, pw.pw_uid, pw.pw_gid)
 
