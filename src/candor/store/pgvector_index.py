@@ -22,10 +22,11 @@ database whenever the collection's user generation moves, so it cannot go stale 
 from __future__ import annotations
 
 import numpy as np
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, select, text
 
 from candor.errors import ResourceNotFound
 from candor.store.database import Database
+from candor.store.schema import faces as T_faces
 from candor.store.vector_cache import Key, VectorCache
 from candor.store.vectors import DIM
 
@@ -108,13 +109,13 @@ class PgVectorIndex:
         out = np.zeros((len(keys), DIM), np.float32)
         if not keys:
             return out
-        with self.db.read() as conn:
-            rows = conn.execute(text("SELECT id, embedding FROM faces WHERE id = ANY(:ids)"),
-                                {"ids": keys}).all()
+        with self.db.read() as conn:  # the typed column: embeddings come back as bytes
+            rows = conn.execute(select(T_faces.c.id, T_faces.c.embedding).where(
+                T_faces.c.id.in_(keys))).all()
         found = {r.id: r.embedding for r in rows}
         for i, key in enumerate(keys):
             if key in found:
-                out[i] = np.asarray(found[key], dtype=np.float32).reshape(DIM)
+                out[i] = np.frombuffer(found[key], dtype="<f4")
         return out
 
     def reconstruct(self, key: int) -> np.ndarray:
