@@ -55,4 +55,4 @@ def _reset_default_service() -> None:
 
 
 # the store's engines: ``store_backend`` (sqlite | postgresql) and ``database_url`` fixtures
-from postgres_helper import database_url, pg_server, store_backend  # noqa: E402,F401
+from postgres_helper import database_url, pg_server, pg_url, store_backend  # noqa: E402,F401

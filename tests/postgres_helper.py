@@ -110,3 +110,13 @@ def _forget_stores() -> None:
             s.db.engine.dispose()
         except Exception:  # noqa: BLE001 - best effort before a DROP ... WITH (FORCE)
             pass
+
+
+@pytest.fixture()
+def pg_url(request) -> str:
+    """A fresh PostgreSQL database for a test that is about PostgreSQL only."""
+    server: PgServer = request.getfixturevalue("pg_server")
+    url = server.new_database("p")
+    yield url
+    _forget_stores()
+    server.drop_database(url)

@@ -113,6 +113,8 @@ def configure_postgres(engine: Engine) -> None:
         import psycopg
 
         failure = context.original_exception
+        if context.is_pre_ping:  # the pool recognises a dead connection and reconnects
+            return None
         if context.is_disconnect or isinstance(failure, psycopg.OperationalError):
             return ServiceUnavailable(f"the database is unavailable ({type(failure).__name__}); "
                                       "retry the call")

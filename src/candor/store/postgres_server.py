@@ -201,7 +201,10 @@ def start(data_dir: str | os.PathLike, *, port: int | None = None, fsync: bool =
 
 
 def _port_free(port: int) -> bool:
+    """Whether PostgreSQL could listen on ``port`` (it sets SO_REUSEADDR too, so a port whose
+    old connections linger in TIME_WAIT after a restart is still free for it)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
