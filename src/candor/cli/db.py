@@ -65,5 +65,37 @@ def url(data_dir: ServerDirOption) -> None:
     console.print(info.url(), highlight=False, soft_wrap=True)
 
 
+@db_app.command("migrate")
+def migrate(
+    source: Annotated[Path, typer.Option(
+        "--from", help="The candor data dir whose SQLite database is copied.")],
+    target: Annotated[str, typer.Option(
+        "--to", help="The new database's URL (postgresql://...); must be empty.")],
+) -> None:
+    """Copy everything in a data dir's database (collections, faces, users, keys, tokens,
+    reviews, jobs, the audit ledger with its chain) to a new database, then verify the
+    ledger there. Run it with no candor process writing to the source."""
+    from candor.governance.ledger import ANCHOR_FILE, Ledger
+    from candor.store.database import DB_NAME, Database, sqlite_url
+    from candor.store.transfer import copy_database
+
+    if not (source / DB_NAME).is_file():
+        fail(f"no candor database in {source} ({DB_NAME} not found)")
+    with cli_errors():
+        src, dst = Database(sqlite_url(source)), Database(target)
+        try:
+            copied = copy_database(src, dst)
+            result = Ledger(dst.engine, anchor_path=source / ANCHOR_FILE).verify(
+                require_anchor=False)
+        finally:
+            src.close()
+            dst.close()
+    for table, n in copied.items():
+        console.print(f"{table}: {n}", highlight=False)
+    if not result.ok:
+        fail(f"the ledger does not verify on the target: {result}")
+    console.print(f"ledger on the target: {result}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")

@@ -184,6 +184,7 @@ def start(data_dir: str | os.PathLike, *, port: int | None = None, fsync: bool =
     info = initialise(data_dir)
     if running(data_dir):
         return info
+    _prepare_permissions(data_dir)  # something may have tightened a parent folder since
     if port is not None or not _port_free(info.port):
         info = ServerInfo(data_dir=data_dir, port=port or free_port(), user=info.user,
                           password=info.password, database=info.database)
@@ -217,6 +218,7 @@ def stop(data_dir: str | os.PathLike, mode: str = "fast") -> bool:
     data_dir = Path(data_dir).expanduser().resolve()
     if not running(data_dir):
         return False
+    _prepare_permissions(data_dir)
     _run([str(_binaries() / "pg_ctl"), "-D", str(data_dir / PGDATA), "-w", "-t", "60",
           "-m", mode, "stop"])
     return True
