@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import threading
@@ -175,3 +176,62 @@ def test_a_restarting_database_is_a_retryable_503_and_the_node_recovers(tmp_path
             node.wait(timeout=30)
         except subprocess.TimeoutExpired:
             node.kill()
+
+
+def test_a_read_replica_serves_searches_and_a_write_is_visible_to_the_next_search(
+        tmp_path, pg_url, pg_server):
+    """--read-replica: a streaming replica made by pg_basebackup from the same binaries serves
+    searches and listings; a face just written is in the very next search (the replica is
+    waited for, or the primary read), even with the replica's replay paused."""
+    import tempfile
+
+    import numpy as np
+    import psycopg
+
+    from candor.config import OPERATOR_ORG
+    from candor.store import Store, postgres_server
+
+    folder = Path(tempfile.mkdtemp(prefix="candor-test-replica-"))  # not under pytest's basetemp
+    replica = postgres_server.start_replica(pg_server.info, folder, fsync=False)
+    try:
+        name = pg_url.rsplit("/", 1)[1]
+        replica_url = replica.url(name)
+        store = Store(tmp_path, url=pg_url, replica_url=replica_url)
+        store.create_collection("c", "1.0")
+        rng = np.random.default_rng(5)
+        box = {"Width": 0.2, "Height": 0.3, "Left": 0.1, "Top": 0.1}
+
+        def add(n: int):
+            v = rng.standard_normal((n, 128)).astype(np.float32)
+            v /= np.linalg.norm(v, axis=1, keepdims=True)
+            return v, store.add_faces("c", [{"embedding": x, "bbox": box, "confidence": 99.0,
+                                             "image_id": "i", "model_version": "1.0"} for x in v])
+
+        def replica_sessions() -> int:
+            with psycopg.connect(replica.dsn("postgres"), autocommit=True) as conn:
+                return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE "
+                                    "application_name = 'candor-replica'").fetchone()[0]
+
+        pk = store.collection("c", org=OPERATOR_ORG).id
+        for _ in range(5):  # each write is in the next search
+            vectors, rows = add(10)
+            _, keys = store.face_index(pk).search(vectors[3], 1)
+            assert keys[0] == rows[3].key
+        assert replica_sessions() >= 1
+        assert store.db.replica_reads >= 5  # the searches were served by the replica
+        assert len(store.list_faces(pk, 0, 100)[0]) == 50
+
+        with psycopg.connect(replica.dsn(name), autocommit=True) as conn:
+            conn.execute("SELECT pg_wal_replay_pause()")
+            try:
+                vectors, rows = add(5)  # the replica cannot see these yet
+                fallbacks = store.db.replica_fallbacks
+                _, keys = store.face_index(pk).search(vectors[0], 1)
+                assert keys[0] == rows[0].key  # read from the primary, not stale
+                assert store.db.replica_fallbacks > fallbacks
+            finally:
+                conn.execute("SELECT pg_wal_replay_resume()")
+        store.close()
+    finally:
+        postgres_server.stop(folder, mode="immediate")
+        shutil.rmtree(folder, ignore_errors=True)

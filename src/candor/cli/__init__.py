@@ -32,27 +32,33 @@ from candor.errors import CandorError
 
 
 class _Root(TyperGroup):
-    """The root group, which takes ``--database URL`` anywhere on the line: it is a root option
-    (every command's store opens it) that users also write after the subcommand
-    (``candor audit verify --database URL``), so it is moved in front before parsing."""
+    """The root group, which takes ``--database URL`` and ``--read-replica URL`` anywhere on
+    the line: they are root options (every command's store opens them) that users also write
+    after the subcommand (``candor audit verify --database URL``), so they are moved in front
+    before parsing."""
 
     def parse_args(self, ctx, args: list[str]) -> list[str]:
         return super().parse_args(ctx, hoist_database(args))
 
 
+#: root options accepted after any subcommand
+HOISTED = ("--database", "--read-replica")
+
+
 def hoist_database(args: list[str]) -> list[str]:
-    """``args`` with every ``--database URL`` / ``--database=URL`` moved to the front."""
+    """``args`` with every ``--database URL`` / ``--database=URL`` (and ``--read-replica``)
+    moved to the front."""
     front, rest, i = [], [], 0
     while i < len(args):
         arg = args[i]
         if arg == "--":
             rest.extend(args[i:])
             break
-        if arg == "--database" and i + 1 < len(args):
+        if arg in HOISTED and i + 1 < len(args):
             front += args[i:i + 2]
             i += 2
             continue
-        if arg.startswith("--database="):
+        if arg.startswith(tuple(f"{o}=" for o in HOISTED)):
             front.append(arg)
         else:
             rest.append(arg)
@@ -101,6 +107,9 @@ def root(
         "--database", help="SQLAlchemy URL of the database, e.g. postgresql+psycopg://... "
         "(also CANDOR_DATABASE_URL); accepted after any command too [default: SQLite in the "
         "data dir]. See docs/postgres.md.")] = None,
+    read_replica: Annotated[str | None, typer.Option(
+        "--read-replica", help="URL of a PostgreSQL streaming replica of --database: searches "
+        "and listings read it once it has caught up (also CANDOR_READ_REPLICA_URL).")] = None,
     no_normalisation: Annotated[bool, typer.Option(
         "--no-normalisation", help="Score with the raw cosine, without score normalisation "
         "(also CANDOR_NORMALISATION=off): for comparison; the audit ledger records which "
@@ -109,6 +118,7 @@ def root(
     """Self-hosted face recognition with accountability built in."""
     remember_globals(org=as_org, category=category, policy=policy,
                      authorization_reference=authorization_ref, database_url=database,
+                     read_replica_url=read_replica,
                      normalisation=False if no_normalisation else None)
 
 

@@ -27,6 +27,7 @@ reclaimed by VACUUM; docs/postgres.md says what that means for erasure).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -49,6 +50,9 @@ BUSY_TIMEOUT_MS = 60_000
 CHECKPOINT_WAIT_MS = 5_000
 
 _ERASING = "candor_erasing"
+
+#: the longest a search waits for the read replica to catch up before it reads the primary
+REPLICA_WAIT_S = 0.2
 
 #: the advisory lock every PostgreSQL write transaction takes (any constant; "candor" in ASCII)
 WRITE_LOCK = 0x63616E646F72
@@ -124,7 +128,7 @@ def configure_postgres(engine: Engine) -> None:
 class Database:
     """One SQL database, migrated to the latest schema, with read and write transactions."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, replica_url: str | None = None) -> None:
         self.url = url = normalise_url(url)
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
@@ -135,6 +139,21 @@ class Database:
             if self.engine.dialect.name == "postgresql":
                 configure_postgres(self.engine)
         self.is_postgres = self.engine.dialect.name == "postgresql"
+        #: a streaming replica for searches and listings (PostgreSQL only; docs/postgres.md)
+        self.replica = None
+        if replica_url:
+            if not self.is_postgres:
+                from candor.errors import InvalidParameter
+
+                raise InvalidParameter("a read replica needs a PostgreSQL database")
+            self.replica = create_engine(normalise_url(replica_url), pool_pre_ping=True,
+                                         pool_size=8, max_overflow=24,
+                                         connect_args={"application_name": "candor-replica"})
+            configure_postgres(self.replica)
+        #: how long a replica read waits for the replica to replay the primary's writes
+        self.replica_wait_s = REPLICA_WAIT_S
+        #: reads the replica served, and reads that went to the primary instead (it lagged)
+        self.replica_reads = self.replica_fallbacks = 0
         self.writer = self.engine.execution_options(candor_write=True)
         self.schema_version = migrate(self.writer)
         #: how long a checkpoint after an erasure waits for other connections' transactions
@@ -158,6 +177,53 @@ class Database:
     def read(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def read_replica(self) -> Iterator[Connection]:
+        """A read transaction for a search or a listing: on the replica when one is configured
+        and has replayed every write the primary had when this began (so the read sees every
+        write committed before it, from any node: the same rule as without a replica), else
+        on the primary. The check costs one tiny query on each; the search itself, the heavy
+        part, runs on the replica."""
+        if self.replica is None:
+            with self.read() as conn:
+                yield conn
+            return
+        conn = self._caught_up_replica()
+        if conn is None:
+            self.replica_fallbacks += 1
+            with self.read() as conn:
+                yield conn
+            return
+        self.replica_reads += 1
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            conn.close()
+
+    def _caught_up_replica(self) -> Connection | None:
+        with self.engine.connect() as primary:
+            target = _lsn(primary.exec_driver_sql("SELECT pg_current_wal_insert_lsn()").scalar())
+        try:
+            conn = self.replica.connect()
+        except ServiceUnavailable:
+            log.warning("the read replica is unavailable: reading from the primary")
+            return None
+        deadline = time.monotonic() + self.replica_wait_s
+        try:
+            while True:
+                replayed = conn.exec_driver_sql("SELECT pg_last_wal_replay_lsn()").scalar()
+                conn.rollback()
+                if replayed is not None and _lsn(replayed) >= target:
+                    return conn
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.002)
+        except ServiceUnavailable:
+            pass
+        conn.close()
+        return None
 
     @staticmethod
     def mark_erasing(conn: Connection) -> None:
@@ -215,3 +281,11 @@ class Database:
         """Empty the write-ahead log into the database, then release every connection."""
         self.checkpoint()
         self.engine.dispose()
+        if self.replica is not None:
+            self.replica.dispose()
+
+
+def _lsn(text: str) -> int:
+    """A PostgreSQL WAL position ``X/Y`` as one comparable number."""
+    hi, _, lo = str(text).partition("/")
+    return (int(hi, 16) << 32) + int(lo, 16)

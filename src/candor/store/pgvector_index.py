@@ -6,7 +6,9 @@ PostgreSQL, where several nodes share one database, the faces' ``embedding`` col
 ``vector(128)`` with an HNSW index over inner product (:mod:`candor.store.schema`), and a
 search is one query: ``ORDER BY embedding <#> :q LIMIT k`` (``<#>`` is the negative inner
 product; embeddings are unit vectors, so inner product = cosine). Every node sees every
-committed face at its next search; nothing to rebuild, save or invalidate.
+committed face at its next search; nothing to rebuild, save or invalidate. With a read
+replica, searches run there once it has replayed what the primary had when they began
+(:meth:`~candor.store.database.Database.read_replica`).
 
 Exact or approximate, as on SQLite, by the index kind (``CANDOR_INDEX``): ``flat`` (the
 default) scans the collection exactly (the planner may not use the HNSW index); ``hnsw`` uses
@@ -60,13 +62,13 @@ class PgVectorIndex:
 
     @property
     def ntotal(self) -> int:
-        with self.db.read() as conn:
+        with self.db.read_replica() as conn:
             return int(conn.execute(text("SELECT count(*) FROM faces WHERE collection_pk = :c"),
                                     {"c": self.coll_pk}).scalar_one())
 
     def keys(self) -> np.ndarray:
         """The collection's face keys (what a FAISS index of it would hold)."""
-        with self.db.read() as conn:
+        with self.db.read_replica() as conn:
             return np.fromiter(conn.execute(text(
                 "SELECT id FROM faces WHERE collection_pk = :c ORDER BY id"),
                 {"c": self.coll_pk}).scalars(), dtype=np.int64)
@@ -92,7 +94,7 @@ class PgVectorIndex:
         batch = np.asarray(vector, dtype=np.float32)
         if k <= 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        with self.db.read() as conn:
+        with self.db.read_replica() as conn:
             self._configure(conn, k)
             if batch.ndim == 1:
                 return self._nearest(conn, batch, k)
@@ -109,7 +111,7 @@ class PgVectorIndex:
         out = np.zeros((len(keys), DIM), np.float32)
         if not keys:
             return out
-        with self.db.read() as conn:  # the typed column: embeddings come back as bytes
+        with self.db.read_replica() as conn:  # the typed column: embeddings come back as bytes
             rows = conn.execute(select(T_faces.c.id, T_faces.c.embedding).where(
                 T_faces.c.id.in_(keys))).all()
         found = {r.id: r.embedding for r in rows}

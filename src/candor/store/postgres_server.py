@@ -192,7 +192,7 @@ def start(data_dir: str | os.PathLike, *, port: int | None = None, fsync: bool =
     options = (f"-c listen_addresses=127.0.0.1 -c port={info.port} "
                f"-c unix_socket_directories='' -c max_connections={max_connections}")
     if not fsync:
-        options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        options += " -c fsync=off -c full_page_writes=off"
     log = data_dir / PGDATA / "server.log"
     _run([str(_binaries() / "pg_ctl"), "-D", str(data_dir / PGDATA), "-l", str(log), "-w",
           "-t", "60", "-o", options, "start"])
@@ -222,6 +222,22 @@ def stop(data_dir: str | os.PathLike, mode: str = "fast") -> bool:
     _run([str(_binaries() / "pg_ctl"), "-D", str(data_dir / PGDATA), "-w", "-t", "60",
           "-m", mode, "stop"])
     return True
+
+
+def start_replica(primary: ServerInfo, data_dir: str | os.PathLike, *,
+                  fsync: bool = True) -> ServerInfo:
+    """A streaming replica of ``primary`` in ``data_dir``, made with ``pg_basebackup`` from the
+    same binaries (``-R``: it follows the primary as a hot standby), started on a free port.
+    For trying and testing ``--read-replica``; production replicas are the operator's."""
+    data_dir = Path(data_dir).expanduser().resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not (data_dir / PGDATA / "PG_VERSION").exists():
+        _prepare_permissions(data_dir)
+        _run([str(_binaries() / "pg_basebackup"), "-D", str(data_dir / PGDATA), "-R",
+              "-X", "stream", "-c", "fast", "-d", primary.dsn("postgres")], timeout=600)
+        _write_info(ServerInfo(data_dir=data_dir, port=free_port(), user=primary.user,
+                               password=primary.password, database=primary.database))
+    return start(data_dir, fsync=fsync, create_database=False)
 
 
 def ensure_database(info: ServerInfo, name: str | None = None) -> str:
