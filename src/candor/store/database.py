@@ -35,6 +35,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from candor.errors import ServiceUnavailable
 from candor.store.migrations import migrate
@@ -114,12 +115,12 @@ def configure_postgres(engine: Engine) -> None:
 
     @event.listens_for(engine, "handle_error")
     def _on_error(context):
-        import psycopg
-
         failure = context.original_exception
         if context.is_pre_ping:  # the pool recognises a dead connection and reconnects
             return None
-        if context.is_disconnect or isinstance(failure, psycopg.OperationalError):
+        # any driver's OperationalError (SQLAlchemy wraps it): connection, shutdown, lock
+        # timeout, serialisation failure: all worth a retry
+        if context.is_disconnect or isinstance(context.sqlalchemy_exception, OperationalError):
             return ServiceUnavailable(f"the database is unavailable ({type(failure).__name__}); "
                                       "retry the call")
         return None
