@@ -52,3 +52,7 @@ def _reset_default_service() -> None:
 
     if getattr(candor, "_default", None) is not None:
         candor._default = None
+
+
+# the store's engines: ``store_backend`` (sqlite | postgresql) and ``database_url`` fixtures
+from postgres_helper import database_url, pg_server, pg_url, store_backend  # noqa: E402,F401

@@ -2,7 +2,9 @@
 
 The module fixture indexes ``samples/identities`` with ``candor index`` in a separate process
 (ExternalImageId = folder name), leaving one photo out for each person with two or more; the
-tests then query that data dir in this process and in new ``candor`` processes.
+tests then query that data dir in this process and in new ``candor`` processes. The module runs
+on SQLite and on PostgreSQL (``store_backend``, tests/postgres_helper.py: CANDOR_DATABASE_URL
+names the module's database, for this process and the ``candor`` ones).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def image(path: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, samples):
+def world(tmp_path_factory, samples, store_backend):
     home = tmp_path_factory.mktemp("candor-collections")
     held_out: dict[str, Path] = {}
     to_index: list[Path] = []

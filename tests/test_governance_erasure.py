@@ -1,4 +1,6 @@
-"""Erasure and retention: the person's faces are gone from every search, with a receipt."""
+"""Erasure and retention: the person's faces are gone from every search, with a receipt.
+
+On SQLite and on PostgreSQL (``database_url``, tests/postgres_helper.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from candor.store.vectors import DIM
 
 RNG = np.random.default_rng(7)
 
+pytestmark = pytest.mark.usefixtures("database_url")
+
 
 def unit(v):
     return (v / np.linalg.norm(v)).astype(np.float32)
@@ -37,9 +41,9 @@ def face(embedding, external_image_id):
 
 
 @pytest.fixture()
-def world(tmp_path):
+def world(tmp_path, database_url):
     """Two collections; alice in both (one of hers linked to user 'u-alice'), bob in one."""
-    store = open_store(tmp_path / "data")
+    store = open_store(tmp_path / "data", database_url)
     alice, bob = person(), person()
     ids = {}
     for coll in ("airport", "office"):

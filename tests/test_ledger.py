@@ -1,4 +1,8 @@
-"""The audit chain: any single edit, deletion, insertion or reordering is caught by verify."""
+"""The audit chain: any single edit, deletion, insertion or reordering is caught by verify.
+
+Each test runs on SQLite and on PostgreSQL (``database_url``, tests/postgres_helper.py); on
+PostgreSQL the ledger writes through the store's writer engine, whose transactions take the
+database's write lock, as every candor node's do."""
 
 from __future__ import annotations
 
@@ -11,18 +15,36 @@ from candor.governance.ledger import GENESIS, AuditUnavailable, Ledger, record_h
 from candor.store import migrations
 from candor.store.schema import audit_records as T
 
+pytestmark = pytest.mark.usefixtures("database_url")
+
 
 def _fast(dbapi_conn, _record):
     dbapi_conn.execute("PRAGMA synchronous = OFF")
 
 
 @pytest.fixture()
-def db(tmp_path):
+def db(tmp_path, database_url):
+    if database_url:
+        from candor.store.database import Database
+
+        pg = Database(database_url)  # the real schema and writer, as a node opens them
+        yield pg.writer
+        pg.close()
+        return
     eng = create_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
     event.listen(eng, "connect", _fast)  # tests need no durability; commits stay cheap
     migrations.migrate(eng)  # the real schema, as the store creates it
     yield eng
     eng.dispose()
+
+
+def another_engine(tmp_path, database_url):
+    """A second connection pool on the same database: another process."""
+    if database_url:
+        from candor.store.database import Database
+
+        return Database(database_url).writer
+    return create_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
 
 
 def fill(ledger: Ledger, n: int = 10) -> None:
@@ -154,9 +176,9 @@ def test_bad_records_are_refused_before_writing(db):
     assert ledger.head() is None
 
 
-def test_concurrent_writers_keep_one_chain(db, tmp_path):
+def test_concurrent_writers_keep_one_chain(db, tmp_path, database_url):
     """Two ledgers on one database file stand for two processes; the chain must not fork."""
-    other = create_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    other = another_engine(tmp_path, database_url)
     ledgers = [Ledger(db), Ledger(other)]
 
     def work(i):

@@ -1,5 +1,8 @@
 """The store on its own (no face models): schema and migrations, durability settings, the FAISS
-index kept in step with the database across instances, and pagination tokens."""
+index kept in step with the database across instances, and pagination tokens.
+
+Every test that is not about SQLite's files runs on SQLite and on PostgreSQL (the
+``database_url`` fixture of tests/postgres_helper.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ from sqlalchemy import create_engine, inspect, text
 from candor.config import OPERATOR_ORG
 from candor.errors import InvalidPaginationToken, ResourceAlreadyExists, ResourceNotFound
 from candor.store import Store, migrations, schema
+
+pytestmark = pytest.mark.usefixtures("database_url")
 
 BOX = {"Width": 0.2, "Height": 0.3, "Left": 0.1, "Top": 0.1}
 
@@ -28,18 +33,27 @@ def face_rows(vectors: np.ndarray, external: str = "x") -> list[dict]:
 
 
 @pytest.fixture()
-def store(tmp_path):
-    s = Store(tmp_path)
+def store(tmp_path, database_url):
+    s = Store(tmp_path, url=database_url)
     yield s
     s.close()
 
 
-def test_fresh_database_matches_schema_module(tmp_path):
+def sqlite_only(database_url: str | None) -> None:
+    if database_url is not None:
+        pytest.skip("about SQLite's files (WAL, saved FAISS indexes)")
+
+
+def engine_of(tmp_path, database_url):
+    return create_engine(database_url or f"sqlite:///{tmp_path / 'candor.db'}")
+
+
+def test_fresh_database_matches_schema_module(tmp_path, database_url):
     """Migrating an empty database must give exactly the tables and columns schema.py declares
     (this is what keeps the migration list and the schema module honest), plus Alembic's own
     ``alembic_version``."""
-    Store(tmp_path).close()
-    engine = create_engine(f"sqlite:///{tmp_path / 'candor.db'}")
+    Store(tmp_path, url=database_url).close()
+    engine = engine_of(tmp_path, database_url)
     insp = inspect(engine)
     assert set(insp.get_table_names()) == set(schema.metadata.tables) | {"alembic_version"}
     for name, table in schema.metadata.tables.items():
@@ -48,19 +62,21 @@ def test_fresh_database_matches_schema_module(tmp_path):
         assert migrations.current_version(conn) == migrations.LATEST
 
 
-def test_migrations_run_once_and_refuse_newer_schema(tmp_path):
-    Store(tmp_path).close()
-    Store(tmp_path).close()  # second open: nothing to do, no duplicate rows
-    engine = create_engine(f"sqlite:///{tmp_path / 'candor.db'}")
+def test_migrations_run_once_and_refuse_newer_schema(tmp_path, database_url):
+    Store(tmp_path, url=database_url).close()
+    Store(tmp_path, url=database_url).close()  # second open: nothing to do, no duplicate rows
+    engine = engine_of(tmp_path, database_url)
     with engine.begin() as conn:
         versions = conn.execute(text("SELECT version FROM schema_migrations")).scalars().all()
         assert versions == list(range(1, migrations.LATEST + 1))
         conn.execute(text("INSERT INTO schema_migrations VALUES (999, 'future', '2030-01-01')"))
+    engine.dispose()
     with pytest.raises(migrations.SchemaTooNew):
-        Store(tmp_path)
+        Store(tmp_path, url=database_url)
 
 
-def test_sqlite_is_durable_wal(store):
+def test_sqlite_is_durable_wal(store, database_url):
+    sqlite_only(database_url)
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
@@ -98,10 +114,10 @@ def test_index_search_is_exact_and_deletions_immediate(store):
     assert rows[17].key not in set(keys) and len(keys) == 199
 
 
-def test_other_instance_sees_changes_at_once(tmp_path):
+def test_other_instance_sees_changes_at_once(tmp_path, database_url):
     """Two stores on one data dir stand for two processes: each change one makes is visible to
     the other's next search (the generation check), deletions included."""
-    a, b = Store(tmp_path), Store(tmp_path)
+    a, b = Store(tmp_path, url=database_url), Store(tmp_path, url=database_url)
     a.create_collection("c", "1.0")
     vectors = unit_vectors(50, seed=1)
     rows = a.add_faces("c", face_rows(vectors))
@@ -117,7 +133,9 @@ def test_other_instance_sees_changes_at_once(tmp_path):
     b.close()
 
 
-def test_saved_index_is_repaired_when_stale_and_rebuilt_when_missing_or_corrupt(tmp_path):
+def test_saved_index_is_repaired_when_stale_and_rebuilt_when_missing_or_corrupt(tmp_path,
+                                                                                  database_url):
+    sqlite_only(database_url)
     s = Store(tmp_path)
     s.create_collection("c", "1.0")
     vectors = unit_vectors(100, seed=3)
@@ -179,8 +197,9 @@ def test_pagination_tokens_are_signed_and_scoped(store):
         store.read_token(token, "faces:other")
 
 
-def test_index_survives_wrong_instance_file(tmp_path):
+def test_index_survives_wrong_instance_file(tmp_path, database_url):
     """An index file left by another database (same path, different instance) is ignored."""
+    sqlite_only(database_url)
     s = Store(tmp_path / "a")
     s.create_collection("c", "1.0")
     s.add_faces("c", face_rows(unit_vectors(5)))
@@ -199,9 +218,10 @@ def test_index_survives_wrong_instance_file(tmp_path):
     t.close()
 
 
-def test_hnsw_variant_still_deletes_immediately(tmp_path):
-    """HNSW cannot remove vectors: the store rebuilds it, so deletions still take effect."""
-    s = Store(tmp_path, index_kind="hnsw")
+def test_hnsw_variant_still_deletes_immediately(tmp_path, database_url):
+    """HNSW cannot remove vectors: the store rebuilds it, so deletions still take effect (on
+    PostgreSQL: pgvector's HNSW index, searched in the database)."""
+    s = Store(tmp_path, url=database_url, index_kind="hnsw")
     s.create_collection("c", "1.0")
     vectors = unit_vectors(300, seed=11)
     rows = s.add_faces("c", face_rows(vectors))
@@ -249,7 +269,7 @@ def test_concurrent_threads_search_while_others_write(store):
 WRITER = """
 import sys, numpy as np
 from candor.store import Store
-s = Store(sys.argv[1])
+s = Store(sys.argv[1], url=sys.argv[3] if len(sys.argv) > 3 else None)
 try:
     s.create_collection("c", "1.0")
 except Exception:
@@ -268,7 +288,7 @@ while True:
 """
 
 
-def test_kill_9_at_random_moments_of_a_write_loop(tmp_path):
+def test_kill_9_at_random_moments_of_a_write_loop(tmp_path, database_url):
     """Killed at arbitrary points of a tight commit loop (so often mid-commit), the database
     keeps every acknowledged insert and delete, and nothing half-written."""
     import random
@@ -280,7 +300,8 @@ def test_kill_9_at_random_moments_of_a_write_loop(tmp_path):
     rng = random.Random(3)
     acked, deleted, in_flight = set(), set(), set()
     for round_ in range(4):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(round_)],
+        url = [database_url] if database_url else []
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(round_), *url],
                                 stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(rng.uniform(0.2, 0.8))
@@ -297,7 +318,7 @@ def test_kill_9_at_random_moments_of_a_write_loop(tmp_path):
         if last:  # its delete may have committed unacknowledged when the kill came
             in_flight.add(last)
     assert len(acked) > 30
-    s = Store(tmp_path)
+    s = Store(tmp_path, url=database_url)
     assert s.integrity_check() == "ok"
     coll = s.collection("c", org=OPERATOR_ORG)
     stored = {f.face_id for f in s.list_faces(coll.id, 0, 100_000)[0]}
@@ -315,11 +336,11 @@ def test_kill_9_at_random_moments_of_a_write_loop(tmp_path):
     s.close()
 
 
-def test_a_bad_index_kind_is_a_typed_error(tmp_path):
+def test_a_bad_index_kind_is_a_typed_error(tmp_path, database_url):
     from candor.errors import InvalidParameter
 
     with pytest.raises(InvalidParameter):
-        Store(tmp_path, index_kind="lsh")
+        Store(tmp_path, url=database_url, index_kind="lsh")
 
 
 def test_schema_too_new_is_a_candor_error():

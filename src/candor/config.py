@@ -39,6 +39,7 @@ def default_data_dir() -> Path:
 ENV: dict[str, str] = {
     "CANDOR_DATA_DIR": "data_dir",
     "CANDOR_DATABASE_URL": "database_url",
+    "CANDOR_READ_REPLICA_URL": "read_replica_url",
     "CANDOR_BACKEND": "backend",
     "CANDOR_DETECTOR": "detector",
     "CANDOR_INDEX": "index_kind",
@@ -69,6 +70,8 @@ class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
     #: SQLAlchemy URL of the database; None: SQLite at <data_dir>/candor.db
     database_url: str | None = None
+    #: a PostgreSQL streaming replica that searches and listings may read (docs/postgres.md)
+    read_replica_url: str | None = None
     backend: str = DEFAULT_BACKEND
     detector: str = DEFAULT_DETECTOR
     #: vector index per collection: flat (exact) or hnsw (approximate)

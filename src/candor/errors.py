@@ -72,6 +72,14 @@ class SchemaTooNew(CandorError):
     http_status = 503
 
 
+class ServiceUnavailable(CandorError):
+    """A dependency is down for a moment (the PostgreSQL server restarting, a connection lost):
+    retry the call. boto3 retries 503 by itself."""
+
+    code = "ServiceUnavailableException"
+    http_status = 503
+
+
 class InternalServerError(CandorError):
     """A real bug or an unavailable dependency; boto3 retries it (HTTP 500)."""
 
@@ -138,6 +146,14 @@ class InvalidSignature(AuthError):
 
 class AuditUnavailable(InternalServerError):
     """The record could not be written, so the operation is refused: no unaudited work."""
+
+
+class AuditServiceUnavailable(AuditUnavailable):
+    """The ledger's database is unreachable for a moment (PostgreSQL restarting): the call is
+    refused and undone like any unaudited one, but as retryable (503), not as a bug."""
+
+    code = "ServiceUnavailableException"
+    http_status = 503
 
 
 class UnrecordableValue(AuditUnavailable):

@@ -7,12 +7,14 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from candor import __version__
 from candor.cli import (
     audit,
     celebrities,
     collections,
+    db,
     faces,
     governance,
     identify,
@@ -28,8 +30,45 @@ from candor.cli.common import console, err_console, remember_globals
 from candor.config import DEFAULT_CATEGORY, OPERATOR_ORG
 from candor.errors import CandorError
 
+
+class _Root(TyperGroup):
+    """The root group, which takes ``--database URL`` and ``--read-replica URL`` anywhere on
+    the line: they are root options (every command's store opens them) that users also write
+    after the subcommand (``candor audit verify --database URL``), so they are moved in front
+    before parsing."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_database(args))
+
+
+#: root options accepted after any subcommand
+HOISTED = ("--database", "--read-replica")
+
+
+def hoist_database(args: list[str]) -> list[str]:
+    """``args`` with every ``--database URL`` / ``--database=URL`` (and ``--read-replica``)
+    moved to the front."""
+    front, rest, i = [], [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg in HOISTED and i + 1 < len(args):
+            front += args[i:i + 2]
+            i += 2
+            continue
+        if arg.startswith(tuple(f"{o}=" for o in HOISTED)):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
 app = typer.Typer(
     name="candor",
+    cls=_Root,
     help="Self-hosted face recognition with accountability built in.\n\n"
          "Detect and compare faces in photos, index them into collections and search them, "
          "or serve Amazon Rekognition's API to any AWS SDK.",
@@ -64,6 +103,13 @@ def root(
         "--authorization-ref", help="Reference of the authorisation (warrant, court order) "
         "these calls are made under, for policies that require one; recorded in the audit "
         "ledger (also CANDOR_AUTHORIZATION_REF).")] = None,
+    database: Annotated[str | None, typer.Option(
+        "--database", help="SQLAlchemy URL of the database, e.g. postgresql+psycopg://... "
+        "(also CANDOR_DATABASE_URL); accepted after any command too [default: SQLite in the "
+        "data dir]. See docs/postgres.md.")] = None,
+    read_replica: Annotated[str | None, typer.Option(
+        "--read-replica", help="URL of a PostgreSQL streaming replica of --database: searches "
+        "and listings read it once it has caught up (also CANDOR_READ_REPLICA_URL).")] = None,
     no_normalisation: Annotated[bool, typer.Option(
         "--no-normalisation", help="Score with the raw cosine, without score normalisation "
         "(also CANDOR_NORMALISATION=off): for comparison; the audit ledger records which "
@@ -71,7 +117,8 @@ def root(
 ) -> None:
     """Self-hosted face recognition with accountability built in."""
     remember_globals(org=as_org, category=category, policy=policy,
-                     authorization_reference=authorization_ref,
+                     authorization_reference=authorization_ref, database_url=database,
+                     read_replica_url=read_replica,
                      normalisation=False if no_normalisation else None)
 
 
@@ -88,6 +135,7 @@ eval_commands.register(app)  # eval: accuracy, calibration, fairness
 identify.register(app)  # identify (every face of a photo), sdk-path
 celebrities.register(app)  # celebrities: import, list, show, remove
 video.register(app)  # video detect|search|redact, redact (photos)
+db.register(app)  # db: start|stop|url, a local PostgreSQL server
 
 
 def _plain_help(typer_app: typer.Typer) -> None:

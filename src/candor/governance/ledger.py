@@ -27,7 +27,12 @@ from sqlalchemy import String, Table, and_, cast, func, insert, select, true
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
-from candor.errors import AuditUnavailable, UnrecordableValue
+from candor.errors import (
+    AuditServiceUnavailable,
+    AuditUnavailable,
+    ServiceUnavailable,
+    UnrecordableValue,
+)
 from candor.governance.canonical import canonical, hash_matches, record_hash
 from candor.governance.canonical import value as canonical_value
 from candor.store.schema import audit_records
@@ -172,7 +177,8 @@ class Ledger:
             for attempt in range(self.retries):
                 try:
                     row = self._append_once(body)
-                except (IntegrityError, OperationalError) as exc:  # lost a race, or locked
+                # lost a race, locked, or (PostgreSQL) the server restarting
+                except (IntegrityError, OperationalError, ServiceUnavailable) as exc:
                     last_exc = exc
                     time.sleep(min(0.005 * (2 ** attempt), 0.25))
                     continue
@@ -182,6 +188,9 @@ class Ledger:
                 self._write_anchor(row["seq"], row["hash"])
                 return row
         log.error("audit ledger write failed: %s", last_exc)
+        if isinstance(last_exc, ServiceUnavailable):  # retryable: 503, still undone
+            raise AuditServiceUnavailable("the audit ledger's database is unavailable, so the "
+                                          "operation was refused; retry") from last_exc
         raise AuditUnavailable("the audit ledger cannot be written, so the operation was "
                                "refused (no unaudited biometric work)") from last_exc
 

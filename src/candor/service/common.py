@@ -37,7 +37,8 @@ def store_of(service: Service) -> Store:
     store = service.__dict__.get("_store")
     if store is None:
         store = service.__dict__["_store"] = open_store(
-            service.data_dir, service.settings.database_url, service.settings.index_kind)
+            service.data_dir, service.settings.database_url, service.settings.index_kind,
+            service.settings.read_replica_url)
     return store
 
 

@@ -61,17 +61,27 @@ class Store(CollectionsPart, FacesPart, UsersPart, TokensPart, CelebritiesPart, 
     """
 
     def __init__(self, data_dir: str | os.PathLike | None = None, url: str | None = None,
-                 index_kind: str | None = None) -> None:
+                 index_kind: str | None = None, replica_url: str | None = None) -> None:
         self.index_kind = index_kind or "flat"
         if self.index_kind not in INDEX_KINDS:
             raise InvalidParameter(f"the vector index must be flat or hnsw, not {self.index_kind!r}")
         self.data_dir = config.data_dir(data_dir)
-        self.db = Database(url or sqlite_url(self.data_dir))
+        self.db = Database(url or sqlite_url(self.data_dir), replica_url=replica_url)
         with self.db.read() as conn:
             settings = dict(conn.execute(select(T_settings.c.key, T_settings.c.value)).all())
         self._token_key = bytes.fromhex(settings["token_key"])
         self.instance_id = settings["instance_id"]
-        self.vectors = VectorCache(self.db, self.data_dir, self.index_kind, self.instance_id)
+        self.vectors = self._vectors()
+
+    def _vectors(self) -> VectorCache:
+        """Where face vectors are searched, chosen by the engine behind one interface: FAISS
+        indexes cached in this process on SQLite, pgvector in the database on PostgreSQL (so
+        that no node of several holds a private copy)."""
+        if self.db.is_postgres:
+            from candor.store.pgvector_index import PgVectors
+
+            return PgVectors(self.db, self.data_dir, self.index_kind, self.instance_id)
+        return VectorCache(self.db, self.data_dir, self.index_kind, self.instance_id)
 
     # ---------------------------------------------------------------- the database
 
@@ -107,6 +117,13 @@ class Store(CollectionsPart, FacesPart, UsersPart, TokensPart, CelebritiesPart, 
         with self.db.read() as conn:
             yield conn
 
+    @contextmanager
+    def read_replica(self) -> Iterator[Connection]:
+        """For searches and listings: the read replica when there is one and it is caught up
+        (:meth:`Database.read_replica`), else the database itself."""
+        with self.db.read_replica() as conn:
+            yield conn
+
     def integrity_check(self) -> str:
         """SQLite's own ``PRAGMA integrity_check`` ("ok" when sound), plus foreign keys."""
         return self.db.integrity_check()
@@ -122,7 +139,7 @@ class Store(CollectionsPart, FacesPart, UsersPart, TokensPart, CelebritiesPart, 
 
     # ---------------------------------------------------------------- vector indexes
 
-    def face_index(self, coll_pk: int) -> VectorIndex:
+    def face_index(self, coll_pk: int) -> VectorIndex:  # or a PgVectorIndex on PostgreSQL
         """The collection's face index, brought up to the database's current state."""
         return self.vectors.face_index(coll_pk)
 
@@ -138,19 +155,20 @@ class Store(CollectionsPart, FacesPart, UsersPart, TokensPart, CelebritiesPart, 
         self.db.checkpoint()
 
 
-_stores: dict[tuple[str, str | None, str], Store] = {}
+_stores: dict[tuple[str, str | None, str, str | None], Store] = {}
 _stores_lock = threading.Lock()
 
 
 def open_store(data_dir: str | os.PathLike | None = None, url: str | None = None,
-               index_kind: str | None = None) -> Store:
+               index_kind: str | None = None, replica_url: str | None = None) -> Store:
     """The process-wide store for a data dir (one engine and one set of indexes per database)."""
     path = str(config.data_dir(data_dir).resolve())
-    key = (path, url, index_kind or "flat")
+    key = (path, url, index_kind or "flat", replica_url)
     with _stores_lock:
         store = _stores.get(key)
         if store is None:
-            store = _stores[key] = Store(path, url=url, index_kind=index_kind)
+            store = _stores[key] = Store(path, url=url, index_kind=index_kind,
+                                         replica_url=replica_url)
         return store
 
 

@@ -82,7 +82,7 @@ class CollectionsPart:
             after_id, after_org = after
             q = q.where((T_coll.c.collection_id > after_id)
                         | ((T_coll.c.collection_id == after_id) & (T_coll.c.owner_org > after_org)))
-        with self.read() as conn:
+        with self.read_replica() as conn:  # a listing: the replica may serve it
             rows = conn.execute(q).all()
         return rows[:limit], len(rows) > limit
 

@@ -12,11 +12,22 @@ write transaction that deleted embeddings (:meth:`Database.mark_erasing`) is fol
 has committed, by a ``wal_checkpoint(TRUNCATE)`` that empties the log (:meth:`Database.checkpoint`
 says what that guarantees). Ordinary writes (IndexFaces) do not checkpoint: SQLite's automatic
 checkpoints suffice for them, and secure_delete costs nothing on an insert.
+
+PostgreSQL (a ``postgresql://`` URL, driver psycopg 3; docs/postgres.md). Write transactions
+are serialised in the database, as SQLite's ``BEGIN IMMEDIATE`` serialises them in a file: each
+takes one transaction-scoped advisory lock first, so the read-then-write steps the store does
+(a generation bump, the ledger's head) behave the same with any number of candor nodes, and the
+audit chain never forks. Reads run concurrently. A lost connection or a server restart is
+reported as :class:`~candor.errors.ServiceUnavailable` (HTTP 503, retryable), and the pool
+tests each connection before use (``pool_pre_ping``), so a node recovers by itself. WAL,
+PRAGMAs and checkpoints are SQLite's: on PostgreSQL they are no-ops (a deleted row's bytes are
+reclaimed by VACUUM; docs/postgres.md says what that means for erasure).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -24,7 +35,9 @@ from pathlib import Path
 
 from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
+from candor.errors import ServiceUnavailable
 from candor.store.migrations import migrate
 
 log = logging.getLogger(__name__)
@@ -38,6 +51,21 @@ BUSY_TIMEOUT_MS = 60_000
 CHECKPOINT_WAIT_MS = 5_000
 
 _ERASING = "candor_erasing"
+
+#: the longest a search waits for the read replica to catch up before it reads the primary
+REPLICA_WAIT_S = 0.2
+
+#: the advisory lock every PostgreSQL write transaction takes (any constant; "candor" in ASCII)
+WRITE_LOCK = 0x63616E646F72
+
+
+def normalise_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` mean the psycopg 3 driver (the one the postgres
+    extra installs), not SQLAlchemy's default psycopg2."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
 
 
 def utcnow() -> datetime:
@@ -75,15 +103,58 @@ def configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+def configure_postgres(engine: Engine) -> None:
+    """Serialise write transactions (an advisory lock, waited for up to the busy timeout) and
+    turn connection-class failures into :class:`ServiceUnavailable`."""
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        if conn.get_execution_options().get("candor_write", False):
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {BUSY_TIMEOUT_MS}")
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context):
+        failure = context.original_exception
+        if context.is_pre_ping:  # the pool recognises a dead connection and reconnects
+            return None
+        # any driver's OperationalError (SQLAlchemy wraps it): connection, shutdown, lock
+        # timeout, serialisation failure: all worth a retry
+        if context.is_disconnect or isinstance(context.sqlalchemy_exception, OperationalError):
+            return ServiceUnavailable(f"the database is unavailable ({type(failure).__name__}); "
+                                      "retry the call")
+        return None
+
+
 class Database:
     """One SQL database, migrated to the latest schema, with read and write transactions."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine = create_engine(url)
-        self.is_sqlite = self.engine.dialect.name == "sqlite"
+    def __init__(self, url: str, replica_url: str | None = None) -> None:
+        self.url = url = normalise_url(url)
+        self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
+            self.engine = create_engine(url)
             configure_sqlite(self.engine)
+        else:
+            self.engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=24)
+            if self.engine.dialect.name == "postgresql":
+                configure_postgres(self.engine)
+        self.is_postgres = self.engine.dialect.name == "postgresql"
+        #: a streaming replica for searches and listings (PostgreSQL only; docs/postgres.md)
+        self.replica = None
+        if replica_url:
+            if not self.is_postgres:
+                from candor.errors import InvalidParameter
+
+                raise InvalidParameter("a read replica needs a PostgreSQL database")
+            self.replica = create_engine(normalise_url(replica_url), pool_pre_ping=True,
+                                         pool_size=8, max_overflow=24,
+                                         connect_args={"application_name": "candor-replica"})
+            configure_postgres(self.replica)
+        #: how long a replica read waits for the replica to replay the primary's writes
+        self.replica_wait_s = REPLICA_WAIT_S
+        #: reads the replica served, and reads that went to the primary instead (it lagged)
+        self.replica_reads = self.replica_fallbacks = 0
         self.writer = self.engine.execution_options(candor_write=True)
         self.schema_version = migrate(self.writer)
         #: how long a checkpoint after an erasure waits for other connections' transactions
@@ -107,6 +178,53 @@ class Database:
     def read(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def read_replica(self) -> Iterator[Connection]:
+        """A read transaction for a search or a listing: on the replica when one is configured
+        and has replayed every write the primary had when this began (so the read sees every
+        write committed before it, from any node: the same rule as without a replica), else
+        on the primary. The check costs one tiny query on each; the search itself, the heavy
+        part, runs on the replica."""
+        if self.replica is None:
+            with self.read() as conn:
+                yield conn
+            return
+        conn = self._caught_up_replica()
+        if conn is None:
+            self.replica_fallbacks += 1
+            with self.read() as conn:
+                yield conn
+            return
+        self.replica_reads += 1
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            conn.close()
+
+    def _caught_up_replica(self) -> Connection | None:
+        with self.engine.connect() as primary:
+            target = _lsn(primary.exec_driver_sql("SELECT pg_current_wal_insert_lsn()").scalar())
+        try:
+            conn = self.replica.connect()
+        except ServiceUnavailable:
+            log.warning("the read replica is unavailable: reading from the primary")
+            return None
+        deadline = time.monotonic() + self.replica_wait_s
+        try:
+            while True:
+                replayed = conn.exec_driver_sql("SELECT pg_last_wal_replay_lsn()").scalar()
+                conn.rollback()
+                if replayed is not None and _lsn(replayed) >= target:
+                    return conn
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.002)
+        except ServiceUnavailable:
+            pass
+        conn.close()
+        return None
 
     @staticmethod
     def mark_erasing(conn: Connection) -> None:
@@ -164,3 +282,11 @@ class Database:
         """Empty the write-ahead log into the database, then release every connection."""
         self.checkpoint()
         self.engine.dispose()
+        if self.replica is not None:
+            self.replica.dispose()
+
+
+def _lsn(text: str) -> int:
+    """A PostgreSQL WAL position ``X/Y`` as one comparable number."""
+    hi, _, lo = str(text).partition("/")
+    return (int(hi, 16) << 32) + int(lo, 16)

@@ -117,7 +117,7 @@ class FacesPart:
             q = q.where(T_faces.c.user_pk == user_pk)
         if face_ids is not None:
             q = q.where(T_faces.c.face_id.in_(face_ids))
-        with self.read() as conn:
+        with self.read_replica() as conn:  # a listing: the replica may serve it
             rows = conn.execute(q).all()
         return [FaceRow.from_row(r) for r in rows[:limit]], len(rows) > limit
 

@@ -37,6 +37,8 @@ _V1_TABLES = ["settings", "collections", "users", "faces", "idempotency_tokens",
 def _v1_initial(conn: Connection) -> None:
     """Collections, users, faces, idempotency tokens, access keys, audit records, settings."""
     tables = [metadata.tables[name] for name in _V1_TABLES]
+    if conn.dialect.name == "postgresql":  # faces.embedding is a pgvector vector(128)
+        conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS vector")
     metadata.create_all(conn, tables=tables)
     conn.execute(settings.insert(), [
         {"key": "token_key", "value": secrets.token_hex(32)},

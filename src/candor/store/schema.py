@@ -8,6 +8,7 @@ database to it, and a test checks that a freshly migrated database matches these
 
 from __future__ import annotations
 
+import numpy as np
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -24,6 +25,37 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
 )
+from sqlalchemy.types import TypeDecorator
+
+#: dimensions of a face embedding
+DIM = 128
+
+
+class Embedding(TypeDecorator):
+    """A face embedding: 128 float32 as raw little-endian bytes on SQLite (searched by the
+    FAISS cache), a pgvector ``vector(128)`` on PostgreSQL (searched in the database with an
+    HNSW index). Either way the code above sees bytes, so nothing else depends on the engine."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "postgresql":
+            from pgvector.sqlalchemy import VECTOR
+
+            return dialect.type_descriptor(VECTOR(DIM))
+        return dialect.type_descriptor(LargeBinary())
+
+    def process_bind_param(self, value, dialect):
+        if value is None or dialect.name != "postgresql":
+            return value
+        return np.frombuffer(value, dtype="<f4").astype(np.float32)
+
+    def process_result_value(self, value, dialect):
+        if value is None or dialect.name != "postgresql":
+            return value
+        return np.asarray(value, dtype="<f4").tobytes()
+
 
 #: a 64-bit key that is SQLite's rowid alias there (so AUTOINCREMENT applies) and BIGINT elsewhere
 Key = BigInteger().with_variant(Integer(), "sqlite")
@@ -103,12 +135,17 @@ faces = Table(
     Column("bbox_top", Float, nullable=False),
     Column("confidence", Float, nullable=False),
     Column("model_version", String(32), nullable=False),
-    Column("embedding", LargeBinary, nullable=False),  # 128 float32, unit length
+    Column("embedding", Embedding, nullable=False),  # 128 float32, unit length
     Column("user_pk", Key, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index(None, "collection_pk", "id"),
     Index(None, "collection_pk", "external_image_id"),
     Index(None, "user_pk"),
+    # PostgreSQL only: the approximate nearest-neighbour index over inner product (embeddings
+    # are unit vectors, so inner product = cosine), searched with ``<#>``
+    Index("ix_faces_embedding_hnsw", "embedding", postgresql_using="hnsw",
+          postgresql_with={"m": 16, "ef_construction": 64},
+          postgresql_ops={"embedding": "vector_ip_ops"}).ddl_if(dialect="postgresql"),
     sqlite_autoincrement=True,
 )
 

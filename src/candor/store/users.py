@@ -83,7 +83,7 @@ class UsersPart:
              .order_by(T_users.c.user_id).limit(limit + 1))
         if after is not None:
             q = q.where(T_users.c.user_id > after)
-        with self.read() as conn:
+        with self.read_replica() as conn:  # a listing: the replica may serve it
             rows = conn.execute(q).all()
         return rows[:limit], len(rows) > limit
 
