@@ -47,7 +47,7 @@ def _celebrity_work(service: Service, job: JobRow, progress) -> dict:
     gallery = store.gallery()
     threshold = gallery_threshold(len(gallery))
     info, sha, frames, counts = _frames(service, job, progress)
-    rows = {}
+    rows: dict[int, Any] = {}
     found: list[dict[str, Any]] = []
     segment: dict[int, tuple[int, float] | None] = {}
     for ff in frames:
@@ -67,12 +67,12 @@ def _celebrity_work(service: Service, job: JobRow, progress) -> dict:
             if row is None:  # removed from the gallery while the job ran
                 continue
             detail = tf.face.detail.to_dict()
-            info_ = celebrity_info(row)
-            celebrity = {"Urls": info_["Urls"], "Name": row.name, "Id": row.celebrity_id,
+            published = celebrity_info(row)
+            celebrity = {"Urls": published["Urls"], "Name": row.name, "Id": row.celebrity_id,
                          "Confidence": round(match[1], 4),
                          "BoundingBox": detail["BoundingBox"], "Face": detail}
-            if "KnownGender" in info_:
-                celebrity["KnownGender"] = info_["KnownGender"]
+            if "KnownGender" in published:
+                celebrity["KnownGender"] = published["KnownGender"]
             found.append({"Timestamp": tf.timestamp_ms, "Celebrity": celebrity})
     params = {**job.params, GALLERY_KEY: {"version": gallery.version, "people": len(gallery),
                                           "threshold": threshold}}
@@ -97,5 +97,4 @@ def get_celebrity_recognition(service: Service, params: dict) -> dict:
         out["Celebrities"] = page
         if token:
             out["NextToken"] = token
-    out = _tail(job, out)
-    return out
+    return _tail(job, out)
