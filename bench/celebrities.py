@@ -1,7 +1,7 @@
 """Celebrity recognition on LFW View 1: a gallery of the people with several photos, one photo
 each held out, and 500 people outside the gallery.
 
-    python bench/celebrities.py [--data ../shared/data/faces] [--cache DIR] [--dev]
+    python bench/celebrities.py [--data ../shared/data/faces] [--cache DIR] [--dev] [--methods]
 
 Protocol (docs/celebrities.md). People are grouped by how many photos of them LFW View 1 has.
 
@@ -14,10 +14,13 @@ Protocol (docs/celebrities.md). People are grouped by how many photos of them LF
 
 The method and thresholds (candor.service.celebrities) were chosen on the *development* split,
 which this script prints only with ``--dev``: each person's first photo held out instead, and
-the next 500 outsiders. Each photo's face is the one nearest the centre (LFW is centred on the
-labelled person), embedded through the evaluation cache (``candor.eval.embeddings``, every
-core); the gallery is a real store, recognised by the code RecognizeCelebrities runs
-(:mod:`candor.eval.celebrities`, which ``candor celebrities evaluate`` runs on any folders).
+the other 1,430 people with one photo as outsiders (none of the reported 500). ``--methods``
+prints every method tried (bench/celebrity_methods.py), each with its threshold chosen on the
+development split and measured on the reported one. Each photo's face is the one nearest the
+centre (LFW is centred on the labelled person), embedded through the evaluation cache
+(``candor.eval.embeddings``, every core); the gallery is a real store, recognised by the code
+RecognizeCelebrities runs (:mod:`candor.eval.celebrities`, which ``candor celebrities
+evaluate`` runs on any folders).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ def split(lfw: Path, dev: bool):
         by_person[path.parent.name].append(path)
     singles = sorted(n for n, p in by_person.items() if len(p) == 1)
     random.Random(SEED).shuffle(singles)
-    outsiders = singles[OUTSIDERS:2 * OUTSIDERS] if dev else singles[:OUTSIDERS]
+    outsiders = singles[OUTSIDERS:] if dev else singles[:OUTSIDERS]
     return by_person, [by_person[n][0] for n in outsiders]
 
 
@@ -54,6 +57,12 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, default=None,
                     help="data dir holding the evaluation embedding cache [default: candor's]")
     ap.add_argument("--dev", action="store_true", help="the development split (not reported)")
+    ap.add_argument("--fit-thresholds", action="store_true",
+                    help="the MatchConfidence naming <= 1 %% of the development outsiders, by "
+                    "gallery size (how the service's thresholds were chosen)")
+    ap.add_argument("--methods", action="store_true",
+                    help="every method tried: threshold chosen on the development split, "
+                    "measured on the reported one")
     args = ap.parse_args()
     lfw = args.data / "lfw"
     by_person, outsiders = split(lfw, args.dev)
@@ -64,6 +73,10 @@ def main() -> int:
     missing = sum(v is None for v in vectors.values())
     print(f"photos: {len(paths)}, no face detected: {missing}; "
           f"split: {'development' if args.dev else 'reported'}")
+    if args.methods:
+        return methods(lfw, vectors)
+    if args.fit_thresholds:
+        return fit(lfw, vectors)
     for name, least in (("gallery3", 3), ("gallery2", 2)):
         people = {n: p for n, p in by_person.items() if len(p) >= least}
         held = {n: (p[0] if args.dev else p[-1]) for n, p in people.items()}
@@ -71,6 +84,53 @@ def main() -> int:
         print(f"{name}: people {r['people']}, right person named {r['right']:.4f}, "
               f"outsiders named {r['outsiders_named']:.4f} ({r['outsiders']} outsiders), "
               f"threshold {r['threshold']:.2f}")
+    return 0
+
+
+def fit(lfw: Path, vectors: dict) -> int:
+    """The development split's thresholds by gallery size (candor.service.celebrities)."""
+    from celebrity_methods import candor, fit_thresholds, make_split, threshold_for
+
+    from candor.scoring.similarity import Scoring
+
+    by_person, outsiders = split(lfw, dev=True)
+    for least in (3, 2):
+        people = {n: p for n, p in by_person.items() if len(p) >= least}
+        dev = make_split(people, {n: p[0] for n, p in people.items()}, outsiders, vectors)
+        if least == 3:
+            _, score = candor(dev, dev.outsiders)
+            print(f"gallery3 (development): {dev.people} people, <= 1 % of outsiders from "
+                  f"MatchConfidence {float(Scoring().from_score(threshold_for(score))):.3f}")
+            continue
+        for size, threshold in fit_thresholds(dev):
+            print(f"gallery of {size} (development, two photos or more): <= 1 % of outsiders "
+                  f"from MatchConfidence {threshold:.3f}")
+    return 0
+
+
+def methods(lfw: Path, vectors: dict) -> int:
+    """A markdown table per gallery: every method of bench/celebrity_methods.py."""
+    from celebrity_methods import compare, make_split
+
+    splits = {}
+    for dev in (True, False):
+        by_person, outsiders = split(lfw, dev)
+        splits[dev] = (by_person, outsiders)
+    for name, least in (("gallery3", 3), ("gallery2", 2)):
+        made = []
+        for dev in (True, False):
+            by_person, outsiders = splits[dev]
+            people = {n: p for n, p in by_person.items() if len(p) >= least}
+            held = {n: (p[0] if dev else p[-1]) for n, p in people.items()}
+            made.append(make_split(people, held, outsiders, vectors))
+        print(f"\n{name}: {made[1].people} people; threshold chosen on the development split "
+              f"(<= 1 % of {len(made[0].outsiders)} outsiders), measured on the reported split "
+              f"({len(made[1].outsiders)} outsiders)\n")
+        print("| method | development: right | outsiders | reported: right | outsiders | rank-1 |")
+        print("|---|---|---|---|---|---|")
+        for r in compare(made[0], made[1]):
+            print(f"| {r['method']} | {r['dev_right']:.1%} | {r['dev_outsiders']:.1%} | "
+                  f"**{r['right']:.1%}** | {r['outsiders']:.1%} | {r['rank1']:.1%} |")
     return 0
 
 

@@ -1,8 +1,10 @@
-"""``candor video detect|search|redact`` and ``candor redact``: stored video from the command line.
+"""``candor video detect|search|celebrities|redact`` and ``candor redact``: stored video from the
+command line.
 
-The video commands run the same jobs as the HTTP API's StartFaceDetection / StartFaceSearch, in
-this process and through the governance gate (decided by the policy, recorded in the ledger):
-the file's folder is served to the job as a local bucket. ``--json`` prints the Get* response.
+The video commands run the same jobs as the HTTP API's StartFaceDetection / StartFaceSearch /
+StartCelebrityRecognition, in this process and through the governance gate (decided by the
+policy, recorded in the ledger): the file's folder is served to the job as a local bucket.
+``--json`` prints the Get* response.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from candor.cli.common import (
 
 LOCAL_BUCKET = "candor-local"
 
-video_app = typer.Typer(help="Faces in stored videos: detect, search a collection, redact.",
+video_app = typer.Typer(help="Faces in stored videos: detect, search a collection, recognise "
+                        "the celebrity gallery's people, redact.",
                         no_args_is_help=True)
 
 FileArg = Annotated[Path, typer.Argument(help="The video file (MP4, MOV, MKV, WebM, AVI ...).",
@@ -71,7 +74,7 @@ def run_job(start: str, get: str, params: dict[str, Any], file: Path, data_dir, 
     token = None
     while True:
         page = gate.call(get, {"JobId": job_id, **({"NextToken": token} if token else {})})
-        key = "Persons" if "Persons" in page else "Faces"
+        key = next((k for k in ("Persons", "Celebrities") if k in page), "Faces")
         items = out.get(key, []) + page.get(key, [])
         out = {**page, **({key: items} if key in page else {})}
         token = page.get("NextToken")
@@ -161,6 +164,54 @@ def search(collection: Annotated[str, typer.Argument(help="The collection to sea
     for r in rows:
         table.add_row(str(r["index"]), _ms(r["start"]), _ms(r["end"]), str(r["frames"]),
                       r["who"] or "-", f"{r['similarity']:.1f}" if r["who"] else "-")
+    console.print(table)
+
+
+#: two sightings of a person further apart than this are two appearances
+APPEARANCE_GAP_MS = 1500
+
+
+def celebrity_appearances(celebrities: list[dict]) -> list[dict]:
+    """Who appears when: per person, each stretch of time they were named (sightings less than
+    :data:`APPEARANCE_GAP_MS` apart are one appearance), with the best Confidence."""
+    by_id: dict[str, list[dict]] = {}
+    for c in sorted(celebrities, key=lambda c: c["Timestamp"]):
+        by_id.setdefault(c["Celebrity"]["Id"], []).append(c)
+    rows: list[dict] = []
+    for sightings in by_id.values():
+        for c in sightings:
+            row = rows[-1] if rows and rows[-1]["id"] == c["Celebrity"]["Id"] else None
+            if row is None or c["Timestamp"] - row["end"] > APPEARANCE_GAP_MS:
+                row = {"id": c["Celebrity"]["Id"], "name": c["Celebrity"]["Name"],
+                       "start": c["Timestamp"], "end": c["Timestamp"], "frames": 0,
+                       "confidence": 0.0}
+                rows.append(row)
+            row["end"] = c["Timestamp"]
+            row["frames"] += 1
+            row["confidence"] = max(row["confidence"], c["Celebrity"]["Confidence"])
+    return sorted(rows, key=lambda r: (r["start"], r["name"]))
+
+
+@video_app.command("celebrities")
+def celebrities(file: FileArg, fps: FpsOption = None, json_output: JsonOption = False,
+                data_dir: DataDirOption = None, backend: BackendOption = None,
+                detector: DetectorOption = None) -> None:
+    """Recognise the celebrity gallery's people in a video (StartCelebrityRecognition): who
+    appears when. The gallery is the operator's own (candor celebrities import)."""
+    with cli_errors():
+        resp = run_job("StartCelebrityRecognition", "GetCelebrityRecognition", {}, file,
+                       data_dir, backend, detector, fps, json_output)
+    if json_output:
+        print_json(resp)
+        return
+    _fail_job(resp)
+    rows = celebrity_appearances(resp.get("Celebrities", []))
+    table = Table(title=f"{len({r['id'] for r in rows})} celebrity(ies) in {file.name}")
+    for column in ("name", "id", "from", "to", "frames", "confidence"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["name"], r["id"], _ms(r["start"]), _ms(r["end"]), str(r["frames"]),
+                      f"{r['confidence']:.2f}")
     console.print(table)
 
 

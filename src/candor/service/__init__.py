@@ -12,7 +12,8 @@ Operations live in one module per family and register themselves with :func:`ope
 ``faces`` (IndexFaces, ListFaces, DeleteFaces), ``users`` (CreateUser ... DisassociateFaces),
 ``search`` (SearchFaces*, SearchUsers*), ``identify`` (SearchFacesInImage, candor's own),
 ``celebrities`` (RecognizeCelebrities, GetCelebrityInfo), ``video`` (Start/GetFaceDetection,
-Start/GetFaceSearch), ``reviews`` (GetReviewResult, candor's own).
+Start/GetFaceSearch), ``celebrity_video`` (Start/GetCelebrityRecognition), ``reviews``
+(GetReviewResult, candor's own).
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ def _load_operations() -> None:
     at the top, because each of them imports :func:`operation` from this module)."""
     from candor.service import (  # noqa: F401
         celebrities,
+        celebrity_video,
         collections,
         detection,
         faces,

@@ -37,12 +37,16 @@ MAX_CELEBRITIES = 64
 #: the open-set score's weights: how much standing out from the second-best person (margin)
 #: and from the gallery as a whole (the query's z-score over the templates, /100) add to the
 #: best person's score. Chosen on the development split (docs/celebrities.md).
-MARGIN_WEIGHT = 0.75
+MARGIN_WEIGHT = 0.5
 ZSCORE_WEIGHT = 0.5
+#: a person with more photos gives a stranger more chances to come close to one of them: each
+#: person's score is lowered by this much per unit of log(photos) above the gallery's mean
+#: (chosen on the development split, docs/celebrities.md)
+PHOTOS_WEIGHT = 0.005
 #: CELEBRITY_THRESHOLD holds for galleries up to this many people; beyond, every doubling of
 #: the gallery raises the threshold this much (fitted on the development split)
 REFERENCE_GALLERY = 400
-THRESHOLD_PER_DOUBLING = 0.1
+THRESHOLD_PER_DOUBLING = 0.08
 
 
 def gallery_threshold(people: int) -> float:
@@ -71,8 +75,12 @@ def open_set_scores(gallery: Gallery, vectors: np.ndarray,
                     scoring: Scoring) -> tuple[np.ndarray, np.ndarray]:
     """For each face: the best person's index and the open-set score, the best person's score
     raised by how far it stands out from the second best and from the whole gallery (a stranger
-    tends to resemble several people a little; a person in the gallery, one of them a lot)."""
+    tends to resemble several people a little; a person in the gallery, one of them a lot).
+    Each person's score first gives back what their number of photos adds (PHOTOS_WEIGHT)."""
     per_person = person_scores(gallery, vectors, scoring)
+    if len(gallery.owners) and PHOTOS_WEIGHT:
+        photos = np.log(np.maximum(np.bincount(gallery.owners, minlength=len(gallery)), 1))
+        per_person = per_person - PHOTOS_WEIGHT * (photos - photos.mean())[None, :]
     best = per_person.argmax(axis=1)
     ranked = -np.sort(-per_person, axis=1)
     top = ranked[:, 0]

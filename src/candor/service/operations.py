@@ -196,6 +196,17 @@ def _job_started(resp: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"JobId": resp.get("JobId")}] if resp.get("JobId") else []
 
 
+def _celebrities_returned(resp: dict[str, Any]) -> list[dict[str, Any]]:
+    """GetCelebrityRecognition: the people it named, each once with their best Confidence."""
+    best: dict[str, float] = {}
+    for c in resp.get("Celebrities") or []:
+        celebrity = c.get("Celebrity") or {}
+        if celebrity.get("Id"):
+            best[celebrity["Id"]] = max(best.get(celebrity["Id"], 0.0),
+                                        float(celebrity.get("Confidence") or 0.0))
+    return [{"CelebrityId": k, "Similarity": v} for k, v in sorted(best.items())]
+
+
 def _persons_returned(resp: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"FaceId": (m.get("Face") or {}).get("FaceId"), "Similarity": m.get("Similarity"),
              "Index": (p.get("Person") or {}).get("Index")}
@@ -286,6 +297,14 @@ TABLE: dict[str, OperationSpec] = {spec.name: spec for spec in (
                   collection=_C, matches=_job_started),
     OperationSpec("GetFaceSearch", "manage", biometric=True, mutates=False,
                   results="MaxResults", matches=_persons_returned),
+    # celebrity recognition in stored video: decided like RecognizeCelebrities (the gallery's
+    # measured threshold, never read from the request); the job's names are recorded when it
+    # finishes (candor.governance.video)
+    OperationSpec("StartCelebrityRecognition", "identify", biometric=True, mutates=True,
+                  threshold="MatchConfidence", default_threshold=CELEBRITY_THRESHOLD,
+                  threshold_fixed=True, matches=_job_started),
+    OperationSpec("GetCelebrityRecognition", "manage", biometric=True, mutates=False,
+                  results="MaxResults", matches=_celebrities_returned),
     # human review (candor.governance.review): a reviewer's verdicts, and the release of the
     # confirmed matches to the organisation whose call was held (served over HTTP too)
     OperationSpec("DecideReview", "admin", biometric=True, mutates=True, candor=True),

@@ -27,6 +27,8 @@ from candor.store.jobs import JobRow
 
 DEFAULT_MAX_RESULTS = 1000
 MAX_RESULTS = 1000
+#: the jobs whose faces are embedded (once per track segment): they compare faces
+EMBEDS = ("StartFaceSearch", "StartCelebrityRecognition")
 
 
 # -- where the video is ---------------------------------------------------------------------
@@ -115,7 +117,7 @@ def _frames(service: Service, job: JobRow, progress):
                  counts["faces"])
 
     frames = track_faces(service.engine, sample_frames(job.video_path, fps), attributes,
-                         embed=job.operation == "StartFaceSearch", fps=fps,
+                         embed=job.operation in EMBEDS, fps=fps,
                          min_face=int(service.settings.video_min_face), on_frame=seen)
     return info, sha, frames, counts
 

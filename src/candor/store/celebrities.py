@@ -5,7 +5,8 @@ details and their photos' embeddings.
 ``candor celebrities import`` fills it. Every change bumps the gallery version (the setting
 ``celebrity_gallery_version``) in the same transaction, so the in-memory :class:`Gallery` that
 recognition reads is rebuilt exactly when the gallery changed. Removing a person deletes their
-embeddings from every file (as DeleteFaces does).
+embeddings from every file (as DeleteFaces does) and their sightings from stored
+StartCelebrityRecognition results.
 """
 
 from __future__ import annotations
@@ -130,9 +131,11 @@ class CelebritiesPart:
         return {row.id: row for row in rows}
 
     def remove_celebrity(self, celebrity_id: str) -> int:
-        """Remove the person and their embeddings. Returns the new gallery version."""
+        """Remove the person, their embeddings and their sightings in stored video results.
+        Returns the new gallery version."""
         with self.write() as conn:
             row = self.celebrity(celebrity_id, conn)
+            self.erase_job_celebrity(conn, celebrity_id)  # their sightings in stored video results
             conn.execute(delete(T_cfaces).where(T_cfaces.c.celebrity_pk == row.id))
             conn.execute(delete(T_celeb).where(T_celeb.c.id == row.id))
             Database.mark_erasing(conn)

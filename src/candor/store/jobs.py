@@ -1,10 +1,12 @@
-"""Video jobs: one row per StartFaceDetection / StartFaceSearch, its progress and results.
+"""Video jobs: one row per StartFaceDetection / StartFaceSearch / StartCelebrityRecognition, its
+progress and results.
 
 :class:`JobsPart` is one part of :class:`candor.store.Store`. Jobs live in the database, not in
 memory, so that a server stopped in any way (``kill -9`` included) finds its unfinished jobs on
 the next start (:meth:`unfinished`) and resumes or fails them; results stay until
 ``expires_at`` (:meth:`purge_jobs`), and erasure removes a person's matches from stored results
-(:meth:`erase_job_matches`).
+(:meth:`erase_job_matches`), as does removing a person from the celebrity gallery
+(:meth:`erase_job_celebrity`).
 """
 
 from __future__ import annotations
@@ -102,6 +104,22 @@ class JobsPart:
             if ids:
                 conn.execute(T_jobs.delete().where(T_jobs.c.job_id.in_(ids)))
         return list(ids)
+
+    @staticmethod
+    def erase_job_celebrity(conn, celebrity_id: str) -> int:
+        """Remove every sighting of ``celebrity_id`` from stored StartCelebrityRecognition
+        results, in the caller's transaction (the person's removal from the gallery); returns
+        how many were removed."""
+        removed = 0
+        rows = conn.execute(select(T_jobs.c.job_id, T_jobs.c.results).where(
+            T_jobs.c.operation == "StartCelebrityRecognition", T_jobs.c.results.is_not(None))).all()
+        for job_id, results in rows:
+            kept = [c for c in results or [] if (c.get("Celebrity") or {}).get("Id") != celebrity_id]
+            if len(kept) != len(results or []):
+                removed += len(results) - len(kept)
+                conn.execute(update(T_jobs).where(T_jobs.c.job_id == job_id).values(
+                    results=kept, matches=len(kept), updated_at=utcnow()))
+        return removed
 
     def erase_job_matches(self, face_ids: set[str]) -> int:
         """Remove every FaceMatch naming one of ``face_ids`` from stored search results;
