@@ -52,7 +52,8 @@ DetectorOption = Annotated[
     str | None,
     typer.Option("--detector",
                  help="Face detector: hog+cnn (HOG, and the CNN where HOG finds no face), "
-                      "hog (fastest) or cnn (MMOD, every image) (also CANDOR_DETECTOR) "
+                      "hog (fastest), cnn (MMOD, every image) or yunet (libfacedetection's YuNet, "
+                      "needs candor[yunet]) (also CANDOR_DETECTOR) "
                       f"[default: {DEFAULT_DETECTOR}]."),
 ]
 #: the COLLECTION argument of every collection command (Rekognition's pattern, verbatim)

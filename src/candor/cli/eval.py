@@ -39,7 +39,7 @@ OutputOption = Annotated[Path | None, typer.Option(
     "--output", "-o", help="Folder for summary.json and report.html.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print the JSON summary on stdout.")]
 EvalDetector = Annotated[str | None, typer.Option(
-    "--detector", help="hog, cnn or hog+cnn [default: the engine's default].")]
+    "--detector", help="hog, cnn, hog+cnn or yunet [default: the engine's default].")]
 FaceOption = Annotated[str, typer.Option(
     "--face", help="Which face of a photo is the subject: centre (nearest the image centre; "
                    "for face crops such as LFW and FairFace) or largest.")]
@@ -402,7 +402,7 @@ def fit_normalisation(
         "--images", help="Photo folder for labels CSVs [default: the CSV's folder].")] = None,
     backend: BackendOption = None,
     detector: Annotated[str | None, typer.Option(
-        "--detector", help="hog, cnn or hog+cnn [default: the engine's default].")] = None,
+        "--detector", help="hog, cnn, hog+cnn or yunet [default: the engine's default].")] = None,
     face: Annotated[str, typer.Option(
         "--face", help="centre (face nearest the image centre) or largest.")] = "centre",
     workers: Annotated[int | None, typer.Option("--workers", help="Embedding processes.")] = None,

@@ -41,7 +41,7 @@ MAX_FACES = 100
 #: images are shrunk so their longest side is at most this before detection (boxes are mapped
 #: back); detection cost grows with pixels, and faces this resolution cannot find are too small
 #: to recognise anyway
-DETECT_MAX_SIDE = {"hog": 1280, "cnn": 800}
+DETECT_MAX_SIDE = {"hog": 1280, "cnn": 800, "yunet": 960}
 #: working images up to this long side may be upsampled once, so faces down to ~40 px are found
 #: (both detectors look through an 80 px window; upsampling once halves that, at 4x the cost)
 UPSAMPLE_MAX_SIDE = 1000
@@ -51,7 +51,7 @@ UPSAMPLE_MAX_SIDE = 1000
 PORTRAIT_FACE_FRACTION = 1 / 3
 
 #: "hog+cnn" runs the CNN only on images where HOG finds no face (profile, dark, small faces)
-DETECTORS = ("hog", "cnn", "hog+cnn")
+DETECTORS = ("hog", "cnn", "hog+cnn", "yunet")
 #: the attributes candor computes; Rekognition's demographic and emotion attributes are
 #: accepted and deliberately not answered (see docs/attributes.md)
 SUPPORTED_ATTRIBUTES = {"DEFAULT", "ALL", "EYES_OPEN", "MOUTH_OPEN"}

@@ -60,6 +60,12 @@ class DlibBackend:
         return dlib.cnn_face_detection_model_v1(str(model_path("mmod_human_face_detector.dat")))
 
     @cached_property
+    def yunet(self):
+        from candor.models.yunet import YunetDetector
+
+        return YunetDetector()
+
+    @cached_property
     def shape_predictors(self) -> dict[int, dlib.shape_predictor]:
         return {n: dlib.shape_predictor(str(model_path(f))) for n, f in SHAPE_MODELS.items()}
 
@@ -77,7 +83,9 @@ class DlibBackend:
                 found = self.cnn(image, upsample)
             return [Detection(d.rect.left(), d.rect.top(), d.rect.right() + 1, d.rect.bottom() + 1,
                               float(d.confidence), "cnn") for d in found]
-        raise InvalidParameter(f"unknown detector {detector!r}; choose hog or cnn")
+        if detector == "yunet":
+            return self.yunet.detect(image, upsample)
+        raise InvalidParameter(f"unknown detector {detector!r}; choose hog, cnn or yunet")
 
     def landmarks(self, image: np.ndarray, boxes: list[Detection], points: int) -> list[np.ndarray]:
         predictor = self.shape_predictors[points]

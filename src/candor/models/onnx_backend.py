@@ -83,11 +83,11 @@ class OnnxBackend:
 
     def detect(self, image: np.ndarray, detector: str = "hog",
                upsample: int = 1) -> list[Detection]:
-        if detector == "hog":
-            return self.reference.detect(image, "hog", upsample)
+        if detector in ("hog", "yunet"):
+            return self.reference.detect(image, detector, upsample)
         if detector == "cnn":
             return self.mmod.detect(image, upsample)
-        raise InvalidParameter(f"unknown detector {detector!r}; choose hog or cnn")
+        raise InvalidParameter(f"unknown detector {detector!r}; choose hog, cnn or yunet")
 
     def landmarks(self, image: np.ndarray, boxes: list[Detection], points: int) -> list[np.ndarray]:
         return self.reference.landmarks(image, boxes, points)
