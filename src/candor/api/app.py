@@ -32,7 +32,7 @@ from prometheus_client import (
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from candor.api import protocol, sigv4
-from candor.api.batching import announced, attach_batcher
+from candor.api.batching import announced, attach_batcher, share_commits
 from candor.api.keys import ActiveKey, KeyStore
 from candor.api.replay import SeenSignatures
 from candor.api.s3 import S3Images
@@ -105,6 +105,7 @@ class Gateway:
         self.registry = CollectorRegistry()
         #: concurrent requests' face chips embedded together (candor.face.batcher)
         self.batcher = attach_batcher(service, self.registry)
+        share_commits(service, keys, gate, self.registry)  # one fsync for concurrent writes
         self.requests = Counter("candor_http_requests", "Requests by operation and HTTP status",
                                 ["operation", "status"], registry=self.registry)
         self.errors = Counter("candor_http_errors", "Error responses by operation and error code",
