@@ -105,7 +105,7 @@ def http_rows(engine, paths: list[Path], chunk: int = 100, clients: tuple[int, .
 
             def search(n: int) -> Callable[[list[bytes]], list[float]]:
                 return lambda photos: run_clients(lambda i, p: pool[i].search_faces_by_image(
-                    CollectionId=f"bench-{n}", Image={"Bytes": p}, FaceMatchThreshold=0),
+                    CollectionId=f"bench-{n}", Image={"Bytes": p}),
                     photos, n)
 
             tools: list[tuple[str, Callable]] = [
