@@ -51,6 +51,7 @@ def test_batched_embeddings_equal_unbatched(lfw_chips, engine) -> None:
     for t in threads:
         t.join(timeout=600)
     batcher.close()
+    assert batcher.announced == 0  # each caller counted once, whether it embedded or left
     assert batcher.batches == 1
     assert batcher.faces == sum(len(c) for c in lfw_chips)
     for i, chips in enumerate(lfw_chips):
@@ -88,6 +89,7 @@ def test_a_caller_that_never_embeds_releases_the_wait(lfw_chips, engine) -> None
     worker.join(timeout=600)
     other.join(timeout=60)
     assert result and result[0].shape == (len(lfw_chips[1]), 128)
+    assert batcher.announced == 0
     batcher.close()
 
 

@@ -51,22 +51,29 @@ class EmbedBatcher:
 
     # ------------------------------------------------------------------ callers
 
+    @property
+    def announced(self) -> int:
+        """Callers announced that have not yet handed in chips (nor left)."""
+        return self._announced
+
     @contextmanager
     def caller(self) -> Iterator[None]:
         """Announce a caller (an HTTP request that may embed) for the length of the block, so
         that an idle embedder waits for its chips (at most ``wait``) rather than starting a
         batch without them."""
-        if getattr(self._local, "announced", False):  # nested: already counted
+        if getattr(self._local, "active", False):  # nested: already announced
             yield
             return
         with self._cond:
             self._announced += 1
-        self._local.announced = True
+        self._local.active = self._local.counted = True
         try:
             yield
         finally:
-            self._local.announced = False
-            self._withdraw()
+            self._local.active = False
+            if self._local.counted:  # it never embedded: nobody waits for it any more
+                self._local.counted = False
+                self._withdraw()
 
     def embed(self, chips: np.ndarray) -> np.ndarray:
         """Unit embeddings of ``chips`` (N, 150, 150, 3), computed in a batch with whatever
@@ -79,8 +86,8 @@ class EmbedBatcher:
                 raise RuntimeError("the embedding batcher is closed")
             self._queue.append((chips, future))
             self._start()
-            if getattr(self._local, "announced", False):
-                self._local.announced = False  # its chips are in: nobody waits for it now
+            if getattr(self._local, "counted", False):
+                self._local.counted = False  # its chips are in: nobody waits for it now
                 self._announced -= 1
             self._cond.notify_all()
         return future.result()
@@ -98,7 +105,7 @@ class EmbedBatcher:
 
     def _withdraw(self) -> None:
         with self._cond:
-            self._announced = max(0, self._announced - 1)
+            self._announced -= 1
             self._cond.notify_all()
 
     def _start(self) -> None:
