@@ -131,6 +131,7 @@ def http_rows(engine, paths: list[Path], chunk: int = 100, clients: tuple[int, .
                     if http:
                         latencies[name] += out
                 loads.append(load())
+            shared = server_counts(url)
         finally:
             proc.terminate()
             proc.wait(timeout=60)
@@ -143,8 +144,25 @@ def http_rows(engine, paths: list[Path], chunk: int = 100, clients: tuple[int, .
         p50 = f"p50 {statistics.median(lat) * 1000:>6.1f} ms" if lat else " " * 16
         print(f"   {name:40}{rates[name]:>8.1f} images/s  {p50}  ratio {rates[name] / base:>5.1f}x"
               f"  vs pipeline {rates[name] / pipe:>5.2f}x")
-    print()
+    if shared.get("candor_embed_batches"):
+        print(f"   the server embedded {shared['candor_embed_faces'] / shared['candor_embed_batches']:.1f}"
+              " faces per network call", end="")
+    if shared.get("candor_db_commits"):
+        print(f"; {shared['candor_db_writes'] / shared['candor_db_commits']:.1f} writes per commit",
+              end="")
+    print("\n")
     return rates
+
+
+def server_counts(url: str) -> dict[str, float]:
+    """The server's batching counts from /metrics (absent on a server without them)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(url + "/metrics", timeout=30).read().decode()
+    return {s.name: s.value for family in text_string_to_metric_families(text)
+            for s in family.samples if s.name.startswith(("candor_embed", "candor_db"))}
 
 
 def main() -> int:
