@@ -129,3 +129,16 @@ def test_grouped_ledger_appends_chain_and_anchor(tmp_path: Path) -> None:
     result = ledger.verify()
     assert result.ok, result
     assert ledger.read_anchor() == ledger.head()
+
+
+def test_an_erasure_in_a_group_empties_the_log_after_its_commit(db: Database,
+                                                                 tmp_path: Path) -> None:
+    """A grouped write that deletes embeddings still leaves no old bytes in the WAL."""
+    with db.write() as conn:
+        conn.execute(text("INSERT INTO t VALUES (1, 'secret-bytes')"))
+    with db.write() as conn:
+        conn.execute(text("DELETE FROM t WHERE k = 1"))
+        db.mark_erasing(conn)
+    wal = tmp_path / "candor.db-wal"
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert b"secret-bytes" not in (tmp_path / "candor.db").read_bytes()
