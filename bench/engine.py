@@ -17,6 +17,8 @@ process, the two tools alternating so that both see the same machine load:
    the bulk pipeline (``candor.face.pipeline.analyse_many``: decode and detect on a thread pool,
    embed in batches), on ``samples/identities`` and on a seeded sample of LFW View 1 images.
    The photos are taken in chunks of ``--chunk``; each chunk goes through the three in turn.
+5. HTTP: IndexFaces and SearchFacesByImage through ``candor serve`` with 1 and 8 boto3 clients,
+   beside face_recognition and the pipeline in the same run (``bench/http_clients.py``).
 """
 
 from __future__ import annotations
@@ -191,7 +193,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=12, help="timed calls for 1. and 2.")
     ap.add_argument("--backend", default=None, help="candor backend (default: CANDOR_BACKEND "
                                                     "or onnx)")
-    ap.add_argument("--only", default="1234", help="which measurements, e.g. 34")
+    ap.add_argument("--only", default="12345", help="which measurements, e.g. 34")
     args = ap.parse_args()
     DEFAULT_DATA = args.data
     try:
@@ -220,6 +222,10 @@ def main() -> int:
         sample = lfw_view1(args.data / "lfw", args.lfw)
         label = f"LFW View 1 ({'all' if len(sample) >= 4992 else f'seeded sample of {len(sample)}'})"
         end_to_end(engine, "4", label, sample, args.chunk)
+    if "5" in args.only:
+        from http_clients import http_rows  # a bench sibling (bench/ is on sys.path)
+
+        http_rows(engine, lfw_view1(args.data / "lfw", args.lfw), args.chunk)
     print(f"load average {load():.1f} at the end")
     return 0
 

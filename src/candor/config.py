@@ -58,6 +58,7 @@ ENV: dict[str, str] = {
     "CANDOR_JOB_RETENTION_DAYS": "job_retention_days",
     "CANDOR_VIDEO_WORKERS": "video_workers",
     "CANDOR_VIDEO_MIN_FACE": "video_min_face",
+    "CANDOR_BATCH_WAIT_MS": "batch_wait_ms",
     "AWS_REGION": "aws_region",
     "AWS_DEFAULT_REGION": "aws_region",
 }
@@ -107,6 +108,9 @@ class Settings:
     #: smallest face (px) a video's full-frame scans look for; 0: 40 px; 80 or more scans
     #: frames without upsampling, about 4x faster (docs/video.md)
     video_min_face: int = 0
+    #: the longest an idle embedder of ``candor serve`` waits for concurrent requests' face
+    #: chips to join a batch, in milliseconds (docs/engine.md, "Batching across requests")
+    batch_wait_ms: float = 5.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
@@ -152,7 +156,7 @@ def _parse(attr: str, raw: str) -> Any:
     if attr == "buckets":
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     try:
-        if attr in ("video_fps", "job_retention_days"):
+        if attr in ("video_fps", "job_retention_days", "batch_wait_ms"):
             return float(raw)
         if attr in ("video_workers", "video_min_face"):
             return int(raw)

@@ -32,6 +32,7 @@ from prometheus_client import (
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from candor.api import protocol, sigv4
+from candor.api.batching import announced, attach_batcher, share_commits
 from candor.api.keys import ActiveKey, KeyStore
 from candor.api.replay import SeenSignatures
 from candor.api.s3 import S3Images
@@ -99,9 +100,12 @@ class Gateway:
         #: governance: ``gate.invoke(principal, operation, params, request_id)`` decides,
         #: runs and records each call (see :mod:`candor.governance.gate`)
         self.gate = gate
-        self.workers = max(1, workers or available_cores())
+        self.workers = max(1, workers or default_workers())
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="candor-op")
         self.registry = CollectorRegistry()
+        #: concurrent requests' face chips embedded together (candor.face.batcher)
+        self.batcher = attach_batcher(service, self.registry)
+        share_commits(service, keys, gate, self.registry)  # one fsync for concurrent writes
         self.requests = Counter("candor_http_requests", "Requests by operation and HTTP status",
                                 ["operation", "status"], registry=self.registry)
         self.errors = Counter("candor_http_errors", "Error responses by operation and error code",
@@ -175,8 +179,9 @@ class Gateway:
                 authorization_reference: str | None = None) -> tuple[bytes, dict[str, str]]:
         """:meth:`run` plus the response headers: a call held for human review carries its
         review id in ``X-Candor-Review-Id`` as well as in the body's ``ReviewId``."""
-        resp = self.invoke(principal, operation, params, request_id,
-                           authorization_reference=authorization_reference)
+        with announced(self.batcher, operation):  # an idle embedder waits for its chips
+            resp = self.invoke(principal, operation, params, request_id,
+                               authorization_reference=authorization_reference)
         rid = resp.get("ReviewId") if isinstance(resp, dict) else None
         return protocol.encode_output(resp), ({REVIEW_HEADER: rid} if isinstance(rid, str) else {})
 
@@ -229,6 +234,8 @@ class Gateway:
         if self.jobs is not None:
             self.jobs.stop()  # running jobs stay IN_PROGRESS and resume on the next start
         self.pool.shutdown(wait=True)
+        if self.batcher is not None:
+            self.batcher.close()
         if self.checkpointer is not None:
             self.checkpointer.stop()
         close = getattr(self.service, "close", None)
@@ -237,6 +244,13 @@ class Gateway:
         save = getattr(self.keys.store, "save_indexes", None)
         if callable(save):
             save()
+
+
+def default_workers() -> int:
+    """Worker threads by default: enough requests in flight that while one batch of chips is
+    in the network the next images are being decoded and detected (on 2 cores, 8: the
+    pipeline's read-ahead), bounded so that a many-core host does not start hundreds."""
+    return min(4 * available_cores(), 32)
 
 
 def principal_for(key: ActiveKey):

@@ -39,7 +39,8 @@ def serve(
     data_dir: DataDirOption = None,
     workers: Annotated[int | None, typer.Option(
         "--workers", min=1,
-        help="Operations run in parallel (worker threads) [default: number of cores].")] = None,
+        help="Operations run in parallel (worker threads) [default: 4 per core, at most 32: "
+             "enough that images are detected while others' faces are embedded].")] = None,
     s3_endpoint_url: Annotated[str | None, typer.Option(
         "--s3-endpoint-url",
         help="S3-compatible endpoint for Image.S3Object (also CANDOR_S3_ENDPOINT_URL; "

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +20,7 @@ import numpy as np
 from candor import config
 from candor.errors import InvalidParameter
 from candor.face import analysis
+from candor.face.batcher import EmbedBatcher
 from candor.face.imaging import Image, load_image
 from candor.face.results import (
     BoundingBox,
@@ -71,6 +74,8 @@ class Face:
     landmarks68: np.ndarray | None
     detail: FaceDetail
     embedding: np.ndarray | None = None  # unit length, float32 (128,)
+    #: the detector's box, which the 68-point model starts from (:meth:`Engine.describe`)
+    detection: Detection | None = None
 
 
 def parse_attributes(attributes: Iterable[str] | None) -> set[str]:
@@ -96,6 +101,13 @@ class Engine:
         if self.detector not in DETECTORS:
             raise InvalidParameter(f"unknown detector {self.detector!r}; choose one of: "
                                    f"{', '.join(DETECTORS)}")
+        #: embeds the chips of concurrent callers together (``candor serve`` sets one,
+        #: see :mod:`candor.face.batcher`); None: each call embeds its own
+        self.batcher: EmbedBatcher | None = None
+        #: model work done, by kind: ``landmarks68`` and ``embedded`` count faces (tests read
+        #: them to show that work a response does not return is not done)
+        self.counts: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()
 
     # -- finding faces -------------------------------------------------------------------
     def find_faces(self, image: Image, max_faces: int = MAX_FACES) -> list[Detection]:
@@ -125,44 +137,71 @@ class Engine:
                 landmarks: bool = True) -> tuple[Image, list[Face]]:
         """Find and describe every face (largest first); embeddings only when asked.
 
-        ``landmarks=False`` skips the 68-point model, pose and named landmarks: the fast path
-        for indexing and evaluation, which need only boxes and embeddings.
+        ``landmarks=False`` skips the 68-point model, pose and named landmarks (unless
+        ``attributes`` asks for EYES_OPEN or MOUTH_OPEN): the fast path for indexing, search
+        and evaluation, which need only boxes and embeddings; :meth:`describe` adds them
+        later to the faces that need them.
         """
         img = load_image(image)
         extras = parse_attributes(attributes)
         detections = self.find_faces(img, max_faces)
         if not detections:
             return img, []
-        pixels = img.pixels
-        pts5 = self.backend.landmarks(pixels, detections, 5)
-        pts68 = self.backend.landmarks(pixels, detections, 68) if landmarks or extras else None
-        gray = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY) if landmarks else None
+        pts5 = self.backend.landmarks(img.pixels, detections, 5)
         faces = []
         for i, detection in enumerate(detections):
             box = analysis.box_from_landmarks(pts5[i], detection)
             confidence = analysis.detection_confidence(box.score)
             detail = FaceDetail(bounding_box=analysis.bounding_box(box, img.width, img.height),
                                 confidence=round(confidence, 4))
-            if pts68 is not None and landmarks:
-                detail.landmarks = analysis.named_landmarks(pts68[i], img.width, img.height)
-                detail.pose = analysis.pose(pts68[i], img.width, img.height)
-                detail.quality = analysis.quality(gray, box)
-            if pts68 is not None and "EYES_OPEN" in extras:
-                detail.eyes_open = analysis.eyes_open(pts68[i])
-            if pts68 is not None and "MOUTH_OPEN" in extras:
-                detail.mouth_open = analysis.mouth_open(pts68[i])
             faces.append(Face(box=box, confidence=confidence, landmarks5=pts5[i],
-                              landmarks68=pts68[i] if pts68 is not None else None, detail=detail))
+                              landmarks68=None, detail=detail, detection=detection))
+        if landmarks or extras:
+            self.describe(img, faces, attributes, landmarks=landmarks)
         if embed:
             self.embed(img, faces)
         return img, faces
 
+    def describe(self, image: Image, faces: Sequence[Face],
+                 attributes: Iterable[str] | None = ("DEFAULT",), landmarks: bool = True) -> None:
+        """Run the 68-point model on ``faces`` (those :meth:`analyse` found) and fill in what
+        their details report: named landmarks, pose and quality (``landmarks``), EyesOpen and
+        MouthOpen when ``attributes`` ask. Only for faces whose details a response returns:
+        the embedding's alignment needs only the 5 points."""
+        extras = parse_attributes(attributes)
+        todo = [f for f in faces if f.landmarks68 is None and f.detection is not None]
+        if not todo or not (landmarks or extras):
+            return
+        pixels = image.pixels
+        pts68 = self.backend.landmarks(pixels, [f.detection for f in todo], 68)
+        self._count("landmarks68", len(todo))
+        gray = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY) if landmarks else None
+        for face, points in zip(todo, pts68):
+            face.landmarks68 = points
+            detail = face.detail
+            if landmarks:
+                detail.landmarks = analysis.named_landmarks(points, image.width, image.height)
+                detail.pose = analysis.pose(points, image.width, image.height)
+                detail.quality = analysis.quality(gray, face.box)
+            if "EYES_OPEN" in extras:
+                detail.eyes_open = analysis.eyes_open(points)
+            if "MOUTH_OPEN" in extras:
+                detail.mouth_open = analysis.mouth_open(points)
+
     def embed(self, image: Image, faces: Sequence[Face]) -> None:
-        """Fill in each face's unit-length embedding (one batched call)."""
+        """Fill in each face's unit-length embedding (one batched call; through
+        :attr:`batcher`, with other callers' faces, when there is one)."""
         if not faces:
             return
-        for face, vector in zip(faces, self.embed_chips(self.chips(image, faces))):
+        chips = self.chips(image, faces)
+        vectors = self.batcher.embed(chips) if self.batcher is not None else self.embed_chips(chips)
+        self._count("embedded", len(faces))
+        for face, vector in zip(faces, vectors):
             face.embedding = vector
+
+    def _count(self, what: str, n: int) -> None:
+        with self._counts_lock:
+            self.counts[what] += n
 
     def chips(self, image: Image, faces: Sequence[Face]) -> np.ndarray:
         """The aligned 150x150 chips of ``faces`` (N, 150, 150, 3), as :meth:`embed` cuts them;

@@ -70,25 +70,43 @@ def face_dict(face: FaceRow) -> dict[str, Any]:
 
 @dataclass
 class AnalysedFace:
-    """What the operations need of an engine face: wire detail, pixel box, unit embedding."""
+    """What the operations need of an engine face: wire detail, pixel box, unit embedding
+    (and the engine's face, to embed it later: :func:`embed`)."""
 
     detail: dict
     box: Any
     embedding: np.ndarray | None
+    face: Any = None
 
 
-def analyse(service: Service, params: dict, attributes=("DEFAULT",), embed: str = "all"):
-    """Decode the request's image and find its faces, largest first. ``embed``: ``all``,
-    ``largest`` (search needs only that one) or ``none``. Returns (image, faces)."""
+def analyse(service: Service, params: dict, attributes=("DEFAULT",), embed: str = "all",
+            describe: str = "all"):
+    """Decode the request's image and find its faces, largest first. ``embed`` and
+    ``describe`` (the 68-point landmarks, pose and quality of the details): ``all``,
+    ``largest`` (search needs only that one) or ``none``: work a response does not return is
+    not done. Returns (image, faces)."""
     image = request_image(params)
     engine = service.engine
-    image, found = engine.analyse(image, attributes=list(attributes), embed=(embed == "all"))
+    image, found = engine.analyse(image, attributes=list(attributes) if describe == "all"
+                                  else None, embed=False, landmarks=describe == "all")
     found = sorted(found, key=lambda f: -f.box.area)  # largest first, whatever the engine did
-    if embed == "largest" and found:
-        engine.embed(image, found[:1])
+    if describe == "largest" and found:
+        engine.describe(image, found[:1], list(attributes))
+    if embed != "none" and found:
+        engine.embed(image, found if embed == "all" else found[:1])
     faces = [AnalysedFace(detail=f.detail.to_dict() if hasattr(f.detail, "to_dict") else dict(f.detail),
-                   box=f.box, embedding=f.embedding) for f in found]
+                          box=f.box, embedding=f.embedding, face=f) for f in found]
     return image, faces
+
+
+def embed(service: Service, image, faces: list[AnalysedFace]) -> None:
+    """Embed ``faces`` (from :func:`analyse` with ``embed="none"``) in one call: only the
+    faces an operation keeps."""
+    todo = [f for f in faces if f.embedding is None]
+    if todo:
+        service.engine.embed(image, [f.face for f in todo])
+        for f in todo:
+            f.embedding = f.face.embedding
 
 
 def quality_reasons(face, bar: str) -> list[str]:

@@ -16,6 +16,7 @@ from candor.service.common import (
     DEFAULT_LIST_RESULTS,
     MAX_FACES_PER_IMAGE,
     analyse,
+    embed,
     existing_user,
     face_dict,
     quality_reasons,
@@ -36,7 +37,7 @@ def index_faces(service: Service, params: dict) -> dict:
     max_faces = min(int(params.get("MaxFaces", MAX_FACES_PER_IMAGE)), MAX_FACES_PER_IMAGE)
     bar = params.get("QualityFilter", "AUTO")
     attributes = params.get("DetectionAttributes") or ["DEFAULT"]
-    image, faces = analyse(service, params, attributes)
+    image, faces = analyse(service, params, attributes, embed="none")
 
     image_id = str(uuid.uuid4())
     thumbs = bool(getattr(coll, "keep_thumbnails", False))  # for reviewers (docs/console.md)
@@ -49,6 +50,7 @@ def index_faces(service: Service, params: dict) -> dict:
             unindexed.append({"Reasons": ["EXCEEDS_MAX_FACES"], "FaceDetail": face.detail})
         else:
             keep.append(face)
+    embed(service, image, keep)  # only the faces indexed: the others are never embedded
     stored = store.add_faces(coll.collection_id, [{
         "embedding": unit(face.embedding), "bbox": face.detail["BoundingBox"],
         "confidence": face.detail.get("Confidence", 100.0), "image_id": image_id,

@@ -139,8 +139,11 @@ def search_faces(service: Service, params: dict) -> dict:
 
 
 def _largest_face(service: Service, params: dict, bar: str):
-    """The largest face of the request's image that passes ``bar``, and the other faces."""
-    _, faces = analyse(service, params, embed="largest")
+    """The largest face of the request's image that passes ``bar``, and the other faces.
+    Only the largest is embedded, and described (68 points, pose, quality) only when a
+    quality bar needs its pose and quality: the response returns its box alone."""
+    _, faces = analyse(service, params, embed="largest",
+                       describe="none" if bar == "NONE" else "largest")
     if not faces:
         raise InvalidParameter("There are no faces in the image. Should be at least 1.")
     largest, others = faces[0], faces[1:]

@@ -160,11 +160,22 @@ class Database:
         #: how long a checkpoint after an erasure waits for other connections' transactions
         self.checkpoint_wait_ms = CHECKPOINT_WAIT_MS
         self._owed = False  # a checkpoint after an erasure could not complete yet
+        #: shared commits of concurrent writers, when turned on (:meth:`group_commits`)
+        self.group = None
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction: committed (durably) on normal exit, rolled back on error. If it
-        deleted embeddings (:meth:`mark_erasing`), the WAL is checkpointed before this returns."""
+        deleted embeddings (:meth:`mark_erasing`), the WAL is checkpointed before this returns.
+        With :meth:`group_commits` on, concurrent writes share one commit (still durable
+        before this returns; the group checkpoints after its commit)."""
+        if self.group is not None:
+            with self.group.write() as conn:
+                try:
+                    yield conn
+                finally:
+                    self.group.erasing |= conn.info.pop(_ERASING, False)
+            return
         with self.writer.connect() as conn:
             try:
                 with conn.begin():
@@ -173,6 +184,16 @@ class Database:
                 erasing = conn.info.pop(_ERASING, False)
         if erasing or self._owed:
             self.checkpoint()
+
+    def group_commits(self, wait: float) -> None:
+        """Let concurrent writers share commits (:mod:`candor.store.group_commit`), waiting at
+        most ``wait`` seconds for company: ``candor serve`` on SQLite."""
+        if self.is_sqlite and self.group is None:
+            from candor.store.group_commit import GroupCommit
+
+            self.group = GroupCommit(self.writer, wait,
+                                     after_commit=lambda erasing: self.checkpoint()
+                                     if erasing or self._owed else None)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -280,6 +301,8 @@ class Database:
 
     def close(self) -> None:
         """Empty the write-ahead log into the database, then release every connection."""
+        if self.group is not None:
+            self.group.close()
         self.checkpoint()
         self.engine.dispose()
         if self.replica is not None:
