@@ -155,6 +155,28 @@ class Ledger:
         The next seq is last+1, inserted explicitly: two writers that read the same head collide
         on the primary key, and the loser retries on the new head, so the chain never forks.
         """
+        body = self.prepare(**fields)
+        last_exc: Exception | None = None
+        with self._lock:
+            for attempt in range(self.retries):
+                try:
+                    with self.writer.begin() as conn:
+                        row = self.append_within(conn, [body])[0]
+                except (IntegrityError, OperationalError) as exc:  # lost a race, or locked
+                    last_exc = exc
+                    time.sleep(min(0.005 * (2 ** attempt), 0.25))
+                    continue
+                except SQLAlchemyError as exc:
+                    last_exc = exc
+                    break
+                self.anchor(row)
+                return row
+        log.error("audit ledger write failed: %s", last_exc)
+        raise AuditUnavailable("the audit ledger cannot be written, so the operation was "
+                               "refused (no unaudited biometric work)") from last_exc
+
+    def prepare(self, **fields: Any) -> dict[str, Any]:
+        """A record's fields checked and normalised, ready for :meth:`append_within`."""
         unknown = set(fields) - set(RECORD_FIELDS) - self._columns
         if unknown:
             raise ValueError(f"unknown audit fields: {sorted(unknown)}")
@@ -167,34 +189,30 @@ class Ledger:
         fields["request_id"] = fields["request_id"] or str(uuid.uuid4())
         body = _normalise({k: v for k, v in fields.items() if k in self._columns})
         canonical(body)  # refuses (UnrecordableValue) what cannot be encoded one way
-        last_exc: Exception | None = None
-        with self._lock:
-            for attempt in range(self.retries):
-                try:
-                    row = self._append_once(body)
-                except (IntegrityError, OperationalError) as exc:  # lost a race, or locked
-                    last_exc = exc
-                    time.sleep(min(0.005 * (2 ** attempt), 0.25))
-                    continue
-                except SQLAlchemyError as exc:
-                    last_exc = exc
-                    break
-                self._write_anchor(row["seq"], row["hash"])
-                return row
-        log.error("audit ledger write failed: %s", last_exc)
-        raise AuditUnavailable("the audit ledger cannot be written, so the operation was "
-                               "refused (no unaudited biometric work)") from last_exc
+        return body
 
-    def _append_once(self, body: dict[str, Any]) -> dict[str, Any]:
+    def append_within(self, conn: Any, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Chain ``bodies`` (from :meth:`prepare`) onto the head inside ``conn``'s write
+        transaction, which the caller commits: a group of calls (``candor index``) is recorded
+        in the same transaction as its faces, so both are durable or neither. The caller
+        retries the transaction on IntegrityError (another writer took the seq) and passes
+        the last row to :meth:`anchor` once committed."""
         t = self.table
-        with self.writer.begin() as conn:
-            head = conn.execute(
-                select(t.c.seq, t.c.hash).order_by(t.c.seq.desc()).limit(1)).first()
-            seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
+        head = conn.execute(select(t.c.seq, t.c.hash).order_by(t.c.seq.desc()).limit(1)).first()
+        seq, prev = (head[0], head[1]) if head else (0, GENESIS)
+        rows = []
+        for body in bodies:
+            seq += 1
             row = {**{k: None for k in self._columns}, **body, "seq": seq, "prev_hash": prev}
-            row["hash"] = record_hash(row)
-            conn.execute(insert(t).values(**row))
-        return row
+            row["hash"] = prev = record_hash(row)
+            rows.append(row)
+        if rows:
+            conn.execute(insert(t), rows)
+        return rows
+
+    def anchor(self, row: dict[str, Any]) -> None:
+        """Move the anchor to ``row``, a committed record (the newest one written here)."""
+        self._write_anchor(row["seq"], row["hash"])
 
     def _write_anchor(self, seq: int, digest: str) -> None:
         """Overwrite the anchor in place: one fixed-width pwrite, no rename, no fsync, so it

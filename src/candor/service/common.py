@@ -85,9 +85,14 @@ def analyse(service: Service, params: dict, attributes=("DEFAULT",), embed: str 
     found = sorted(found, key=lambda f: -f.box.area)  # largest first, whatever the engine did
     if embed == "largest" and found:
         engine.embed(image, found[:1])
-    faces = [AnalysedFace(detail=f.detail.to_dict() if hasattr(f.detail, "to_dict") else dict(f.detail),
-                   box=f.box, embedding=f.embedding) for f in found]
-    return image, faces
+    return image, analysed_faces(found)
+
+
+def analysed_faces(found) -> list[AnalysedFace]:
+    """Engine faces in the operations' shape, largest first (also ``candor index``'s batches)."""
+    return [AnalysedFace(detail=f.detail.to_dict() if hasattr(f.detail, "to_dict") else dict(f.detail),
+                         box=f.box, embedding=f.embedding)
+            for f in sorted(found, key=lambda f: -f.box.area)]
 
 
 def quality_reasons(face, bar: str) -> list[str]:
