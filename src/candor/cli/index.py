@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -33,6 +34,7 @@ from candor.cli.common import (
     print_json,
     print_json_line,
     progress_bar,
+    settings,
 )
 from candor.errors import CandorError, InvalidImageFormat
 from candor.service.caller import Caller
@@ -82,6 +84,9 @@ def index(
     photos = expand_images(paths)
     if not photos:
         fail("no JPEG or PNG files found in the given paths")
+    # the models load on their own thread while the store, the gate and the collection come up
+    threading.Thread(target=_warm_models, args=(settings(data_dir, backend, detector).backend,),
+                     name="candor-warm", daemon=True).start()
     service = make_service(data_dir, backend, detector)
     from candor.errors import ResourceNotFound
 
@@ -167,6 +172,18 @@ def index(
                           highlight=False)
     if errors:
         raise typer.Exit(2)
+
+
+def _warm_models(backend: str) -> None:
+    """Load the backend's models now (the first photo would wait for them otherwise)."""
+    from candor.models import get_backend
+
+    try:
+        warm = getattr(get_backend(backend), "warm", None)
+        if warm is not None:
+            warm()
+    except CandorError:
+        pass  # an unknown backend or a missing model: the command reports it where it is used
 
 
 def _not_yet_indexed(service, collection_id: str, photos: list[Path], reindex: bool

@@ -129,6 +129,12 @@ def central_face(image: Image, faces: Sequence) -> list:
     return [min(faces, key=off_centre)]
 
 
+#: the face of a photo to use when one is wanted, by name: what search, identification,
+#: ``candor index`` tooling and the evaluation (``candor eval``) all mean by it
+FACE_SELECTORS: dict[str, Callable[[Image, Sequence], list]] = {
+    "largest": largest_face, "centre": central_face}
+
+
 def analyse_many(engine, sources: Iterable[Any],
                  attributes: Iterable[str] | Callable[[Any], Iterable[str]] | None = ("DEFAULT",),
                  *, embed: bool = True,

@@ -98,6 +98,13 @@ class DlibBackend:
     def resnet(self):
         return dlib.face_recognition_model_v1(str(model_path("dlib_face_recognition_resnet_model_v1.dat")))
 
+    def warm(self, embed: bool = True) -> None:
+        """Load the HOG detector, the shape predictors and (``embed``) the ResNet now, e.g. on
+        a thread while a command starts up, instead of on the first image."""
+        self._hog_pickle, self.shape_predictors  # noqa: B018
+        if embed:
+            self.resnet  # noqa: B018
+
     def detect(self, image: np.ndarray, detector: str = "hog", upsample: int = 1) -> list[Detection]:
         if detector == "hog":
             rects, scores, _ = self.hog.run(image, upsample, 0.0)
