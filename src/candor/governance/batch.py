@@ -14,6 +14,7 @@ run past a cap.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -58,11 +59,18 @@ class GroupRecords:
     def __init__(self, gate: Any) -> None:
         self.gate = gate
         self.pending: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()  # admitted on one thread, committed on another
         self._last: dict[str, Any] | None = None
 
     def usage(self, rule: str, org: str, since: Any) -> int:
         """The ledger's count, plus the calls admitted here and not yet recorded."""
-        return self.gate.ledger.usage(rule, org, since) + self.pending[(rule, org)]
+        with self._lock:
+            pending = self.pending[(rule, org)]
+        return self.gate.ledger.usage(rule, org, since) + pending
+
+    def admitted(self, ticket: Admitted, step: int = 1) -> None:
+        with self._lock:
+            self.pending[(ticket.base["rule"], ticket.base["org"])] += step
 
     def within(self, conn: Any, group: list) -> None:
         """Append the group's records (in photo order) in ``conn``'s transaction."""
@@ -87,7 +95,7 @@ class GroupRecords:
             self._last = None
         for one in group:
             if one.ticket is not None:
-                self.pending[(one.ticket.base["rule"], one.ticket.base["org"])] -= 1
+                self.admitted(one.ticket, -1)
 
 
 def index_faces_many(gate: Any, principal: Principal, requests: Iterable[tuple[Any, Any]], *,
@@ -112,7 +120,7 @@ def index_faces_many(gate: Any, principal: Principal, requests: Iterable[tuple[A
             except CandorError as exc:  # refused (and recorded), or the ledger unreadable
                 yield Indexing(item, error=exc)
                 continue
-            records.pending[(ticket.base["rule"], ticket.base["org"])] += 1
+            records.admitted(ticket)
             yield Indexing(item, ticket.run_params, ticket.caller, ticket)
 
     return gate.service.index_faces_many(admitted(), recorder=records, **kw)

@@ -6,15 +6,18 @@ botocore's model, its collection resolved for its caller, the same faces kept or
 and embeds in batches on :func:`candor.face.pipeline.analyse_many`, and stores a *group* of
 photos in one write transaction instead of one per photo: one commit (one fsync) per group.
 A ``recorder`` (the gate's :class:`candor.governance.batch.GroupRecords`) appends the group's
-audit records inside that transaction; each photo is handed back only once its group has
-committed, so a ``kill -9`` loses nothing that was handed back (and at most one group of
-faces is stored without having been reported).
+audit records inside that transaction. Groups commit on their own thread, one at a time and in
+order, so the pipeline is not idle while the disk syncs; each photo is handed back only once its
+group has committed, so a ``kill -9`` loses nothing that was handed back (and at most one group
+of faces is stored without having been reported: the next group is committed only after the
+previous one was handed back).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,25 +89,45 @@ def index_faces_many(service: Any, requests: Iterable[Indexing | tuple[Any, Any]
     def attributes(one: Indexing) -> list[str]:
         return one.params.get("DetectionAttributes") or ["DEFAULT"]
 
+    # groups commit on their own thread, one at a time and in order, while the pipeline goes
+    # on with the next photos; a group is handed back once its commit has returned
+    committer = ThreadPoolExecutor(1, thread_name_prefix="candor-commit")
+    inflight: Future | None = None
     pending: list[Indexing] = []
-    for analysed in analyse_many(service.engine, checked(), attributes, load=load,
-                                 landmarks=True, workers=workers):
-        one = analysed.source
-        if analysed.error is not None:
-            one.error = analysed.error
-        else:
-            rows, keep, unindexed = faces_to_index(one.coll, one.params, analysed.image,
-                                                   analysed_faces(analysed.faces))
-            one.rows, one.parts = rows, (keep, unindexed)
-        if one.error is None and pending and _key_of(pending) not in (None, _key(one)):
-            yield from _commit(store, pending, recorder)
-            pending = []
-        pending.append(one)
-        if len(pending) >= group:
-            yield from _commit(store, pending, recorder)
-            pending = []
-    if pending:
-        yield from _commit(store, pending, recorder)
+
+    def commit(ready: list[Indexing]) -> Iterator[Indexing]:
+        nonlocal inflight
+        if inflight is not None:
+            yield from inflight.result()
+        inflight = committer.submit(_commit, store, ready, recorder)
+
+    try:
+        for analysed in analyse_many(service.engine, checked(), attributes, load=load,
+                                     landmarks=True, workers=workers):
+            one = analysed.source
+            if analysed.error is not None:
+                one.error = analysed.error
+            else:
+                rows, keep, unindexed = faces_to_index(one.coll, one.params, analysed.image,
+                                                       analysed_faces(analysed.faces))
+                one.rows, one.parts = rows, (keep, unindexed)
+            if one.error is None and pending and _key_of(pending) not in (None, _key(one)):
+                yield from commit(pending)
+                pending = []
+            pending.append(one)
+            if len(pending) >= group:
+                yield from commit(pending)
+                pending = []
+            if inflight is not None and inflight.done():
+                done, inflight = inflight, None
+                yield from done.result()
+        if pending:
+            yield from commit(pending)
+        if inflight is not None:
+            done, inflight = inflight, None
+            yield from done.result()
+    finally:
+        committer.shutdown(wait=True)
 
 
 class _Named:
