@@ -44,7 +44,7 @@ FaceOption = Annotated[str, typer.Option(
     "--face", help="Which face of a photo is the subject: centre (nearest the image centre; "
                    "for face crops such as LFW and FairFace) or largest.")]
 WorkersOption = Annotated[int | None, typer.Option(
-    "--workers", help="Processes embedding photos [default: one per core].")]
+    "--workers", help="Threads decoding and detecting photos [default: one more than the cores].")]
 NoCacheOption = Annotated[bool, typer.Option(
     "--no-cache", help="Embed every photo again instead of using the embedding cache.")]
 BootstrapOption = Annotated[int, typer.Option(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -33,8 +34,9 @@ from candor.cli.common import (
     print_json,
     print_json_line,
     progress_bar,
+    settings,
 )
-from candor.errors import CandorError
+from candor.errors import CandorError, InvalidImageFormat
 from candor.service.caller import Caller
 
 
@@ -48,12 +50,6 @@ def external_id(path: Path, source: str) -> str:
     with characters Rekognition does not allow replaced by ``_``."""
     raw = path.parent.name if source == "folder" else path.stem
     return re.sub(r"[^a-zA-Z0-9_.\-:]", "_", raw)[:255] or "_"
-
-
-#: IndexFaces calls in flight during ``candor index`` (photos decode ahead on their own pool
-#: either way). 2 measured ~35% faster than 1 on 2 cores, but a kill could then leave 2 stored
-#: photos unreported instead of 1 (tests/test_collections_crash.py bounds that).
-INDEX_WORKERS = 1
 
 
 def index(
@@ -88,6 +84,9 @@ def index(
     photos = expand_images(paths)
     if not photos:
         fail("no JPEG or PNG files found in the given paths")
+    # the models load on their own thread while the store, the gate and the collection come up
+    threading.Thread(target=_warm_models, args=(settings(data_dir, backend, detector).backend,),
+                     name="candor-warm", daemon=True).start()
     service = make_service(data_dir, backend, detector)
     from candor.errors import ResourceNotFound
 
@@ -107,37 +106,35 @@ def index(
                              "ImageSha256": digest})
     sys.stdout.flush()
 
-    from candor.face.imaging import load_image
-    from candor.face.pipeline import map_ordered
-
-    def index_one(decoded) -> dict:
-        """IndexFaces for one decoded photo (on the indexing pool, while others decode)."""
-        if decoded.error is not None:
-            raise decoded.error
-        params: dict = {"CollectionId": collection_id, "QualityFilter": quality_filter.upper()}
-        if external_id_from != "none":
-            params["ExternalImageId"] = external_id(decoded.item, external_id_from)
-        if max_faces is not None:
-            params["MaxFaces"] = max_faces
-        params["Image"] = {"Bytes": decoded.value}
-        return service.call("IndexFaces", params)
+    def requests():
+        """One IndexFaces request per photo, read as the batch reaches it."""
+        for photo in photos:
+            params: dict = {"CollectionId": collection_id,
+                            "QualityFilter": quality_filter.upper()}
+            if external_id_from != "none":
+                params["ExternalImageId"] = external_id(photo, external_id_from)
+            if max_faces is not None:
+                params["MaxFaces"] = max_faces
+            try:
+                params["Image"] = {"Bytes": photo.read_bytes()}
+            except OSError as exc:
+                yield photo, InvalidImageFormat(f"cannot read the file: {exc.strerror}")
+                continue
+            yield photo, params
 
     indexed, no_face, errors = 0, 0, []
     reasons: Counter[str] = Counter()
     progress = progress_bar(json_output, TextColumn("{task.fields[faces]} faces"))
-    # photos decode on one pool, a few ahead, while IndexFaces runs on another; results come
-    # back (and are printed) in the photos' order, each after its faces are committed
-    decoded = map_ordered(load_image, photos, workers=1, ahead=2)
-    with progress:
+    # the photos go through the pipeline (decoded and detected ahead, embedded in batches) and
+    # are stored in groups, each group's faces and audit records in one transaction; a photo
+    # comes back (and is printed) in order, only after its group is committed
+    with progress, cli_errors():
         task = progress.add_task("indexing", total=len(photos), faces=0)
-        for outcome in map_ordered(index_one, decoded, workers=INDEX_WORKERS,
-                                   ahead=INDEX_WORKERS, errors=(CandorError,)):
-            photo = outcome.item.item
-            try:
-                if outcome.error is not None:
-                    raise outcome.error
-                response = outcome.value
-            except CandorError as exc:
+        for one in service.index_faces_many(requests()):
+            photo, exc, response = one.item, one.error, one.response
+            if exc is not None:
+                if not isinstance(exc, CandorError):
+                    raise exc
                 if exc.code == "ResourceNotFoundException" or "validation error" in exc.message:
                     fail(escape(f"{exc.code}: {exc.message}"))  # the request is wrong: stop
                 errors.append((photo, f"{exc.code}: {exc.message}"))
@@ -175,6 +172,18 @@ def index(
                           highlight=False)
     if errors:
         raise typer.Exit(2)
+
+
+def _warm_models(backend: str) -> None:
+    """Load the backend's models now (the first photo would wait for them otherwise)."""
+    from candor.models import get_backend
+
+    try:
+        warm = getattr(get_backend(backend), "warm", None)
+        if warm is not None:
+            warm()
+    except CandorError:
+        pass  # an unknown backend or a missing model: the command reports it where it is used
 
 
 def _not_yet_indexed(service, collection_id: str, photos: list[Path], reindex: bool

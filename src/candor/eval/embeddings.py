@@ -2,8 +2,12 @@
 
 Each photo gets one embedding: of the face nearest the image centre (``face="centre"``: the
 evaluation sets are crops centred on the labelled person) or of the largest face
-(``face="largest"``). Photos where the detector finds no face, or that cannot be read, are
-kept with ``found=False`` and a reason: every evaluation counts them, none drops them.
+(``face="largest"``), chosen by :data:`candor.face.pipeline.FACE_SELECTORS`, the one definition
+the service, ``candor index`` and the evaluation share. The photos go through the engine's
+pipeline (:func:`candor.face.pipeline.analyse_many`: decoding and detection on a thread pool,
+embedding in batches), not a pool of processes that would each load the models. Photos where
+the detector finds no face, or that cannot be read, are kept with ``found=False`` and a
+reason: every evaluation counts them, none drops them.
 
 The cache is a SQLite file in the data dir (``eval-embeddings.sqlite``) keyed by the photo's
 SHA-256 and by everything that changes an embedding: the face model version, the backend, the
@@ -14,12 +18,10 @@ keeps their cache entries; editing a photo, or changing any of those settings, d
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,10 +30,12 @@ import numpy as np
 from candor import config
 from candor.system import available_cores
 
+#: which face of a photo is embedded: the pipeline's selectors, by name
 FACE_CHOICES = ("centre", "largest")
 CACHE_FILE = "eval-embeddings.sqlite"
-#: below this many uncached photos the work runs in this process (a pool costs ~2 s to start)
-POOL_MIN = 24
+#: part of the cache key: 2 = the largest face by its reported box (the pipeline's
+#: ``largest_face``), where 1 took the detector's largest box
+SELECTION_VERSION = 2
 
 
 @dataclass
@@ -76,7 +80,7 @@ def settings_for(backend: str | None = None, detector: str | None = None,
         "backend": engine.backend.name,
         "detector": engine.detector,
         "face": face,
-        "pipeline": _pipeline_signature(engine_mod),
+        "pipeline": _pipeline_signature(engine_mod) + f";select={SELECTION_VERSION}",
     }
 
 
@@ -133,46 +137,36 @@ class Cache:
         self.db.close()
 
 
-# -- the work, one photo at a time (in worker processes) -------------------------------
-_engine = None
-_face = "centre"
-
-
-def _init_worker(backend: str, detector: str, face: str) -> None:
-    global _engine, _face
-    config.single_threaded_children()
-    from candor.face.engine import Engine
-
-    _engine = Engine(backend=backend, detector=detector)
-    _face = face
-
-
-def _embed_path(path: str) -> tuple[np.ndarray | None, int, str | None]:
-    """(embedding of the chosen face, number of faces found, error) for one photo."""
+# -- the work: the engine's pipeline ----------------------------------------------------
+def _embed_all(paths: Sequence[str], settings: dict, face: str, workers: int | None,
+               ) -> Iterator[tuple[np.ndarray | None, int, str | None]]:
+    """(embedding of the chosen face, number of faces found, error) per photo, in order:
+    decoded and detected on a thread pool, the chosen faces embedded in batches
+    (:func:`candor.face.pipeline.analyse_many`, the same path as ``candor index``); the face
+    is chosen by the pipeline's own definition (:data:`candor.face.pipeline.FACE_SELECTORS`)."""
     from candor.errors import CandorError
+    from candor.face.engine import Engine
     from candor.face.imaging import MAX_S3_IMAGE_BYTES, read_image
-    from candor.face.pipeline import central_face
+    from candor.face.pipeline import FACE_SELECTORS, analyse_many
 
-    try:
-        image = read_image(path, max_bytes=MAX_S3_IMAGE_BYTES)
-        _, faces = _engine.analyse(image, landmarks=False, attributes=None)
-    except CandorError as exc:
-        return None, 0, f"{exc.code}: {exc.message}"
-    except OSError as exc:
-        return None, 0, f"unreadable: {exc}"
-    if not faces:
-        return None, 0, "no face detected"
-    if _face == "largest":
-        face = faces[0]          # the engine returns faces largest first
-    else:
-        (face,) = central_face(image, faces)
-    _engine.embed(image, [face])
-    return face.embedding, len(faces), None
+    engine = Engine(backend=settings["backend"], detector=settings["detector"])
+    for item in analyse_many(engine, paths, attributes=None, landmarks=False,
+                             select=FACE_SELECTORS[face], workers=workers,
+                             load=lambda p: read_image(p, max_bytes=MAX_S3_IMAGE_BYTES)):
+        if isinstance(item.error, CandorError):
+            yield None, 0, f"{item.error.code}: {item.error.message}"
+        elif item.error is not None:
+            yield None, 0, f"unreadable: {item.error}"
+        elif not item.faces:
+            yield None, 0, "no face detected"
+        else:
+            yield item.faces[0].embedding, item.found, None
 
 
 def default_workers() -> int:
-    """One worker per core this process may use."""
-    return available_cores()
+    """Decoding and detection threads: one more than the cores this process may use (the
+    pipeline's default)."""
+    return available_cores() + 1
 
 
 def embed_images(paths: Sequence[str | os.PathLike], *, backend: str | None = None,
@@ -221,7 +215,6 @@ def embed_images(paths: Sequence[str | os.PathLike], *, backend: str | None = No
     if progress:
         progress(done, n)
     jobs = [(sha, paths[idx[0]]) for sha, idx in todo.items()]
-    workers = min(workers or default_workers(), max(1, len(jobs)))
     pending: list[tuple] = []
 
     def finish(sha: str, result: tuple) -> None:
@@ -237,18 +230,9 @@ def embed_images(paths: Sequence[str | os.PathLike], *, backend: str | None = No
             progress(done, n)
 
     try:
-        if jobs and (workers == 1 or len(jobs) < POOL_MIN):
-            _init_worker(settings["backend"], settings["detector"], face)
-            for sha, path in jobs:
-                finish(sha, _embed_path(path))
-        elif jobs:
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(settings["backend"], settings["detector"],
-                                               face)) as pool:
-                results = pool.map(_embed_path, [p for _, p in jobs], chunksize=8)
-                for (sha, _), result in zip(jobs, results):
-                    finish(sha, result)
+        for (sha, _), result in zip(jobs, _embed_all([p for _, p in jobs], settings, face,
+                                                      workers)):
+            finish(sha, result)
     finally:
         if cache:
             if pending:

@@ -129,8 +129,15 @@ def central_face(image: Image, faces: Sequence) -> list:
     return [min(faces, key=off_centre)]
 
 
+#: the face of a photo to use when one is wanted, by name: what search, identification,
+#: ``candor index`` tooling and the evaluation (``candor eval``) all mean by it
+FACE_SELECTORS: dict[str, Callable[[Image, Sequence], list]] = {
+    "largest": largest_face, "centre": central_face}
+
+
 def analyse_many(engine, sources: Iterable[Any],
-                 attributes: Iterable[str] | None = ("DEFAULT",), *, embed: bool = True,
+                 attributes: Iterable[str] | Callable[[Any], Iterable[str]] | None = ("DEFAULT",),
+                 *, embed: bool = True,
                  landmarks: bool = False, max_faces: int | None = None,
                  select: Callable[[Image, Sequence], Sequence] | None = None,
                  load: Callable[[Any], Image] | None = None,
@@ -141,6 +148,7 @@ def analyse_many(engine, sources: Iterable[Any],
     so that a thread holding the GIL for Python work does not idle a core) decode, detect,
     find landmarks and cut chips; one thread embeds the chips of many images per call.
 
+    ``attributes`` may be a function of the source (each request names its own).
     ``landmarks`` is ``Engine.analyse``'s (default False here: bulk jobs need boxes and
     embeddings, not the 68 points); ``select(image, faces)`` keeps only some faces (e.g.
     :func:`largest_face`, :func:`central_face`), and only those are embedded. ``load``
@@ -149,13 +157,13 @@ def analyse_many(engine, sources: Iterable[Any],
     """
     from candor.face.engine import MAX_FACES
 
-    attributes = list(attributes) if attributes is not None else None
+    wanted = attributes if callable(attributes) or attributes is None else list(attributes)
     limit = MAX_FACES if max_faces is None else max_faces
 
     def prepare(source: Any) -> tuple[Analysed, np.ndarray | None]:
         image = load(source) if load is not None else source
-        image, faces = engine.analyse(image, attributes, embed=False, max_faces=limit,
-                                      landmarks=landmarks)
+        image, faces = engine.analyse(image, wanted(source) if callable(wanted) else wanted,
+                                      embed=False, max_faces=limit, landmarks=landmarks)
         found = len(faces)
         if select is not None:
             faces = list(select(image, faces))

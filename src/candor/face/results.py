@@ -17,9 +17,17 @@ from typing import Any, TypeVar
 T = TypeVar("T", bound="Shape")
 
 
+@cache
 def wire_name(name: str) -> str:
     """``bounding_box`` -> ``BoundingBox``."""
     return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+@cache
+def _wire_fields(cls: type) -> tuple[tuple[str, str], ...]:
+    """(field, wire name) of a shape: computed once per class, not for every face (a
+    FaceDetail with its landmarks has ~100 fields, and ``candor index`` converts hundreds)."""
+    return tuple((f.name, wire_name(f.name)) for f in dataclasses.fields(cls))
 
 
 class Shape:
@@ -27,10 +35,10 @@ class Shape:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
+        for name, wire in _wire_fields(type(self)):
+            value = getattr(self, name)
             if value is not None:
-                out[wire_name(f.name)] = _to_wire(value)
+                out[wire] = _to_wire(value)
         return out
 
     @classmethod

@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
 from candor.config import Settings
-from candor.errors import AccessDenied, CandorError
+from candor.errors import AccessDenied
 from candor.governance import review
+from candor.governance.batch import Admitted, index_faces_many
 from candor.governance.ledger import AuditUnavailable, Ledger
 from candor.governance.policy import (
     Decision,
@@ -157,6 +158,30 @@ class Gate:
              request_id: str | None = None, *,
              authorization_reference: str | None = None) -> dict[str, Any]:
         """Decide, run and record one operation for ``principal``; return its response."""
+        admitted = self.admit(principal, operation, params, request_id,
+                              authorization_reference=authorization_reference)
+        try:
+            with acting_as(admitted.caller):
+                resp = self.service.call(operation, admitted.run_params)
+        except Exception as exc:
+            failed = admitted.failed(exc)
+            if failed is not None:
+                self._record(*failed)
+            raise
+        resp, allowed = self.conclude(admitted, resp)
+        if allowed is not None:
+            try:
+                self._record(*allowed)
+            except AuditUnavailable:
+                self._undo(operation, admitted.run_params, resp, admitted.caller.org)
+                raise
+        return resp
+
+    def admit(self, principal: Principal, operation: str, params: dict[str, Any] | None = None,
+              request_id: str | None = None, *, authorization_reference: str | None = None,
+              usage: Callable[[str, str, datetime], int] | None = None) -> Admitted:
+        """The decision on one call before it runs (:meth:`call`, :mod:`.batch`): a refusal is
+        recorded and raises AccessDenied; an allowed call comes back :class:`Admitted`."""
         if not isinstance(principal, Principal):
             raise AccessDenied("no principal: every call must be made by a known principal")
         at = self.clock()
@@ -177,7 +202,7 @@ class Gate:
             params = safe
         decision = policy.decide(
             Request(principal, operation, safe, at, authorization_reference),
-            usage=self.ledger.usage)
+            usage=usage or self.ledger.usage)
         base: dict[str, Any] = {
             "ts": at, "request_id": request_id, "principal": principal.name,
             "org": principal.org, "category": principal.category, "operation": operation,
@@ -198,36 +223,32 @@ class Gate:
         if not decision.allowed:
             self._record(base, details, decision="deny")
             raise AccessDenied(decision.denial_text())
-
-        audited = policy.audit == "all" or is_biometric(operation)
         # a non-dict request goes on unchanged, for the service to refuse as it would anyway
         run_params = {**safe, **decision.param_overrides} if params is safe else params
-        try:
-            with acting_as(caller):
-                resp = self.service.call(operation, run_params)
-        except Exception as exc:
-            if audited or caller.crossed:
-                code = exc.code if isinstance(exc, CandorError) else "InternalServerError"
-                self._record(base, {**details, **_crossing(caller), "error": code},
-                             decision="failed")
-            raise
-        details.update(_crossing(caller))
-        fields = audit_fields(operation, resp)
-        if decision.constraints.get("human_review") and review.reviewable(operation):
+        return Admitted(principal, operation, run_params, caller, decision, base, details,
+                        policy.audit == "all" or is_biometric(operation),
+                        authorization_reference)
+
+    def conclude(self, admitted: Admitted, resp: dict[str, Any]
+                 ) -> tuple[dict[str, Any], tuple[dict[str, Any], dict[str, Any]] | None]:
+        """The response to return for an admitted call that ran, and its allow record
+        (``(base, details)`` with the fields, for :meth:`_record`; None: not audited)."""
+        base, details, decision = admitted.base, dict(admitted.details), admitted.decision
+        details.update(_crossing(admitted.caller))
+        fields = audit_fields(admitted.operation, resp)
+        if decision.constraints.get("human_review") and review.reviewable(admitted.operation):
             # enforced: the matches go to a review, the caller gets a review id
             resp, details["review_id"], fields["matches"] = review.hold(
-                self.reviews, operation, run_params, resp, principal=principal,
-                request_id=request_id, rule=decision.rule, at=at, threshold=base["threshold"],
-                authorization_reference=authorization_reference,
+                self.reviews, admitted.operation, admitted.run_params, resp,
+                principal=admitted.principal, request_id=base["request_id"], rule=decision.rule,
+                at=base["ts"], threshold=base["threshold"],
+                authorization_reference=admitted.authorization_reference,
                 constraints=decision.constraints)
-        if audited or caller.crossed:  # the operator's use of another org's data: always
-            try:
-                self._record(base, details, decision="allow", **fields,
-                             scoring=self._scoring() if base["threshold"] is not None else None)
-            except AuditUnavailable:
-                self._undo(operation, run_params, resp, caller.org)
-                raise
-        return resp
+        if not (admitted.audited or admitted.caller.crossed):
+            return resp, None  # the operator's use of another org's data: always recorded
+        fields.update(decision="allow",
+                      scoring=self._scoring() if base["threshold"] is not None else None)
+        return resp, ({**base, **fields}, details)
 
     def run_candor(self, principal: Principal, operation: str, params: dict[str, Any],
                    action: Callable[[], Any], *, records_itself: bool = False,
@@ -299,10 +320,14 @@ class Gate:
         return f"{backend}|{scoring.description}" if backend else scoring.description
 
     def _record(self, base: dict[str, Any], details: dict[str, Any], **fields: Any) -> None:
-        record = {**base, **fields}
+        self.ledger.append(**self.record_fields(base, details, **fields))
+
+    def record_fields(self, base: dict[str, Any], details: dict[str, Any],
+                      **fields: Any) -> dict[str, Any]:
+        record = {**base, **fields}  # details where the ledger has the column
         if details and "details" in self.ledger.table.c:
             record["details"] = details
-        self.ledger.append(**record)
+        return record
 
     def _undo(self, operation: str, params: dict[str, Any], resp: dict[str, Any],
               org: str) -> None:
@@ -339,6 +364,11 @@ class BoundGate:
         return self.gate.call(self.principal, operation, params, request_id,
                               authorization_reference=authorization_reference
                               or self.authorization_reference)
+
+    def index_faces_many(self, requests: Iterable[tuple[Any, Any]], **kw: Any) -> Iterator[Any]:
+        """IndexFaces per photo, decided and recorded as by :meth:`call`, in groups (.batch)."""
+        return index_faces_many(self.gate, self.principal, requests,
+                                authorization_reference=self.authorization_reference, **kw)
 
     def __getattr__(self, name: str) -> Any:  # data_dir, engine, ... of the wrapped service
         return getattr(self.gate.service, name)

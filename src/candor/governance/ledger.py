@@ -8,6 +8,10 @@ newest records leaves a shorter chain that is still consistent; an *anchor* (the
 hash, kept outside the database and updated on every append) catches that too. Rewriting the
 chain and the anchor together is caught only by signed checkpoints
 (:mod:`candor.governance.checkpoints`).
+
+The module is long (about 420 lines) on purpose: appending (alone, in a group commit, or inside
+``candor index``'s transactions), verifying and reading share one record encoding and one anchor,
+and keeping them together keeps that one invariant in one place.
 """
 
 from __future__ import annotations
@@ -167,18 +171,7 @@ class Ledger:
         The next seq is last+1, inserted explicitly: two writers that read the same head collide
         on the primary key, and the loser retries on the new head, so the chain never forks.
         """
-        unknown = set(fields) - set(RECORD_FIELDS) - self._columns
-        if unknown:
-            raise ValueError(f"unknown audit fields: {sorted(unknown)}")
-        if not fields.get("operation") or fields.get("decision") not in DECISIONS:
-            raise ValueError("an audit record needs an operation and a decision in "
-                             f"{DECISIONS}, got {fields.get('decision')!r}")
-        ts = fields.get("ts")
-        fields["ts"] = iso(ts) if isinstance(ts, datetime) or ts is None else ts
-        fields.setdefault("request_id", None)
-        fields["request_id"] = fields["request_id"] or str(uuid.uuid4())
-        body = _normalise({k: v for k, v in fields.items() if k in self._columns})
-        canonical(body)  # refuses (UnrecordableValue) what cannot be encoded one way
+        body = self.prepare(**fields)
         last_exc: Exception | None = None
         # shared commits (candor serve): appends take turns in the group's transaction, which
         # reads the head each time, so they need no lock of their own across the commit wait
@@ -194,7 +187,7 @@ class Ledger:
                 except SQLAlchemyError as exc:
                     last_exc = exc
                     break
-                self._write_anchor(row["seq"], row["hash"])
+                self.anchor(row)
                 return row
         log.error("audit ledger write failed: %s", last_exc)
         if isinstance(last_exc, ServiceUnavailable):  # retryable: 503, still undone
@@ -203,21 +196,53 @@ class Ledger:
         raise AuditUnavailable("the audit ledger cannot be written, so the operation was "
                                "refused (no unaudited biometric work)") from last_exc
 
+    def prepare(self, **fields: Any) -> dict[str, Any]:
+        """A record's fields checked and normalised, ready for :meth:`append_within`."""
+        unknown = set(fields) - set(RECORD_FIELDS) - self._columns
+        if unknown:
+            raise ValueError(f"unknown audit fields: {sorted(unknown)}")
+        if not fields.get("operation") or fields.get("decision") not in DECISIONS:
+            raise ValueError("an audit record needs an operation and a decision in "
+                             f"{DECISIONS}, got {fields.get('decision')!r}")
+        ts = fields.get("ts")
+        fields["ts"] = iso(ts) if isinstance(ts, datetime) or ts is None else ts
+        fields.setdefault("request_id", None)
+        fields["request_id"] = fields["request_id"] or str(uuid.uuid4())
+        body = _normalise({k: v for k, v in fields.items() if k in self._columns})
+        canonical(body)  # refuses (UnrecordableValue) what cannot be encoded one way
+        return body
+
     def _group(self):
         """The store's group commit when it is on (:mod:`candor.store.group_commit`)."""
         return getattr(self.database, "group", None)
 
     def _append_once(self, body: dict[str, Any]) -> dict[str, Any]:
-        t = self.table
         group = self._group()
         with group.write() if group is not None else self.writer.begin() as conn:
-            head = conn.execute(
-                select(t.c.seq, t.c.hash).order_by(t.c.seq.desc()).limit(1)).first()
-            seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
+            return self.append_within(conn, [body])[0]
+
+    def append_within(self, conn: Any, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Chain ``bodies`` (from :meth:`prepare`) onto the head inside ``conn``'s write
+        transaction, which the caller commits: a group of calls (``candor index``) is recorded
+        in the same transaction as its faces, so both are durable or neither. The caller
+        retries the transaction on IntegrityError (another writer took the seq) and passes
+        the last row to :meth:`anchor` once committed."""
+        t = self.table
+        head = conn.execute(select(t.c.seq, t.c.hash).order_by(t.c.seq.desc()).limit(1)).first()
+        seq, prev = (head[0], head[1]) if head else (0, GENESIS)
+        rows = []
+        for body in bodies:
+            seq += 1
             row = {**{k: None for k in self._columns}, **body, "seq": seq, "prev_hash": prev}
-            row["hash"] = record_hash(row)
-            conn.execute(insert(t).values(**row))
-        return row
+            row["hash"] = prev = record_hash(row)
+            rows.append(row)
+        if rows:
+            conn.execute(insert(t), rows)
+        return rows
+
+    def anchor(self, row: dict[str, Any]) -> None:
+        """Move the anchor to ``row``, a committed record (the newest one written here)."""
+        self._write_anchor(row["seq"], row["hash"])
 
     def _write_anchor(self, seq: int, digest: str) -> None:
         """Overwrite the anchor in place: one fixed-width pwrite, no rename, no fsync, so it

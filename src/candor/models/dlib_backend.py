@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import pickle
 import threading
 from functools import cached_property
@@ -29,6 +31,35 @@ def to_shape(points: np.ndarray) -> dlib.full_object_detection:
     return dlib.full_object_detection(rect, [dlib.point(int(round(x)), int(round(y))) for x, y in points])
 
 
+def frontal_face_detector() -> dlib.fhog_object_detector:
+    """dlib's frontal face (HOG) detector. dlib builds it by parsing a text model, about 1 s of
+    CPU at every start of every command; the same detector in dlib's binary form loads in
+    milliseconds. So the first process saves it in the data dir (``models/``, beside the ONNX
+    conversions) with its SHA-256, and later ones load that copy when the digest matches."""
+    from candor.config import data_dir
+
+    path = data_dir() / "models" / f"frontal_face_detector-dlib-{dlib.__version__}.svm"
+    side = path.with_name(path.name + ".sha256")
+    try:
+        if hashlib.sha256(path.read_bytes()).hexdigest() == side.read_text().split()[0]:
+            return dlib.fhog_object_detector(str(path))
+    except (OSError, IndexError, RuntimeError):
+        pass  # absent, partly written or unreadable: parse the text model and save it again
+    detector = dlib.get_frontal_face_detector()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        detector.save(str(tmp))
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        os.replace(tmp, path)  # the model first, then its digest: a crash between -> re-saved
+        side_tmp = side.with_name(f"{side.name}.{os.getpid()}.tmp")
+        side_tmp.write_text(f"{digest}  {path.name}\n")
+        os.replace(side_tmp, side)
+    except (OSError, RuntimeError):
+        pass  # a read-only data dir: parse it every time, as before
+    return detector
+
+
 class DlibBackend:
     """dlib on the CPU. Models load lazily, once; the networks are guarded by locks because
     dlib's DNN objects keep per-call state and are not safe to share between threads."""
@@ -42,7 +73,7 @@ class DlibBackend:
 
     @cached_property
     def _hog_pickle(self) -> bytes:
-        return pickle.dumps(dlib.get_frontal_face_detector())  # parsing the model takes ~1.5 s
+        return pickle.dumps(frontal_face_detector())
 
     @property
     def hog(self):
@@ -72,6 +103,13 @@ class DlibBackend:
     @cached_property
     def resnet(self):
         return dlib.face_recognition_model_v1(str(model_path("dlib_face_recognition_resnet_model_v1.dat")))
+
+    def warm(self, embed: bool = True) -> None:
+        """Load the HOG detector, the shape predictors and (``embed``) the ResNet now, e.g. on
+        a thread while a command starts up, instead of on the first image."""
+        self._hog_pickle, self.shape_predictors  # noqa: B018
+        if embed:
+            self.resnet  # noqa: B018
 
     def detect(self, image: np.ndarray, detector: str = "hog", upsample: int = 1) -> list[Detection]:
         if detector == "hog":

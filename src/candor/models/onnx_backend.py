@@ -79,6 +79,15 @@ class OnnxBackend:
             net = dlib_dnn.load_mmod_detector(onnx_convert.source_path(onnx_convert.MMOD))
             return MmodDetector(net, _session(path, self._threads))
 
+    def warm(self) -> None:
+        """Create the embedding session (native work, on its own thread) while dlib's HOG
+        detector and shape predictors load here: what the first image would wait for."""
+        session = threading.Thread(target=lambda: self.embedder, name="candor-warm-embedder",
+                                   daemon=True)
+        session.start()
+        self.reference.warm(embed=False)
+        session.join()
+
     # ---------------------------------------------------------------- interface
 
     def detect(self, image: np.ndarray, detector: str = "hog",

@@ -9,6 +9,9 @@ Cache: ``<data dir>/models/<name>-<sha256(source)[:16]>.onnx`` plus a sidecar
 ``.onnx.sha256`` holding the SHA-256 of the ``.onnx`` itself and the converter version. A
 file whose hash does not match (corrupt, truncated, half written) or that an older converter
 wrote is rebuilt, never used.
+
+``onnx`` itself (about 0.3 s to import) is imported only to build a graph, not to find or
+check a cached one: a command that starts with the cache in place never loads it.
 """
 
 from __future__ import annotations
@@ -18,13 +21,15 @@ import os
 import tempfile
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 from candor.models import dlib_dnn
 from candor.models.dlib_dnn import Layer, Network
+
+if TYPE_CHECKING:
+    import onnx
 
 # Bump when the graphs built from the same source change. Written to the sidecar (checked
 # on load, so an old cache is rebuilt rather than trusted) and to the model's metadata.
@@ -52,11 +57,15 @@ class _Graph:
         return f"{stem}_{self._n}"
 
     def const(self, stem: str, value: np.ndarray) -> str:
+        from onnx import numpy_helper
+
         name = self.name(stem)
         self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
     def op(self, op_type: str, inputs: list[str], stem: str | None = None, **attrs) -> str:
+        from onnx import helper
+
         out = self.name(stem or op_type.lower())
         self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
         return out
@@ -147,6 +156,8 @@ def _pad_to(g: _Graph, x: str, shape, out) -> str:
 
 def _normalise(g: _Graph, x: str, avg) -> str:
     """uint8 NHWC pixels -> dlib's input tensor: (pixel - avg colour) / 256, NCHW float."""
+    from onnx import TensorProto
+
     x = g.op("Cast", [x], to=TensorProto.FLOAT)
     x = g.op("Sub", [x, g.const("avg", np.array(avg, np.float32).reshape(1, 1, 1, 3))])
     x = g.op("Mul", [x, g.const("inv256", np.array(1 / 256, np.float32))])
@@ -154,6 +165,9 @@ def _normalise(g: _Graph, x: str, avg) -> str:
 
 
 def _model(g: _Graph, inputs, outputs, source_sha: str, doc: str) -> onnx.ModelProto:
+    import onnx
+    from onnx import helper
+
     graph = helper.make_graph(g.nodes, "candor", inputs, outputs, g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="candor", doc_string=doc)
@@ -167,6 +181,8 @@ def _model(g: _Graph, inputs, outputs, source_sha: str, doc: str) -> onnx.ModelP
 def build_resnet(net: Network, source_sha: str = "") -> onnx.ModelProto:
     """The face-recognition ResNet: input ``chips`` uint8 (N, 150, 150, 3) RGB, output
     ``descriptors`` float32 (N, 128), as dlib's ``compute_face_descriptor``."""
+    from onnx import TensorProto, helper
+
     size = (net.input["nr"], net.input["nc"])
     g = _Graph()
     x = _normalise(g, "chips", net.input["avg"])
@@ -180,6 +196,8 @@ def build_resnet(net: Network, source_sha: str = "") -> onnx.ModelProto:
 def build_mmod(net: Network, source_sha: str = "") -> onnx.ModelProto:
     """The MMOD face detector's network: input ``pyramid`` float32 (N, 3, H, W), the tiled
     and normalised image pyramid; output ``scores`` (N, windows, H', W')."""
+    from onnx import TensorProto, helper
+
     g = _Graph()
     x, shape = _chain(g, "pyramid", (3, 0, 0), net.layers)
     g.nodes[-1].output[0] = "scores"

@@ -19,7 +19,7 @@ Start/GetFaceSearch), ``celebrity_video`` (Start/GetCelebrityRecognition), ``rev
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,14 @@ class Service:
         request = validate(name, params)
         with acting_as(caller if caller is not None else current_caller()):
             return handler(self, request)
+
+    def index_faces_many(self, requests: Iterable[Any], **kw: Any) -> Iterator[Any]:
+        """IndexFaces for many ``(item, params)`` requests on the pipeline, stored in groups
+        (:mod:`candor.service.indexing`; ``candor index``). Behind the gate,
+        :meth:`~candor.governance.gate.BoundGate.index_faces_many` decides and records each."""
+        from candor.service.indexing import index_faces_many
+
+        return index_faces_many(self, requests, **kw)
 
     def indexed_image_hashes(self, collection_id: str, hashes: Iterable[str],
                              caller: Caller | None = None) -> set[str]:

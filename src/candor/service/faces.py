@@ -34,11 +34,22 @@ def index_faces(service: Service, params: dict) -> dict:
     store = store_of(service)
     coll = resolve_collection(store, params["CollectionId"])
     same_model(coll)  # fail before any model work
-    max_faces = min(int(params.get("MaxFaces", MAX_FACES_PER_IMAGE)), MAX_FACES_PER_IMAGE)
-    bar = params.get("QualityFilter", "AUTO")
     attributes = params.get("DetectionAttributes") or ["DEFAULT"]
     image, faces = analyse(service, params, attributes, embed="none")
+    rows, keep, unindexed = faces_to_index(coll, params, image, faces, service)
+    stored = store.add_faces(coll.collection_id, rows, org=coll.owner_org)
+    return index_response(stored, keep, unindexed)
 
+
+def faces_to_index(coll, params: dict, image, faces: list,
+                   service: Service | None = None) -> tuple[list[dict], list, list]:
+    """Which of an image's faces (largest first) IndexFaces stores, as rows for
+    ``Store.add_faces``, and which it does not (as UnindexedFaces entries): the handler and
+    ``candor index``'s batches (:mod:`candor.service.indexing`) both decide here. With
+    ``service``, faces analysed without embeddings (the handler) have the kept ones embedded;
+    the batches come from the pipeline, which embedded every face."""
+    max_faces = min(int(params.get("MaxFaces", MAX_FACES_PER_IMAGE)), MAX_FACES_PER_IMAGE)
+    bar = params.get("QualityFilter", "AUTO")
     image_id = str(uuid.uuid4())
     thumbs = bool(getattr(coll, "keep_thumbnails", False))  # for reviewers (docs/console.md)
     keep, unindexed = [], []
@@ -50,15 +61,21 @@ def index_faces(service: Service, params: dict) -> dict:
             unindexed.append({"Reasons": ["EXCEEDS_MAX_FACES"], "FaceDetail": face.detail})
         else:
             keep.append(face)
-    embed(service, image, keep)  # only the faces indexed: the others are never embedded
-    stored = store.add_faces(coll.collection_id, [{
+    if service is not None:  # only the faces indexed are embedded, the others never
+        embed(service, image, keep)
+    rows = [{
         "embedding": unit(face.embedding), "bbox": face.detail["BoundingBox"],
         "confidence": face.detail.get("Confidence", 100.0), "image_id": image_id,
         "external_image_id": params.get("ExternalImageId"), "model_version": FACE_MODEL_VERSION,
         "image_sha256": getattr(image, "sha256", None),
         "thumbnail": crop_jpeg(image.pixels, face.detail["BoundingBox"], THUMBNAIL_PIXELS)
         if thumbs else None,
-    } for face in keep], org=coll.owner_org)
+    } for face in keep]
+    return rows, keep, unindexed
+
+
+def index_response(stored: list, keep: list, unindexed: list) -> dict:
+    """IndexFaces' response for the faces stored (rows from the store) and those not."""
     return {"FaceRecords": [{"Face": face_dict(row), "FaceDetail": face.detail}
                             for row, face in zip(stored, keep, strict=True)],
             "FaceModelVersion": FACE_MODEL_VERSION,

@@ -7,7 +7,7 @@ transactions (``read``/``write``), ``collection``, ``_bump`` and vector cache (`
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -75,11 +75,14 @@ def face_select():
 class FacesPart:
     """Adding, listing, looking up and deleting faces."""
 
-    def add_faces(self, collection_id: str, faces: list[dict], *,
-                  org: str = OPERATOR_ORG) -> list[FaceRow]:
+    def add_faces(self, collection_id: str, faces: list[dict], *, org: str = OPERATOR_ORG,
+                  within: Callable[[Connection, list[FaceRow]], None] | None = None,
+                  ) -> list[FaceRow]:
         """Store faces (each: embedding, bbox dict, confidence, image_id, external_image_id,
         model_version, image_sha256; optional thumbnail JPEG) in one transaction; returns
-        them with their FaceIds."""
+        them with their FaceIds. ``within(conn, rows)`` runs inside that transaction once the
+        faces are in it (``candor index`` appends the audit records of a group of photos
+        there, so faces and records commit together)."""
         now = utcnow()
         with self.write() as conn:
             coll = self.collection(collection_id, conn, org=org)
@@ -93,6 +96,8 @@ class FacesPart:
                 "embedding": to_blob(f["embedding"]), "user_pk": None, "created_at": now,
             } for f in faces]
             if not rows:
+                if within is not None:
+                    within(conn, [])
                 return []
             conn.execute(T_faces.insert(), rows)
             gen = self._bump(conn, coll.id, "face_generation")
@@ -103,8 +108,10 @@ class FacesPart:
                       for r, f in zip(rows, faces, strict=True) if f.get("thumbnail")]
             if thumbs:  # kept for reviewers; gone with the face (ON DELETE CASCADE)
                 conn.execute(T_thumbs.insert(), thumbs)
-        by_id = {r.face_id: FaceRow.from_row(r) for r in stored}
-        out = [by_id[r["face_id"]] for r in rows]
+            by_id = {r.face_id: FaceRow.from_row(r) for r in stored}
+            out = [by_id[r["face_id"]] for r in rows]
+            if within is not None:
+                within(conn, out)
         self.vectors.apply(("faces", coll.id), gen,
                            add=[(f.key, fa["embedding"]) for f, fa in zip(out, faces, strict=True)])
         return out
