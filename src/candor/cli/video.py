@@ -83,13 +83,27 @@ def run_job(start: str, get: str, params: dict[str, Any], file: Path, data_dir, 
             return out
 
 
-def _fail_job(resp: dict) -> None:
+def _wants_table(resp: dict, json_output: bool) -> bool:
+    """Print ``--json`` output (and say no table is wanted), or stop on a failed job."""
+    if json_output:
+        print_json(resp)
+        return False
     if resp.get("JobStatus") != "SUCCEEDED":
         from rich.markup import escape
 
         from candor.cli.common import fail
 
         fail(escape(f"the job failed: {resp.get('StatusMessage')}"))
+    return True
+
+
+def _print_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="right" if column in ("faces", "frames") else "left")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
 
 
 def _ms(value: int) -> str:
@@ -104,20 +118,14 @@ def detect(file: FileArg, fps: FpsOption = None, json_output: JsonOption = False
     with cli_errors():
         resp = run_job("StartFaceDetection", "GetFaceDetection", {}, file, data_dir, backend,
                        detector, fps, json_output)
-    if json_output:
-        print_json(resp)
+    if not _wants_table(resp, json_output):
         return
-    _fail_job(resp)
     by_time: dict[int, int] = {}
     for face in resp.get("Faces", []):
         by_time[face["Timestamp"]] = by_time.get(face["Timestamp"], 0) + 1
-    table = Table(title=f"{len(resp.get('Faces', []))} face(s) in {len(by_time)} sampled "
-                        f"frame(s) with faces of {file.name}")
-    table.add_column("time")
-    table.add_column("faces", justify="right")
-    for ts, n in sorted(by_time.items()):
-        table.add_row(_ms(ts), str(n))
-    console.print(table)
+    _print_table(f"{len(resp.get('Faces', []))} face(s) in {len(by_time)} sampled frame(s) with "
+                 f"faces of {file.name}", ("time", "faces"),
+                 [(_ms(ts), str(n)) for ts, n in sorted(by_time.items())])
 
 
 def appearances(persons: list[dict]) -> list[dict]:
@@ -153,18 +161,13 @@ def search(collection: Annotated[str, typer.Argument(help="The collection to sea
     with cli_errors():
         resp = run_job("StartFaceSearch", "GetFaceSearch", params, file, data_dir, backend,
                        detector, fps, json_output)
-    if json_output:
-        print_json(resp)
+    if not _wants_table(resp, json_output):
         return
-    _fail_job(resp)
     rows = appearances(resp.get("Persons", []))
-    table = Table(title=f"{len(rows)} person(s) in {file.name}")
-    for column in ("person", "from", "to", "frames", "match", "similarity"):
-        table.add_column(column)
-    for r in rows:
-        table.add_row(str(r["index"]), _ms(r["start"]), _ms(r["end"]), str(r["frames"]),
-                      r["who"] or "-", f"{r['similarity']:.1f}" if r["who"] else "-")
-    console.print(table)
+    _print_table(f"{len(rows)} person(s) in {file.name}",
+                 ("person", "from", "to", "frames", "match", "similarity"),
+                 [(str(r["index"]), _ms(r["start"]), _ms(r["end"]), str(r["frames"]),
+                   r["who"] or "-", f"{r['similarity']:.1f}" if r["who"] else "-") for r in rows])
 
 
 #: two sightings of a person further apart than this are two appearances
@@ -201,18 +204,13 @@ def celebrities(file: FileArg, fps: FpsOption = None, json_output: JsonOption = 
     with cli_errors():
         resp = run_job("StartCelebrityRecognition", "GetCelebrityRecognition", {}, file,
                        data_dir, backend, detector, fps, json_output)
-    if json_output:
-        print_json(resp)
+    if not _wants_table(resp, json_output):
         return
-    _fail_job(resp)
     rows = celebrity_appearances(resp.get("Celebrities", []))
-    table = Table(title=f"{len({r['id'] for r in rows})} celebrity(ies) in {file.name}")
-    for column in ("name", "id", "from", "to", "frames", "confidence"):
-        table.add_column(column)
-    for r in rows:
-        table.add_row(r["name"], r["id"], _ms(r["start"]), _ms(r["end"]), str(r["frames"]),
-                      f"{r['confidence']:.2f}")
-    console.print(table)
+    _print_table(f"{len({r['id'] for r in rows})} celebrity(ies) in {file.name}",
+                 ("name", "id", "from", "to", "frames", "confidence"),
+                 [(r["name"], r["id"], _ms(r["start"]), _ms(r["end"]), str(r["frames"]),
+                   f"{r['confidence']:.2f}") for r in rows])
 
 
 RedactStyle = Annotated[str, typer.Option("--style", help="blur or pixelate.")]

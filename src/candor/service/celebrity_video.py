@@ -26,7 +26,7 @@ from candor.service import Service, operation
 from candor.service.celebrities import celebrity_info, gallery_threshold, recognise
 from candor.service.common import store_of
 from candor.service.jobs import WORK
-from candor.service.video import _envelope, _frames, _job_of_caller, _page, _start, _tail
+from candor.service.video import _frames, _start, get_results
 from candor.store.jobs import JobRow
 
 START = "StartCelebrityRecognition"
@@ -86,15 +86,5 @@ WORK[START] = _celebrity_work
 
 @operation("GetCelebrityRecognition")
 def get_celebrity_recognition(service: Service, params: dict) -> dict:
-    job = _job_of_caller(service, params["JobId"], START)
-    out = _envelope(job)
-    if job.status == "SUCCEEDED":
-        sort_by = params.get("SortBy", "TIMESTAMP")
-        celebrities = list(job.results or [])
-        if sort_by == "ID":
-            celebrities.sort(key=lambda c: (c["Celebrity"]["Id"], c["Timestamp"]))
-        page, token = _page(service, job, celebrities, params, f"cr:{job.job_id}:{sort_by}")
-        out["Celebrities"] = page
-        if token:
-            out["NextToken"] = token
-    return _tail(job, out)
+    return get_results(service, params, START, "Celebrities", "cr",
+                       {"ID": lambda c: (c["Celebrity"]["Id"], c["Timestamp"])})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -198,29 +199,34 @@ def _tail(job: JobRow, out: dict) -> dict:
     return out
 
 
-@operation("GetFaceDetection")
-def get_face_detection(service: Service, params: dict) -> dict:
-    job = _job_of_caller(service, params["JobId"], "StartFaceDetection")
+def get_results(service: Service, params: dict, start_operation: str, member: str, scope: str,
+                orders: dict[str, Callable[[dict], Any]] | None = None) -> dict:
+    """A Get* response for any video job: the envelope, then one page of the stored results
+    under ``member``, in the order ``SortBy`` names (``orders`` maps each non-default SortBy to
+    its sort key; without it the results have one order and the token scope carries no sort)."""
+    job = _job_of_caller(service, params["JobId"], start_operation)
     out = _envelope(job)
     if job.status == "SUCCEEDED":
-        page, token = _page(service, job, job.results or [], params, f"fd:{job.job_id}")
-        out["Faces"] = page
+        items = list(job.results or [])
+        token_scope = f"{scope}:{job.job_id}"
+        if orders is not None:
+            sort_by = params.get("SortBy", "TIMESTAMP")
+            if sort_by in orders:
+                items.sort(key=orders[sort_by])
+            token_scope += f":{sort_by}"
+        page, token = _page(service, job, items, params, token_scope)
+        out[member] = page
         if token:
             out["NextToken"] = token
     return _tail(job, out)
+
+
+@operation("GetFaceDetection")
+def get_face_detection(service: Service, params: dict) -> dict:
+    return get_results(service, params, "StartFaceDetection", "Faces", "fd")
 
 
 @operation("GetFaceSearch")
 def get_face_search(service: Service, params: dict) -> dict:
-    job = _job_of_caller(service, params["JobId"], "StartFaceSearch")
-    out = _envelope(job)
-    if job.status == "SUCCEEDED":
-        sort_by = params.get("SortBy", "TIMESTAMP")
-        persons = list(job.results or [])
-        if sort_by == "INDEX":
-            persons.sort(key=lambda p: (p["Person"]["Index"], p["Timestamp"]))
-        page, token = _page(service, job, persons, params, f"fs:{job.job_id}:{sort_by}")
-        out["Persons"] = page
-        if token:
-            out["NextToken"] = token
-    return _tail(job, out)
+    return get_results(service, params, "StartFaceSearch", "Persons", "fs",
+                       {"INDEX": lambda p: (p["Person"]["Index"], p["Timestamp"])})
