@@ -9,7 +9,8 @@ handlers keep their own pool), write their progress as they go, and keep their r
 Several nodes may share one database (docs/video.md, "Jobs across nodes"). Every job in
 progress has an owner, the node running it, and a lease of ``settings.job_lease_seconds``
 that the node's heartbeat renews every third of a lease while it holds the job (queued or
-running). The node that received the Start call owns the job from the moment it is written.
+running; a running job's progress writes renew it too). The node that received the Start call
+owns the job from the moment it is written.
 Another node takes a job over only when its lease has expired, by one conditional UPDATE
 (:meth:`~candor.store.jobs.JobsPart.claim_job`): a live node never loses its job, and of two
 nodes racing for an orphan one wins. :meth:`JobRunner.start` (the HTTP gateway calls it on
@@ -253,8 +254,9 @@ class JobRunner:
             now = time.monotonic()
             if now - last[0] >= 0.5:
                 last[0] = now
-                if not self.store.update_job(job_id, owner=self.node_id, frames=frames,
-                                             faces=faces, progress=round(min(percent, 99.9), 1)):
+                if not self.store.update_job(job_id, owner=self.node_id, lease=self.lease,
+                                             frames=frames, faces=faces,
+                                             progress=round(min(percent, 99.9), 1)):
                     raise JobLost()
 
         try:

@@ -71,10 +71,11 @@ def _row(r) -> JobRow:
 
 
 def db_now(conn: Connection) -> datetime:
-    """Now by the clock every node shares: the database server's on PostgreSQL, the machine's
-    on SQLite (one file, one machine)."""
+    """Now by the clock every node shares: the database server's on PostgreSQL (the time of
+    the call, not of the transaction's start, which may lie before a wait for the write lock),
+    the machine's on SQLite (one file, one machine)."""
     if conn.dialect.name == "postgresql":
-        return as_utc(conn.execute(select(func.now())).scalar_one())
+        return as_utc(conn.execute(select(func.clock_timestamp())).scalar_one())
     return utcnow()
 
 
@@ -160,14 +161,17 @@ class JobsPart:
                 T_jobs.c.client_token == token).order_by(T_jobs.c.created_at.desc())).first()
         return _row(r) if r is not None else None
 
-    def update_job(self, job_id: str, owner: str | None = None, **fields: Any) -> bool:
-        """Set ``fields`` of the job; with ``owner``, only while that node holds it. True if
-        the row was written."""
+    def update_job(self, job_id: str, owner: str | None = None, lease: float | None = None,
+                   **fields: Any) -> bool:
+        """Set ``fields`` of the job; with ``owner``, only while that node holds it (and, with
+        ``lease``, renewing its lease for that many seconds). True if the row was written."""
         fields["updated_at"] = utcnow()
         where = [T_jobs.c.job_id == job_id]
         if owner is not None:
             where += [T_jobs.c.owner == owner, T_jobs.c.status == "IN_PROGRESS"]
         with self.write() as conn:
+            if owner is not None and lease is not None:
+                fields["lease_expires"] = db_now(conn) + timedelta(seconds=lease)
             return conn.execute(update(T_jobs).where(*where).values(**fields)).rowcount == 1
 
     def unfinished(self) -> list[JobRow]:
