@@ -4,7 +4,8 @@
 A as its owner and is run once), A finishes it, and GetFaceDetection through B returns A's
 result. (b) A is killed with ``kill -9`` in the middle of a job: once A's lease has expired, B
 takes the job over and completes it; a second job of A's, whose video B cannot read, fails
-with a StatusMessage saying so. No job vanishes or stays IN_PROGRESS.
+with a StatusMessage saying so. No job vanishes or stays IN_PROGRESS. (c) A node stopped
+cleanly ends its lease at once, and restarted on its data dir it runs the job to the end.
 
 Leases are short here (``CANDOR_JOB_LEASE_SECONDS``) so that the test does not wait long, and
 frames are sampled densely (``CANDOR_VIDEO_FPS``) so that a job outlasts a node's start-up.
@@ -32,11 +33,12 @@ pytestmark = pytest.mark.skipif(not (VIDEOS / CLIP).is_file(), reason="sample vi
 class Node:
     """One ``candor serve --database URL`` process with the sample videos as bucket ``videos``."""
 
-    def __init__(self, data: Path, url: str, log_dir: Path, *args: str) -> None:
+    def __init__(self, data: Path, url: str, log_dir: Path, *args: str,
+                 lease: float = LEASE) -> None:
         self.data, port = data, free_port()
         self.endpoint = f"http://127.0.0.1:{port}"
         self.log = log_dir / f"node-{port}.err"
-        env = {**os.environ, "CANDOR_JOB_LEASE_SECONDS": str(LEASE), "CANDOR_VIDEO_FPS": "30"}
+        env = {**os.environ, "CANDOR_JOB_LEASE_SECONDS": str(lease), "CANDOR_VIDEO_FPS": "30"}
         self.proc = subprocess.Popen(
             [*CANDOR, "serve", "--port", str(port), "--data-dir", str(data), "--workers", "2",
              "--database", url, "--bucket", f"videos={VIDEOS}", *args], env=env,
@@ -172,3 +174,31 @@ def test_a_killed_nodes_jobs_are_taken_over_after_its_lease(tmp_path, pg_url):
     finally:
         for node in (a, b):
             node.stop()
+
+
+def test_a_node_stopped_cleanly_ends_its_lease_and_restarted_finishes_the_job(tmp_path, pg_url):
+    from candor.api.keys import KeyStore
+    from candor.store import Store
+
+    a = Node(tmp_path / "a", pg_url, tmp_path, lease=3600).wait_up()  # a lease that never ends
+    try:
+        key, secret = KeyStore.open(tmp_path / "a", pg_url).create("acme", "general")
+        job_id = a.client(key.access_key_id, secret).start_face_detection(
+            Video={"S3Object": {"Bucket": "videos", "Name": CLIP}})["JobId"]
+        store = Store(tmp_path / "observer", url=pg_url)
+        wait_for(lambda: store.job(job_id).frames > 0)
+        node_id = a.node_id
+        a.stop()  # SIGTERM: the running job stops at its next frame and its lease ends
+        assert a.proc.returncode is not None
+        row = store.job(job_id)
+        assert row.status == "IN_PROGRESS" and row.owner == node_id
+        assert [j.job_id for j in store.claimable_jobs()] == [job_id]  # free for any node now
+        a = Node(tmp_path / "a", pg_url, tmp_path, lease=3600).wait_up()
+        done = wait_for(lambda: (r := a.client(key.access_key_id, secret).get_face_detection(
+            JobId=job_id))["JobStatus"] != "IN_PROGRESS" and r)
+        assert done["JobStatus"] == "SUCCEEDED", done.get("StatusMessage")
+        row = store.job(job_id)
+        assert row.owner == node_id and row.attempts == 2 and a.node_id == node_id
+        store.db.engine.dispose()
+    finally:
+        a.stop()

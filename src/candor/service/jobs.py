@@ -264,8 +264,12 @@ class JobRunner:
         except JobLost:
             log.warning("video job %s was taken over by another node; stopped here", job_id)
             return
-        except JobStopped:
+        except JobStopped:  # the lease ends now, so that another node need not wait for it
             log.info("video job %s stopped; another node or the next start takes it up", job_id)
+            try:
+                self.store.release_jobs({job_id}, self.node_id)
+            except Exception:  # the database is gone: the lease simply runs out
+                log.warning("could not release the lease of video job %s", job_id)
             return
         except Exception as exc:  # every failure becomes the job's status, never a crash
             if not isinstance(exc, CandorError):
