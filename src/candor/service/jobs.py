@@ -120,16 +120,16 @@ class JobRunner:
         """Stop taking jobs; running ones stop at their next frame and stay IN_PROGRESS, their
         leases ended so that another node takes them over at once."""
         self._stopping.set()
+        self._takes_over = False
         self._wake.set()
+        with self._lock:
+            heart = self._heart
+        if heart is not None:  # first the heartbeat, so that it takes over nothing more
+            heart.join(timeout=30)
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=wait, cancel_futures=True)
-        self._takes_over = False
-        with self._lock:
-            heart = self._heart
-        if heart is not None:
-            heart.join(timeout=30)
         with self._lock:
             held, self._held = set(self._held), set()
         try:
