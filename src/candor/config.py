@@ -57,6 +57,7 @@ ENV: dict[str, str] = {
     "CANDOR_VIDEO_FPS": "video_fps",
     "CANDOR_JOB_RETENTION_DAYS": "job_retention_days",
     "CANDOR_VIDEO_WORKERS": "video_workers",
+    "CANDOR_JOB_LEASE_SECONDS": "job_lease_seconds",
     "CANDOR_VIDEO_MIN_FACE": "video_min_face",
     "CANDOR_BATCH_WAIT_MS": "batch_wait_ms",
     "AWS_REGION": "aws_region",
@@ -105,6 +106,9 @@ class Settings:
     job_retention_days: float = 7.0
     #: video jobs run at once, beside the request handlers
     video_workers: int = 1
+    #: how long a node holds a video job without renewing its lease before another node on the
+    #: same database may take the job over (renewed every third of it; docs/video.md)
+    job_lease_seconds: float = 30.0
     #: smallest face (px) a video's full-frame scans look for; 0: 40 px; 80 or more scans
     #: frames without upsampling, about 4x faster (docs/video.md)
     video_min_face: int = 0
@@ -118,6 +122,9 @@ class Settings:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value).expanduser())
+        if not self.job_lease_seconds > 0:
+            raise InvalidParameter("the video job lease must be a positive number of seconds "
+                                   f"(CANDOR_JOB_LEASE_SECONDS), not {self.job_lease_seconds!r}")
         if self.index_kind not in INDEX_KINDS:
             raise InvalidParameter(f"the vector index must be {' or '.join(INDEX_KINDS)}, "
                                    f"not {self.index_kind!r} (CANDOR_INDEX)")
@@ -156,7 +163,7 @@ def _parse(attr: str, raw: str) -> Any:
     if attr == "buckets":
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     try:
-        if attr in ("video_fps", "job_retention_days", "batch_wait_ms"):
+        if attr in ("video_fps", "job_retention_days", "batch_wait_ms", "job_lease_seconds"):
             return float(raw)
         if attr in ("video_workers", "video_min_face"):
             return int(raw)

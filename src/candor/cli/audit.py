@@ -65,6 +65,10 @@ def audit_verify(
     checkpoints: Annotated[list[Path] | None, typer.Option(
         "--checkpoints", help="Checkpoint file(s) to check, e.g. a copy kept off this host "
                               "[default: the data dir's ledger.checkpoints].")] = None,
+    node_anchors: Annotated[list[Path] | None, typer.Option(
+        "--node-anchor", help="Another node's ledger.head (a copy from its data dir), to check "
+                              "the shared chain against as well; repeat it for every node.")]
+    = None,
     json_output: JsonOption = False,
 ) -> None:
     """Walk the hash chain and report every problem. Exit 1 if anything is broken."""
@@ -82,6 +86,8 @@ def audit_verify(
             result = ledger.verify(anchor=given, require_anchor=not no_anchor)
         except ValueError as exc:
             fail(escape(str(exc)))
+        if node_anchors:
+            result = _check_node_anchors(ledger, result, node_anchors)
         public_key = public_key or settings(data_dir).ledger_public_key
         if public_key is not None:
             from candor.governance.checkpoints import load_public_key, verify_signed
@@ -94,6 +100,39 @@ def audit_verify(
         _print_verify(result, public_key is not None)
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _check_node_anchors(ledger, result, paths: list[Path]):
+    """``result`` with a problem for every node anchor whose record the chain no longer holds
+    as anchored: each node of a shared database anchors the head it last wrote in its own data
+    dir, so deleting the newest records is caught only against the anchor of the node that
+    wrote them."""
+    from sqlalchemy import select
+
+    from candor.governance.ledger import Break, Ledger, VerifyResult
+
+    problems = list(result.problems)
+    t = ledger.table
+    for path in paths:
+        try:
+            anchored = Ledger(ledger.engine, anchor_path=path).read_anchor()
+        except (OSError, ValueError) as exc:
+            problems.append(Break(None, f"node anchor {path}: {exc}"))
+            continue
+        if anchored is None:
+            problems.append(Break(None, f"node anchor {path} does not exist"))
+            continue
+        seq, digest = anchored
+        with ledger.engine.connect() as conn:
+            stored = conn.execute(select(t.c.hash).where(t.c.seq == seq)).scalar()
+        if stored is None:
+            problems.append(Break(seq, f"node anchor {path} records record {seq}, which is "
+                                       "gone: newest records deleted"))
+        elif stored != digest:
+            problems.append(Break(seq, f"it differs from node anchor {path}: the chain was "
+                                       "rewritten"))
+    return VerifyResult.of(result.checked, result.head_seq, result.head_hash, problems,
+                           result.notes, result.checkpoint)
 
 
 def _print_verify(result, signed: bool) -> None:

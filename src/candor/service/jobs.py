@@ -1,13 +1,26 @@
 """The durable job runner: video jobs on a bounded worker pool beside the request handlers.
 
 A job is a row in the store (:mod:`candor.store.jobs`) before its JobId is returned, so it
-survives anything that stops the process. :meth:`JobRunner.start` (the HTTP gateway calls it
-on start-up) takes up every job still IN_PROGRESS: it runs it again from the start when its
-video is still readable, and fails it with a StatusMessage saying why otherwise; a job that
-was interrupted :data:`MAX_ATTEMPTS` times fails instead of looping. Jobs run on
-``settings.video_workers`` threads (default 1: a video job uses both cores through the
-decoder and the pipeline, and the request handlers keep their own pool), write their progress
-as they go, and keep their results until ``settings.job_retention_days`` after completion.
+survives anything that stops the process. Jobs run on ``settings.video_workers`` threads
+(default 1: a video job uses both cores through the decoder and the pipeline, and the request
+handlers keep their own pool), write their progress as they go, and keep their results until
+``settings.job_retention_days`` after completion.
+
+Several nodes may share one database (docs/video.md, "Jobs across nodes"). Every job in
+progress has an owner, the node running it, and a lease of ``settings.job_lease_seconds``
+that the node's heartbeat renews every third of a lease while it holds the job (queued or
+running; a running job's progress writes renew it too). The node that received the Start call
+owns the job from the moment it is written.
+Another node takes a job over only when its lease has expired, by one conditional UPDATE
+(:meth:`~candor.store.jobs.JobsPart.claim_job`): a live node never loses its job, and of two
+nodes racing for an orphan one wins. :meth:`JobRunner.start` (the HTTP gateway calls it on
+start-up) takes back at once the jobs still owned by this node's id when it holds the data
+dir's node lock (:mod:`candor.service.node`: the previous process of this node is dead), and
+from then on its heartbeat takes over expired jobs while it has a free worker. A job taken over
+runs again from the start when its video can be read (or fetched again) here, and fails with
+a StatusMessage saying why otherwise; a job started :data:`MAX_ATTEMPTS` times fails instead
+of looping. Writes made while running are conditional on still owning the job, so a node that
+lost one (stalled longer than a lease) stops it at its next frame and writes nothing.
 
 When a job finishes, every listener gets its row (the governance layer records the job in the
 audit ledger; :func:`notify` POSTs Rekognition's completion message to ``--notify-url``).
@@ -24,9 +37,10 @@ import urllib.request
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any
+from typing import IO, Any
 
 from candor.errors import CandorError, InvalidVideo
+from candor.service.node import claim_node, persistent_id, transient_id
 from candor.store.database import utcnow
 from candor.store.jobs import JobRow
 
@@ -36,10 +50,18 @@ MAX_ATTEMPTS = 3
 #: what a job's work function gets: the job row and a progress callback(percent, frames, faces)
 Work = Callable[[Any, JobRow, Callable[..., None]], dict]
 WORK: dict[str, Work] = {}
+#: finds a taken-over job's video on this node again (registered by candor.service.video):
+#: (service, job) -> a readable local path; raises a CandorError when it cannot
+LOCATE: list[Callable[[Any, JobRow], str]] = []
 
 
 class JobStopped(Exception):
-    """The runner is stopping: the job stays IN_PROGRESS and is taken up on the next start."""
+    """The runner is stopping: the job stays IN_PROGRESS and another node (or this one,
+    restarted) takes it up."""
+
+
+class JobLost(JobStopped):
+    """Another node took the job over (this one did not renew its lease in time)."""
 
 
 def status_message(exc: BaseException) -> str:
@@ -61,46 +83,72 @@ class JobRunner:
         self.store = store_of(service)
         self.settings = service.settings
         self.workers = max(1, int(self.settings.video_workers))
+        self.lease = float(self.settings.job_lease_seconds)
+        #: the owner name of this runner's jobs (a data dir's node id once :meth:`start` holds
+        #: its node lock)
+        self.node_id = transient_id()
         self.listeners: list[Callable[[JobRow], None]] = [
             lambda job: notify(job, self.settings.notify_url)]
         self._pool: ThreadPoolExecutor | None = None
         self._futures: dict[str, Future] = {}
+        self._held: set[str] = set()  # jobs this runner owns, queued or running
+        self._lost: set[str] = set()  # jobs another node took over while this one held them
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._heart: threading.Thread | None = None
+        self._takes_over = False  # only a serving node takes other nodes' jobs
+        self._node_lock: IO | None = None
 
     # -- life cycle ------------------------------------------------------------------------
     def start(self) -> JobRunner:
-        """Take up the jobs a stopped process left IN_PROGRESS, and purge expired results."""
+        """Become this data dir's node if no live process is, take back this node's orphaned
+        jobs and any expired ones, purge expired results, and keep a heartbeat."""
         self._stopping.clear()
+        if self._node_lock is None:
+            self._node_lock = claim_node(self.service.data_dir)
+            if self._node_lock is not None:
+                self.node_id = persistent_id(self.service.data_dir)
+        log.info("video jobs run as node %s (lease %.0f s)", self.node_id, self.lease)
         self.store.purge_jobs()
-        for job in self.store.unfinished():
-            if job.attempts >= MAX_ATTEMPTS:
-                self._finish(job.job_id, "FAILED", status_message=(
-                    f"INTERRUPTED: the job was interrupted {job.attempts} times (the server "
-                    "stopped while running it) and was not started again"))
-            elif not job.video_path or not os.path.isfile(job.video_path):
-                self._finish(job.job_id, "FAILED", status_message=(
-                    "INTERRUPTED: the server restarted while the job ran and its video is no "
-                    "longer readable; start the job again"))
-            else:
-                log.info("resuming video job %s after a restart", job.job_id)
-                self.submit(job.job_id)
+        self._takes_over = True
+        self.take_over(own=self._node_lock is not None)
+        self._ensure_heartbeat()
         return self
 
     def stop(self, wait: bool = True) -> None:
-        """Stop taking jobs; running ones stop at their next frame and stay IN_PROGRESS."""
+        """Stop taking jobs; running ones stop at their next frame and stay IN_PROGRESS, their
+        leases ended so that another node takes them over at once."""
         self._stopping.set()
+        self._takes_over = False
+        self._wake.set()
+        with self._lock:
+            heart = self._heart
+        if heart is not None:  # first the heartbeat, so that it takes over nothing more
+            heart.join(timeout=30)
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=wait, cancel_futures=True)
+        with self._lock:
+            held, self._held = set(self._held), set()
+        try:
+            self.store.release_jobs(held, self.node_id)
+        except Exception:  # the database is gone: the leases simply run out
+            log.warning("could not release the leases of video jobs %s", sorted(held))
+        if self._node_lock is not None:
+            self._node_lock.close()
+            self._node_lock = None
 
     def submit(self, job_id: str) -> None:
+        """Run a job this node owns (it wrote it, or claimed it)."""
         with self._lock:
             if self._pool is None:
                 self._stopping.clear()
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="candor-job")
+            self._held.add(job_id)
             self._futures[job_id] = self._pool.submit(self._run, job_id)
+        self._ensure_heartbeat()
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobRow | None:
         """Wait for a job this runner runs, then return its row."""
@@ -109,27 +157,119 @@ class JobRunner:
             future.result(timeout)
         return self.store.job(job_id)
 
+    # -- ownership -------------------------------------------------------------------------
+    def take_over(self, own: bool = False) -> list[str]:
+        """Claim jobs whose lease expired while this runner has a free worker (and, with
+        ``own``, every job still owned by this node id); returns the JobIds it took."""
+        taken = []
+        for job in self.store.claimable_jobs(owner=self.node_id if own else None):
+            mine = own and job.owner == self.node_id
+            with self._lock:
+                if job.job_id in self._held or (not mine and len(self._held) >= self.workers):
+                    continue
+            if self._stopping.is_set() or not self.store.claim_job(
+                    job.job_id, self.node_id, self.lease, own=mine):
+                continue
+            taken.append(job.job_id)
+            log.info("taking over video job %s (owner was %s)", job.job_id, job.owner)
+            self._adopt(self.store.job(job.job_id) or job, previous=job.owner)
+        return taken
+
+    def _adopt(self, job: JobRow, previous: str | None) -> None:
+        """Run a job just claimed from a stopped node, or fail it saying why it cannot run."""
+        who = f"node {previous}" if previous else "the server"
+        if job.attempts >= MAX_ATTEMPTS:
+            self._finish(job.job_id, "FAILED", status_message=(
+                f"INTERRUPTED: the job was interrupted {job.attempts} times ({who} stopped while "
+                "running it) and was not started again"))
+            return
+        if not job.video_path or not os.path.isfile(job.video_path):
+            try:
+                if not LOCATE:
+                    raise FileNotFoundError(job.video_path)
+                path = str(LOCATE[0](self.service, job))
+                self.store.update_job(job.job_id, owner=self.node_id, video_path=path)
+            except Exception as exc:
+                log.info("video of job %s not readable here: %s", job.job_id, exc)
+                self._finish(job.job_id, "FAILED", status_message=(
+                    f"INTERRUPTED: {who} stopped while running the job and its video is not "
+                    f"readable on node {self.node_id}; start the job again"))
+                return
+        self.submit(job.job_id)
+
+    def _ensure_heartbeat(self) -> None:
+        with self._lock:
+            if self._heart is None:
+                self._heart = threading.Thread(target=self._beat, name="candor-job-lease",
+                                               daemon=True)
+                self._heart.start()
+
+    def _beat(self) -> None:
+        """Renew this node's leases every third of a lease; on a serving node, take over
+        expired jobs when a worker is free. Ends when the runner stops, or when it holds no
+        job and does not take over others' (a CLI run)."""
+        me = threading.current_thread()
+        while True:
+            with self._lock:  # decided under the lock, so that a submit starts a new beat
+                if self._stopping.is_set() or not (self._held or self._takes_over):
+                    if self._heart is me:
+                        self._heart = None
+                    return
+                held = set(self._held)
+            try:
+                lost = self.store.renew_leases(held, self.node_id, self.lease)
+                with self._lock:
+                    self._lost |= {j for j in lost if j in self._held}
+                if self._takes_over:
+                    self.take_over()
+            except Exception as exc:  # a database outage: try again at the next beat
+                log.warning("video job heartbeat failed: %s", exc)
+            self._wake.wait(max(self.lease / 3.0, 0.2))
+            self._wake.clear()
+
     # -- one job ---------------------------------------------------------------------------
     def _run(self, job_id: str) -> None:
+        try:
+            self._run_owned(job_id)
+        finally:
+            with self._lock:
+                self._held.discard(job_id)
+                self._lost.discard(job_id)
+            self._wake.set()  # a worker is free: look for orphaned jobs now
+
+    def _run_owned(self, job_id: str) -> None:
         job = self.store.job(job_id)
-        if job is None or job.status != "IN_PROGRESS":
+        if job is None or job.status != "IN_PROGRESS" or job.owner != self.node_id:
             return
-        self.store.update_job(job_id, attempts=job.attempts + 1, progress=0.0)
+        if not self.store.update_job(job_id, owner=self.node_id, attempts=job.attempts + 1,
+                                     progress=0.0):
+            return
         last = [0.0]
 
         def progress(percent: float, frames: int, faces: int) -> None:
+            if job_id in self._lost:
+                raise JobLost()
             if self._stopping.is_set():
                 raise JobStopped()
             now = time.monotonic()
             if now - last[0] >= 0.5:
                 last[0] = now
-                self.store.update_job(job_id, progress=round(min(percent, 99.9), 1),
-                                      frames=frames, faces=faces)
+                if not self.store.update_job(job_id, owner=self.node_id, lease=self.lease,
+                                             frames=frames, faces=faces,
+                                             progress=round(min(percent, 99.9), 1)):
+                    raise JobLost()
 
         try:
             outcome = WORK[job.operation](self.service, job, progress)
-        except JobStopped:
-            log.info("video job %s stopped; it resumes on the next start", job_id)
+        except JobLost:
+            log.warning("video job %s was taken over by another node; stopped here", job_id)
+            return
+        except JobStopped:  # the lease ends now, so that another node need not wait for it
+            log.info("video job %s stopped; another node or the next start takes it up", job_id)
+            try:
+                self.store.release_jobs({job_id}, self.node_id)
+            except Exception:  # the database is gone: the lease simply runs out
+                log.warning("could not release the lease of video job %s", job_id)
             return
         except Exception as exc:  # every failure becomes the job's status, never a crash
             if not isinstance(exc, CandorError):
@@ -141,8 +281,11 @@ class JobRunner:
     def _finish(self, job_id: str, status: str, **fields: Any) -> None:
         now = utcnow()
         expires = now + timedelta(days=float(self.settings.job_retention_days))
-        self.store.update_job(job_id, status=status, completed_at=now, expires_at=expires,
-                              **fields)
+        if not self.store.update_job(job_id, owner=self.node_id, status=status, completed_at=now,
+                                     expires_at=expires, lease_expires=None, **fields):
+            log.warning("video job %s is no longer this node's; its outcome is not written",
+                        job_id)
+            return
         job = self.store.job(job_id)
         extra = self.service.__dict__.get("_job_listeners", [])  # candor.governance.video
         for listener in [*self.listeners, *extra]:

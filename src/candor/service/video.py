@@ -23,7 +23,7 @@ from candor.scoring.similarity import IDENTIFICATION_THRESHOLD
 from candor.service import Service, operation
 from candor.service.caller import Caller, current_caller, resolve_collection
 from candor.service.common import same_model, store_of
-from candor.service.jobs import WORK, runner_of
+from candor.service.jobs import LOCATE, WORK, runner_of
 from candor.store.jobs import JobRow
 
 DEFAULT_MAX_RESULTS = 1000
@@ -56,6 +56,14 @@ def video_file(service: Service, spec: dict, job_id: str) -> Path:
     return dest
 
 
+def _locate_again(service: Service, job: JobRow) -> Path:
+    """A job taken over from another node: its video through this node's buckets or S3."""
+    return video_file(service, job.params.get("Video") or {}, job.job_id)
+
+
+LOCATE.append(_locate_again)
+
+
 def _request_hash(params: dict) -> str:
     keep = {k: v for k, v in params.items() if k != "ClientRequestToken"}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()
@@ -77,11 +85,13 @@ def _start(service: Service, operation_name: str, params: dict) -> dict:
         same_model(resolve_collection(store, params["CollectionId"]))
     job_id = uuid.uuid4().hex
     path = video_file(service, params["Video"], job_id)
+    runner = runner_of(service)  # this node owns the job from the start (leases: jobs.py)
     store.create_job(job_id=job_id, operation=operation_name, org=caller.org,
                      principal=caller.principal, category=caller.category,
                      params=_jsonable(params), client_token=token, request_hash=digest,
-                     job_tag=params.get("JobTag"), video_path=str(path))
-    runner_of(service).submit(job_id)
+                     job_tag=params.get("JobTag"), video_path=str(path),
+                     owner=runner.node_id, lease=runner.lease)
+    runner.submit(job_id)
     return {"JobId": job_id}
 
 

@@ -269,6 +269,10 @@ video_jobs = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("completed_at", DateTime(timezone=True), nullable=True),
     Column("expires_at", DateTime(timezone=True), nullable=True),
+    # revision 0008: the node running the job and until when it holds it (renewed by the
+    # node's heartbeat; an expired lease lets another node take the job over)
+    Column("owner", String(128), nullable=True),
+    Column("lease_expires", DateTime(timezone=True), nullable=True),
     Index(None, "status"),
     Index(None, "org", "operation", "client_token"),
 )
