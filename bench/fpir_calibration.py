@@ -22,6 +22,8 @@ the cache is warm), and whether the reason holds on another dataset:
 5. **Gallery cohort normalisation for search** (docs/fairness.md section 6): each score less
    the mean of the two faces' top-10 cosines with the gallery, mapped to Similarity by a table
    fitted on FairFace galleries only; evaluated on LFW's split.
+6. **Users** (SearchUsersByImage's templates, the unit mean of a user's faces): N = users is
+   one comparison per person, but is a template's per-pair FMR the promised one?
 
     nice -n 10 python bench/fpir_calibration.py --data-dir DIR [--json out.json]
 """
@@ -161,6 +163,33 @@ def main() -> None:
                                  "fpir": float(np.mean(top_c >= thr[t]))} for t in LEVELS}
     print("gallery cohort (table fitted on FairFace galleries) on LFW split: " + ", ".join(
         f"{t:g}: FNIR {v['fnir']:.3f} FPIR {v['fpir']:.4f}" for t, v in out["gallery_cohort"].items()))
+    # 6. users (identity-level templates: the unit mean of a user's faces, store.users.unit_mean):
+    # one comparison per person, so N = users; does a template's per-pair FMR keep the promise?
+    def template(v: np.ndarray) -> np.ndarray:
+        m = v.mean(0)
+        return m / np.linalg.norm(m)
+    t3 = np.stack([template(le.embeddings[v]) for v in multi])
+    out["user_templates"] = {"outside_split": {}, "lfw_split": {}}
+    for name, probes in (("lfw", le.embeddings[single]), ("fairface", ffx)):
+        st, s1 = sims(probes, t3), sims(probes, g3[::3])
+        for t in (85.0, 89.07, 90.0):
+            out["user_templates"]["outside_split"][f"{name}@{t:g}"] = {
+                "template_fmr": float(np.mean(st >= t)), "one_photo_fmr": float(np.mean(s1 >= t)),
+                "promised": F.false_match_rate(t)}
+    tg = np.stack([template(ge[gp == w]) for w in gallery])
+    people = list(gallery)
+    su, snu = sims(le.embeddings[mi], tg), sims(le.embeddings[ni], tg)
+    mate_u = np.array([su[k][people.index(w)] if le.found[mi[k]] else -1.0 for k, (w, _) in enumerate(mated)])
+    top_u = np.where(le.found[ni], snu.max(1), -1.0)
+    for t in LEVELS:
+        out["user_templates"]["lfw_split"][t] = {"fnir": float(np.mean(mate_u < t)),
+                                                 "fpir": float(np.mean(top_u >= t)),
+                                                 "formula": F.fpir(t, len(people))}
+    print("user templates, per-pair FMR outside the split:",
+          json.dumps(out["user_templates"]["outside_split"]))
+    print(f"users on LFW split ({len(people)} users, default {F.default_search_threshold(len(people))}): "
+          + ", ".join(f"{t:g}: FNIR {v['fnir']:.3f} FPIR {v['fpir']:.4f} (formula {v['formula']:.4f})"
+                      for t, v in out["user_templates"]["lfw_split"].items()))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, default=str))
 
