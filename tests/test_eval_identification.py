@@ -77,3 +77,5 @@ def test_identification_by_users_counts_the_faces_behind_the_templates(tree, tmp
     assert d["default_threshold"] == fpir.default_search_threshold(fpir.user_search_size(3, 9))
     assert d["rank1"] >= 5 / 6
     assert d["at_default"]["fpir"] == 0.0
+    html = (out / "report.html").read_text()
+    assert "SearchUsersByImage" in html and "behind the users" in html
