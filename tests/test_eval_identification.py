@@ -58,3 +58,24 @@ def test_identification_through_the_service(tree, tmp_path):
     assert rows[99.0]["fnir"] >= rows[80.0]["fnir"]   # stricter: more misses
     html = (out / "report.html").read_text()
     assert "rank-1" in html and "FPIR" in html and "(default)" in html
+
+
+def test_identification_by_users_counts_the_faces_behind_the_templates(tree, tmp_path):
+    """``--users``: every person a user of their 3 faces, searched with SearchUsersByImage; the
+    default is the user search's size-aware one, N = the 9 faces behind the 3 templates."""
+    from typer.testing import CliRunner
+
+    from candor.cli import app
+
+    out = tmp_path / "report"
+    r = CliRunner().invoke(app, ["eval", "identification", "--images", str(tree), "--non-mated",
+                                 "4", "--users", "--output", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads((out / "summary.json").read_text())
+    assert d["protocol"]["search"] == "SearchUsersByImage"
+    assert d["gallery_users"] == 3 and d["fpir_size"] == 9
+    assert d["default_threshold"] == fpir.default_search_threshold(fpir.user_search_size(3, 9))
+    assert d["rank1"] >= 5 / 6
+    assert d["at_default"]["fpir"] == 0.0
+    html = (out / "report.html").read_text()
+    assert "SearchUsersByImage" in html and "behind the users" in html

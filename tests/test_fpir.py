@@ -99,3 +99,33 @@ def test_search_without_threshold_runs_at_the_size_aware_default(samples, tmp_pa
                                    str(tmp_path / "d")], env={"COLUMNS": "200"})
     assert out.exit_code == 0, out.output
     assert "FPIR" in out.output and f"{expected:g} (default)" in out.output
+
+    # a user search counts the faces behind the users' templates, not the users: one user
+    # of all N faces gets the default of N faces (a template's impostor tail is heavier than
+    # a photo's: docs/fairness.md section 8)
+    d = svc.call("DescribeCollection", {"CollectionId": "gallery"})
+    assert d["UserCount"] == 0 and d["CandorSearchFpir"]["Users"]["CollectionSize"] == 0
+    ids = [f["FaceId"] for f in svc.call("ListFaces", {"CollectionId": "gallery",
+                                                        "MaxResults": 100})["Faces"]]
+    assert len(ids) == faces
+    svc.call("CreateUser", {"CollectionId": "gallery", "UserId": "everyone"})
+    r = svc.call("AssociateFaces", {"CollectionId": "gallery", "UserId": "everyone",
+                                    "FaceIds": ids, "UserMatchThreshold": 0.0})
+    assert len(r["AssociatedFaces"]) == faces
+    svc.call("SearchUsersByImage", {"CollectionId": "gallery", "Image": {"Bytes": probe}})
+    rec = svc.gate.ledger.tail(1)[0]
+    assert rec["operation"] == "SearchUsersByImage" and rec["decision"] == "allow"
+    assert rec["details"]["collection_size"] == faces == fpir.user_search_size(1, faces)
+    assert rec["threshold"] == pytest.approx(expected)
+    d = svc.call("DescribeCollection", {"CollectionId": "gallery"})
+    assert d["UserCount"] == 1
+    assert d["CandorSearchFpir"]["Users"]["CollectionSize"] == faces
+    assert d["CandorSearchFpir"]["Users"]["DefaultSearchThreshold"] == pytest.approx(expected)
+
+
+def test_user_search_size_counts_faces_behind_templates():
+    assert fpir.user_search_size(81, 243) == 243
+    assert fpir.user_search_size(0, 0) == 0
+    # 81 templates of 3 faces: stricter than 81 single comparisons would be
+    assert fpir.default_search_threshold(fpir.user_search_size(81, 243)) \
+        > fpir.default_search_threshold(81)

@@ -275,6 +275,9 @@ def identification(
     seed: SeedOption = 0,
     backend: BackendOption = None,
     detector: EvalDetector = None,
+    users: Annotated[bool, typer.Option(
+        "--users", help="Also enrol each person as a user (AssociateFaces) and search with "
+                        "SearchUsersByImage: identity-level search.")] = False,
 ) -> None:
     """Rank-1, FPIR and FNIR of 1:N search through IndexFaces and SearchFacesByImage."""
     from candor.eval import identification as ident
@@ -286,7 +289,7 @@ def identification(
     with cli_errors(), _progress(not json_output) as progress:
         result = ident.run(images, min_photos=min_photos, enrolled=enrolled,
                            non_mated=non_mated, seed=seed, thresholds=levels, backend=backend,
-                           detector=detector, progress=progress(images.name))
+                           detector=detector, users=users, progress=progress(images.name))
     data = _finish(result, output, json_output, started)
     if not json_output:
         table = Table(title=f"1:N search: {data['gallery_people']} people, {data['gallery_faces']} "

@@ -19,6 +19,13 @@ at any threshold t are then read from those lists:
   detected is a miss);
 - FPIR(t): non-mated probes with any candidate at Similarity >= t (the false alarm rate).
 
+With ``users=True`` (``--users``) each enrolled person is also a user (CreateUser, then
+AssociateFaces of their indexed faces; the labels are the enrolment's ground truth, so every
+face is associated whatever its match with the others) and every probe goes through
+SearchUsersByImage instead: identity-level search, one template a person. The default is then
+the size-aware one of a user search (N = the faces behind the users' templates,
+:func:`candor.scoring.fpir.user_search_size`), read from DescribeCollection.
+
 They are reported at the common thresholds and at the size-aware default a search without a
 threshold runs with (:mod:`candor.scoring.fpir`), next to the FPIR that formula promises.
 """
@@ -67,7 +74,7 @@ def split(s: datasets.ImageSet, min_photos: int, enrolled: int, non_mated: int,
 def run(images: str | Path, *, min_photos: int = 5, enrolled: int = 3, non_mated: int = 500,
         seed: int = 0, thresholds=THRESHOLDS, backend: str | None = None,
         detector: str | None = None, normalised: bool | None = None,
-        progress: Callable[[int, int], None] | None = None) -> dict:
+        users: bool = False, progress: Callable[[int, int], None] | None = None) -> dict:
     """Enrol, search and measure; returns the JSON-ready summary."""
     from candor.config import Settings
     from candor.face.imaging import load_image
@@ -89,26 +96,42 @@ def run(images: str | Path, *, min_photos: int = 5, enrolled: int = 3, non_mated
         svc.call("CreateCollection", {"CollectionId": COLLECTION})
         not_indexed = []
         for who, files in gallery.items():
+            face_ids = []
             for f in files:
                 params = {"CollectionId": COLLECTION, "MaxFaces": 1, "ExternalImageId": who,
                           "Image": {"Bytes": load_image(s.root / f)}}
                 r = svc.call("IndexFaces", params)
                 if not r.get("FaceRecords"):
                     not_indexed.append(f)
+                face_ids += [fr["Face"]["FaceId"] for fr in r.get("FaceRecords", [])]
                 done += 1
                 if progress:
                     progress(done, total)
+            if users and face_ids:
+                svc.call("CreateUser", {"CollectionId": COLLECTION, "UserId": who})
+                svc.call("AssociateFaces", {"CollectionId": COLLECTION, "UserId": who,
+                                            "FaceIds": face_ids, "UserMatchThreshold": 0.0})
         describe = svc.call("DescribeCollection", {"CollectionId": COLLECTION})
         size = describe["FaceCount"]
-        default = fpir_mod.default_search_threshold(size)
+        block = describe["CandorSearchFpir"]["Users" if users else "Faces"]
+        default = float(block["DefaultSearchThreshold"])
+        n_searched = describe["UserCount"] if users else size
 
         def search(f: str) -> list[tuple[float, str]] | None:
             nonlocal done
             try:
-                r = svc.call("SearchFacesByImage", {
-                    "CollectionId": COLLECTION, "Image": {"Bytes": load_image(s.root / f)},
-                    "FaceMatchThreshold": FLOOR, "MaxFaces": max(1, size)})
-                out = [(m["Similarity"], m["Face"].get("ExternalImageId")) for m in r["FaceMatches"]]
+                image = {"Bytes": load_image(s.root / f)}
+                if users:
+                    r = svc.call("SearchUsersByImage", {
+                        "CollectionId": COLLECTION, "Image": image, "UserMatchThreshold": FLOOR,
+                        "MaxUsers": max(1, n_searched)})
+                    out = [(m["Similarity"], m["User"]["UserId"]) for m in r["UserMatches"]]
+                else:
+                    r = svc.call("SearchFacesByImage", {
+                        "CollectionId": COLLECTION, "Image": image,
+                        "FaceMatchThreshold": FLOOR, "MaxFaces": max(1, size)})
+                    out = [(m["Similarity"], m["Face"].get("ExternalImageId"))
+                           for m in r["FaceMatches"]]
             except CandorError:
                 out = None      # no face found in the probe
             done += 1
@@ -134,12 +157,14 @@ def run(images: str | Path, *, min_photos: int = 5, enrolled: int = 3, non_mated
                      "fpir": alarms / len(top_nonmated) if len(top_nonmated) else None,
                      "fpir_ci": metrics.wilson(alarms, len(top_nonmated)),
                      "false_alarms": alarms,
-                     "fpir_formula": fpir_mod.fpir(t, size)})
+                     "fpir_formula": fpir_mod.fpir(t, block["CollectionSize"])})
     return {
         "kind": "identification", "source": str(images), "photos": len(s),
         "protocol": {"min_photos": min_photos, "enrolled_per_person": enrolled,
-                     "non_mated": non_mated, "seed": seed},
+                     "non_mated": non_mated, "seed": seed,
+                     "search": "SearchUsersByImage" if users else "SearchFacesByImage"},
         "gallery_people": len(gallery), "gallery_faces": size,
+        "gallery_users": describe["UserCount"], "fpir_size": block["CollectionSize"],
         "gallery_photos_not_indexed": not_indexed,
         "mated_probes": len(mated), "non_mated_probes": len(nonmated),
         "probes_without_face": {"mated": sum(c is None for _, c in mated_lists),

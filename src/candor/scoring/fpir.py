@@ -17,6 +17,16 @@ demographic differentials) and never above :data:`MAX_CALIBRATED` (99, the highe
 the table's data calibrates). Past N = 1,000 faces even 99 cannot hold 1%: the default stays
 at 99 and :func:`fpir` says what it is there (docs/fairness.md, "Thresholds for search").
 
+**What N counts.** For SearchFaces / SearchFacesByImage N is the collection's faces: photos of
+one person are close to independent chances for a stranger to match (measured with
+``bench/fpir_calibration.py``: a person's 3 photos raise the false-match chance 2.6-3.0x over
+one, on LFW and on FairFace probes), so counting people instead would under-promise about 3x.
+For SearchUsers / SearchUsersByImage a user is matched through one template, the unit mean of
+the user's faces (:func:`candor.store.users.unit_mean`), but a template's impostor tail is
+heavier than one photo's (measured: 1.0-2.1x the per-pair promise with 3 faces a user, where a
+single photo is below it), so N counts the faces behind the users' templates too
+(:func:`user_search_size`), not the users.
+
 An explicit ``FaceMatchThreshold`` / ``UserMatchThreshold`` keeps Rekognition's per-pair
 meaning; only an omitted one is size-aware. The formula is checked empirically by
 ``candor eval identification`` (docs/fairness.md): on LFW the measured FPIR is below it, as the
@@ -70,6 +80,13 @@ def default_search_threshold(size: int, target: float = TARGET_FPIR,
     FPIR for a collection of ``size`` faces (users) stays <= ``target``, between ``floor`` and
     :data:`MAX_CALIBRATED`. Non-decreasing in ``size``."""
     return min(MAX_CALIBRATED, max(floor, threshold_for_size(size, target)))
+
+
+def user_search_size(users: int, user_faces: int) -> int:
+    """N for a search of the collection's users: the faces associated with its users (each
+    template carries its faces' impostor risk; module docstring), at least the users that
+    have a template."""
+    return max(int(user_faces), 0) if users > 0 else 0
 
 
 def describe(size: int, thresholds=COMMON_THRESHOLDS) -> dict:

@@ -38,7 +38,8 @@ def describe_collection(service: Service, params: dict) -> dict:
             "CreationTimestamp": as_utc(row.created_at).timestamp(), "UserCount": n_users,
             # candor's own member (SDKs ignore unknown response members): what a search that
             # names no threshold runs at, and the false-alarm rate at the common thresholds
-            "CandorSearchFpir": {"Faces": fpir.describe(n_faces), "Users": fpir.describe(n_users)}}
+            "CandorSearchFpir": {"Faces": fpir.describe(n_faces), "Users": fpir.describe(
+                fpir.user_search_size(n_users, store.user_face_count(row.id)))}}
 
 
 @operation("ListCollections")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from candor.errors import CandorError, InvalidParameter
-from candor.scoring.fpir import default_search_threshold
+from candor.scoring.fpir import default_search_threshold, user_search_size
 from candor.scoring.similarity import Scoring
 from candor.service import Service, operation
 from candor.service.caller import resolve_collection
@@ -41,15 +41,24 @@ def _searched(operation: str, params: dict) -> int:
     return _SEARCHES[operation][1]
 
 
+def search_size(store: Store, coll_pk: int, operation: str, params: dict) -> int:
+    """N of the size-aware default: the collection's faces, or for a user search the faces
+    behind its users' templates (:func:`candor.scoring.fpir.user_search_size`)."""
+    n_faces, n_users = store.collection_counts(coll_pk)
+    if _searched(operation, params) == 0:
+        return n_faces
+    return user_search_size(n_users, store.user_face_count(coll_pk))
+
+
 def threshold(store: Store, coll_pk: int, operation: str, params: dict) -> float:
     """The request's threshold (per-pair, Rekognition's meaning) or, when it names none, the
-    size-aware default: FPIR <= 1% for the collection's current number of faces (users)
+    size-aware default: FPIR <= 1% for the collection's current number of faces (:func:`search_size`)
     (:mod:`candor.scoring.fpir`). The gate resolves the default first (:func:`size_aware_default`)
     so that the policy judges and the ledger records the value the search runs with."""
     member = _SEARCHES[operation][0]
     if params.get(member) is not None:
         return float(params[member])
-    return default_search_threshold(store.collection_counts(coll_pk)[_searched(operation, params)])
+    return default_search_threshold(search_size(store, coll_pk, operation, params))
 
 
 def size_aware_default(service: Service, operation: str, params: dict) -> tuple[float, int] | None:
@@ -65,7 +74,7 @@ def size_aware_default(service: Service, operation: str, params: dict) -> tuple[
         coll = resolve_collection(store, params["CollectionId"])
     except CandorError:
         return None
-    size = store.collection_counts(coll.id)[_searched(operation, params)]
+    size = search_size(store, coll.id, operation, params)
     return default_search_threshold(size), size
 
 #: ``nearest(n)``: the index's top ``n`` (cosines, keys) for one query, best first

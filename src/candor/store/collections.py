@@ -71,6 +71,13 @@ class CollectionsPart:
                                    .where(T_users.c.collection_pk == coll_pk)).scalar_one()
         return int(n_faces), int(n_users)
 
+    def user_face_count(self, coll_pk: int) -> int:
+        """The collection's faces associated with a user: what a user search compares with
+        through the users' templates (candor.scoring.fpir.user_search_size)."""
+        with self.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(T_faces).where(
+                (T_faces.c.collection_pk == coll_pk) & T_faces.c.user_pk.is_not(None))).scalar_one())
+
     def list_collections(self, after: list | None, limit: int,
                          org: str | None = OPERATOR_ORG) -> tuple[list[Row], bool]:
         """``org``'s collections (``None``: every organisation's) in (id, owner) order after
