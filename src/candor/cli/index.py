@@ -176,12 +176,13 @@ def index(
 
 def _warm_models(backend: str) -> None:
     """Load the backend's models now (the first photo would wait for them otherwise)."""
+    from candor.face.pipeline import EMBED_THREADS
     from candor.models import get_backend
 
     try:
         warm = getattr(get_backend(backend), "warm", None)
-        if warm is not None:
-            warm()
+        if warm is not None:  # the session the pipeline's embedder will use
+            warm(**({"embed_threads": EMBED_THREADS} if backend == "onnx" else {}))
     except CandorError:
         pass  # an unknown backend or a missing model: the command reports it where it is used
 
