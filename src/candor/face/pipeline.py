@@ -48,8 +48,10 @@ R = TypeVar("R")
 BATCH_FACES = 16
 #: a batch is also closed when its images hold this many bytes of pixels (large photos)
 MAX_BATCH_BYTES = 256 * 1024 * 1024
-#: the embedder's threads per call: the decode/detect pool keeps the other cores busy, and one
-#: ONNX Runtime thread costs ~15% less CPU per chip than two (no hand-offs), same embeddings
+#: the embedder's threads per call while it keeps up with the pool: the pool keeps the other
+#: cores busy, and one ONNX Runtime thread costs ~15% less CPU per chip than two (no hand-offs);
+#: a batch closed while the previous one is still being embedded (many faces per photo: the
+#: embedder is the bottleneck) gets all the cores. Same embeddings either way.
 EMBED_THREADS = 1
 
 
@@ -158,8 +160,8 @@ def analyse_many(engine, sources: Iterable[Any],
     :func:`largest_face`, :func:`central_face`), and only those are embedded. ``load``
     decodes a source (default :func:`candor.face.imaging.load_image`, Rekognition's 5 MB limit;
     e.g. ``lambda p: read_image(p, max_bytes=MAX_S3_IMAGE_BYTES)`` for 15 MB).
-    ``embed_threads``: the backend's threads per embedding call (:data:`EMBED_THREADS`; None:
-    the backend's default).
+    ``embed_threads``: the backend's threads per embedding call while the embedder keeps up
+    (:data:`EMBED_THREADS`; None: always the backend's default, all cores).
     """
     from candor.face.engine import MAX_FACES
 
@@ -176,8 +178,8 @@ def analyse_many(engine, sources: Iterable[Any],
         chips = engine.chips(image, faces) if embed and faces else None
         return Analysed(source, image, list(faces), found=found), chips
 
-    def embed_batch(chips: list[np.ndarray]) -> np.ndarray:
-        return engine.embed_chips(np.concatenate(chips), threads=embed_threads)
+    def embed_batch(chips: list[np.ndarray], threads: int | None) -> np.ndarray:
+        return engine.embed_chips(np.concatenate(chips), threads=threads)
 
     embedder = ThreadPoolExecutor(1, thread_name_prefix="candor-embed")
     inflight: deque[tuple[list[Analysed], list[Analysed], Future | None]] = deque()
@@ -188,7 +190,9 @@ def analyse_many(engine, sources: Iterable[Any],
 
     def close_batch() -> None:
         nonlocal batch, with_faces, chips, n_faces, n_bytes
-        future = embedder.submit(embed_batch, chips) if chips else None
+        behind = any(f is not None and not f.done() for _, _, f in inflight)
+        future = (embedder.submit(embed_batch, chips, None if behind else embed_threads)
+                  if chips else None)
         inflight.append((batch, with_faces, future))
         batch, with_faces, chips, n_faces, n_bytes = [], [], [], 0, 0
 
