@@ -50,8 +50,8 @@ BATCH_FACES = 16
 MAX_BATCH_BYTES = 256 * 1024 * 1024
 #: the embedder's threads per call while it keeps up with the pool: the pool keeps the other
 #: cores busy, and one ONNX Runtime thread costs ~15% less CPU per chip than two (no hand-offs);
-#: a batch closed while the previous one is still being embedded (many faces per photo: the
-#: embedder is the bottleneck) gets all the cores. Same embeddings either way.
+#: once this thread had to wait for the embedder (many faces per photo: it is the bottleneck),
+#: the next batch gets all the cores. Same embeddings either way.
 EMBED_THREADS = 1
 
 
@@ -187,12 +187,13 @@ def analyse_many(engine, sources: Iterable[Any],
     with_faces: list[Analysed] = []
     chips: list[np.ndarray] = []
     n_faces = n_bytes = 0
+    waited = False  # since the last batch was closed, this thread waited for the embedder
 
     def close_batch() -> None:
-        nonlocal batch, with_faces, chips, n_faces, n_bytes
-        behind = any(f is not None and not f.done() for _, _, f in inflight)
-        future = (embedder.submit(embed_batch, chips, None if behind else embed_threads)
+        nonlocal batch, with_faces, chips, n_faces, n_bytes, waited
+        future = (embedder.submit(embed_batch, chips, None if waited else embed_threads)
                   if chips else None)
+        waited = False
         inflight.append((batch, with_faces, future))
         batch, with_faces, chips, n_faces, n_bytes = [], [], [], 0, 0
 
@@ -223,6 +224,7 @@ def analyse_many(engine, sources: Iterable[Any],
             # the embedder always has the next batch while this thread gathers another
             while inflight and (len(inflight) > 1 or inflight[0][2] is None
                                 or inflight[0][2].done()):
+                waited |= inflight[0][2] is not None and not inflight[0][2].done()
                 yield from finish(inflight.popleft())
         if batch:
             close_batch()
