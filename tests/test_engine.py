@@ -141,3 +141,20 @@ def test_compare_needs_a_source_face(engine, samples, tmp_path):
     assert result.face_matches == [] and result.unmatched_faces == []
     with pytest.raises(InvalidParameter, match="0 to 100"):
         engine.compare_faces(samples / "groups" / "couple.jpg", blank, similarity_threshold=101)
+
+
+def test_named_landmarks_are_the_means_of_their_points():
+    """The vectorised named landmarks equal, bit for bit, each landmark's points averaged one
+    landmark at a time (``mean(axis=0)``, the definition), on float32 points of any size."""
+    from candor.face.analysis import named_landmarks
+
+    rng = np.random.default_rng(17)
+    for scale, (w, h) in itertools.product((1.0, 250.0, 4000.0), ((250, 250), (1920, 1081))):
+        points = (rng.random((68, 2)) * scale).astype(np.float32)
+        expected = []
+        for name, idx in LANDMARKS_68.items():
+            x, y = points[list(idx)].mean(axis=0)
+            expected.append((name, float(x) / w, float(y) / h))
+        assert [(lm.type, lm.x, lm.y) for lm in named_landmarks(points, w, h)] == expected
+        some = ("nose", "eyeLeft")
+        assert [lm.type for lm in named_landmarks(points, w, h, some)] == list(some)

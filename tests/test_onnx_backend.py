@@ -206,6 +206,19 @@ def test_embed_batch_is_independent_of_batching(onnx_backend):
     assert np.allclose(together[[0, 65, 69]], alone, atol=1e-5)
 
 
+@needs_data
+def test_embed_threads_change_nothing(sample_chips, onnx_backend):
+    """The bulk pipeline embeds with one intra-op thread (cheaper per chip): the same batch
+    gives bit-identical embeddings with one thread as with the default (all cores)."""
+    rng = np.random.default_rng(11)
+    chips = np.concatenate([sample_chips[0][:40],
+                            rng.integers(0, 256, (8, 150, 150, 3), dtype=np.uint8)])
+    one = onnx_backend.embed(chips, threads=1)
+    assert onnx_backend.embedder_with(1).get_session_options().intra_op_num_threads == 1
+    for threads in (None, 2, 3):
+        assert np.array_equal(onnx_backend.embed(chips, threads=threads), one)
+
+
 @pytest.fixture(scope="module")
 def sample_chips(dlib_backend):
     if not DATA.is_dir():

@@ -8,6 +8,7 @@ read; a photo skipped as already indexed is a line with a ``Skipped`` key.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import re
 import sys
@@ -122,6 +123,9 @@ def index(
                 continue
             yield photo, params
 
+    # the start-up's objects (modules, the schema, the policy) will live as long as the
+    # command: out of the collector's way, so its collections scan only the photos' objects
+    gc.freeze()
     indexed, no_face, errors = 0, 0, []
     reasons: Counter[str] = Counter()
     progress = progress_bar(json_output, TextColumn("{task.fields[faces]} faces"))
@@ -176,12 +180,13 @@ def index(
 
 def _warm_models(backend: str) -> None:
     """Load the backend's models now (the first photo would wait for them otherwise)."""
+    from candor.face.pipeline import EMBED_THREADS
     from candor.models import get_backend
 
     try:
         warm = getattr(get_backend(backend), "warm", None)
-        if warm is not None:
-            warm()
+        if warm is not None:  # the session the pipeline's embedder will use
+            warm(**({"embed_threads": EMBED_THREADS} if backend == "onnx" else {}))
     except CandorError:
         pass  # an unknown backend or a missing model: the command reports it where it is used
 

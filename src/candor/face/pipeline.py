@@ -48,6 +48,11 @@ R = TypeVar("R")
 BATCH_FACES = 16
 #: a batch is also closed when its images hold this many bytes of pixels (large photos)
 MAX_BATCH_BYTES = 256 * 1024 * 1024
+#: the embedder's threads per call while it keeps up with the pool: the pool keeps the other
+#: cores busy, and one ONNX Runtime thread costs ~15% less CPU per chip than two (no hand-offs);
+#: once this thread had to wait for the embedder (many faces per photo: it is the bottleneck),
+#: the next batch gets all the cores. Same embeddings either way.
+EMBED_THREADS = 1
 
 
 @dataclass
@@ -142,7 +147,8 @@ def analyse_many(engine, sources: Iterable[Any],
                  select: Callable[[Image, Sequence], Sequence] | None = None,
                  load: Callable[[Any], Image] | None = None,
                  workers: int | None = None, batch_faces: int = BATCH_FACES,
-                 max_batch_bytes: int = MAX_BATCH_BYTES) -> Iterator[Analysed]:
+                 max_batch_bytes: int = MAX_BATCH_BYTES,
+                 embed_threads: int | None = EMBED_THREADS) -> Iterator[Analysed]:
     """:meth:`Engine.analyse` over many images (paths, bytes or decoded Images), in input
     order, on both pools: ``workers`` threads (default: one more than the cores available,
     so that a thread holding the GIL for Python work does not idle a core) decode, detect,
@@ -154,6 +160,8 @@ def analyse_many(engine, sources: Iterable[Any],
     :func:`largest_face`, :func:`central_face`), and only those are embedded. ``load``
     decodes a source (default :func:`candor.face.imaging.load_image`, Rekognition's 5 MB limit;
     e.g. ``lambda p: read_image(p, max_bytes=MAX_S3_IMAGE_BYTES)`` for 15 MB).
+    ``embed_threads``: the backend's threads per embedding call while the embedder keeps up
+    (:data:`EMBED_THREADS`; None: always the backend's default, all cores).
     """
     from candor.face.engine import MAX_FACES
 
@@ -170,8 +178,8 @@ def analyse_many(engine, sources: Iterable[Any],
         chips = engine.chips(image, faces) if embed and faces else None
         return Analysed(source, image, list(faces), found=found), chips
 
-    def embed_batch(chips: list[np.ndarray]) -> np.ndarray:
-        return engine.embed_chips(np.concatenate(chips))
+    def embed_batch(chips: list[np.ndarray], threads: int | None) -> np.ndarray:
+        return engine.embed_chips(np.concatenate(chips), threads=threads)
 
     embedder = ThreadPoolExecutor(1, thread_name_prefix="candor-embed")
     inflight: deque[tuple[list[Analysed], list[Analysed], Future | None]] = deque()
@@ -179,10 +187,13 @@ def analyse_many(engine, sources: Iterable[Any],
     with_faces: list[Analysed] = []
     chips: list[np.ndarray] = []
     n_faces = n_bytes = 0
+    waited = False  # since the last batch was closed, this thread waited for the embedder
 
     def close_batch() -> None:
-        nonlocal batch, with_faces, chips, n_faces, n_bytes
-        future = embedder.submit(embed_batch, chips) if chips else None
+        nonlocal batch, with_faces, chips, n_faces, n_bytes, waited
+        future = (embedder.submit(embed_batch, chips, None if waited else embed_threads)
+                  if chips else None)
+        waited = False
         inflight.append((batch, with_faces, future))
         batch, with_faces, chips, n_faces, n_bytes = [], [], [], 0, 0
 
@@ -213,6 +224,7 @@ def analyse_many(engine, sources: Iterable[Any],
             # the embedder always has the next batch while this thread gathers another
             while inflight and (len(inflight) > 1 or inflight[0][2] is None
                                 or inflight[0][2].done()):
+                waited |= inflight[0][2] is not None and not inflight[0][2].done()
                 yield from finish(inflight.popleft())
         if batch:
             close_batch()

@@ -64,6 +64,7 @@ class Backend(Protocol):
         """Aligned face chips (N, 150, 150, 3) uint8, cut as dlib's ``get_face_chip`` (padding 0.25)."""
         ...
 
-    def embed(self, chips: np.ndarray) -> np.ndarray:
-        """Descriptors (N, 128) float32 for a batch of chips, as dlib's ResNet computes them."""
+    def embed(self, chips: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """Descriptors (N, 128) float32 for a batch of chips, as dlib's ResNet computes them;
+        ``threads``: how many threads the call may use (a hint; the same numbers either way)."""
         ...

@@ -142,7 +142,9 @@ class DlibBackend:
         chips = dlib.get_face_chips(image, shapes, size=CHIP_SIZE, padding=CHIP_PADDING)
         return np.stack([np.asarray(c, dtype=np.uint8) for c in chips])
 
-    def embed(self, chips: np.ndarray) -> np.ndarray:
+    def embed(self, chips: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """Descriptors of ``chips`` (``threads`` is accepted for the interface; dlib's ResNet
+        runs as it is built)."""
         if len(chips) == 0:
             return np.zeros((0, EMBEDDING_SIZE), np.float32)
         batch = [np.ascontiguousarray(c) for c in chips]
