@@ -110,14 +110,35 @@ def bounding_box(box: Detection, width: int, height: int) -> BoundingBox:
                        left=box.left / width, top=box.top / height)
 
 
+def _by_size(names: tuple[str, ...]) -> list[tuple[list[int], list[str], np.ndarray]]:
+    """``names`` grouped by how many of the 68 points each averages: (positions in ``names``,
+    names, point indices (n, k)), so that one numpy mean per group replaces one per name."""
+    groups: dict[int, list[tuple[int, str]]] = {}
+    for i, name in enumerate(names):
+        groups.setdefault(len(LANDMARKS_68[name]), []).append((i, name))
+    return [([i for i, _ in items], [n for _, n in items],
+             np.array([LANDMARKS_68[n] for _, n in items], dtype=np.intp))
+            for items in groups.values()]
+
+
+_ALL_NAMES = tuple(LANDMARKS_68)
+_ALL_GROUPS = _by_size(_ALL_NAMES)
+
+
 def named_landmarks(points68: np.ndarray, width: int, height: int,
                     types: tuple[str, ...] | None = None) -> list[Landmark]:
-    """Rekognition's named landmarks (as ratios of the image) from the 68 points."""
-    out = []
-    for name in types or LANDMARKS_68:
-        x, y = points68[list(LANDMARKS_68[name])].mean(axis=0)
-        out.append(Landmark(type=name, x=float(x) / width, y=float(y) / height))
-    return out
+    """Rekognition's named landmarks (as ratios of the image) from the 68 points.
+
+    A landmark of several points is their mean; the names are averaged a group at a time
+    (same float32 sums in the same order as one mean per name, so the same numbers), which
+    spares ~30 small numpy calls per face on the request thread, under the GIL."""
+    names = tuple(types) if types else _ALL_NAMES
+    groups = _ALL_GROUPS if names == _ALL_NAMES else _by_size(names)
+    xy: list[tuple[float, float]] = [(0.0, 0.0)] * len(names)
+    for positions, _, indices in groups:
+        for i, pair in zip(positions, points68[indices].mean(axis=1).tolist()):
+            xy[i] = pair
+    return [Landmark(type=name, x=x / width, y=y / height) for name, (x, y) in zip(names, xy)]
 
 
 def pose(points68: np.ndarray, width: int, height: int) -> Pose:
