@@ -2,7 +2,7 @@
 ``candor serve`` with 1 and 8 boto3 clients, beside face_recognition and the engine's pipeline
 (``candor.face.pipeline.analyse_many``) measured in the same run, as ratios.
 
-    python bench/engine.py --only 5 --lfw 400          # these rows alone
+    python bench/engine.py --only 6 --lfw 400          # these rows alone
     python bench/http_clients.py --lfw 400 [--clients 1,8] [--workers N]
 
 The photos are taken in chunks of ``--chunk``; each chunk goes through every tool in turn
@@ -73,7 +73,7 @@ def boto_clients(url: str, key_id: str, secret: str, n: int) -> list:
 
 
 def http_rows(engine, paths: list[Path], chunk: int = 100, clients: tuple[int, ...] = (1, 8),
-              workers: int | None = None, number: str = "5") -> dict[str, float]:
+              workers: int | None = None, number: str = "6") -> dict[str, float]:
     """Measure and print the rows; returns images/s by row name."""
     import face_recognition as fr
 

@@ -168,6 +168,16 @@ class Gateway:
             seen["authorization_reference"] = reference
         return principal_for(key), self.prepare(op_model, body)
 
+    def admit_and_respond(self, request: Request, body: bytes, target: str, op_model,
+                          seen: dict[str, str], operation: str, request_id: str
+                          ) -> tuple[bytes, dict[str, str]]:
+        """:meth:`admit` then :meth:`respond`, in one trip to a worker thread: a second hop
+        (and the event loop's wake-up between the two) cost every request CPU under the GIL,
+        for nothing; an unauthenticated request still does no work before it is refused."""
+        principal, params = self.admit(request, body, target, op_model, seen)
+        return self.respond(principal, operation, params, request_id,
+                            seen.get("authorization_reference"))
+
     def run(self, principal, operation: str, params: dict[str, Any], request_id: str,
             authorization_reference: str | None = None) -> bytes:
         """The operation (on a worker thread) and its response already serialised."""
@@ -328,11 +338,9 @@ async def handle(gateway: Gateway, request: Request) -> Response:
         images = protocol.image_count(op_model) if op_model is not None else 0
         body = await read_body(request, body_limit(images),
                                ImageTooLarge if images else InvalidParameter)
-        principal, params = await anyio.to_thread.run_sync(
-            gateway.admit, request, body, target, op_model, seen)
         payload, headers = await asyncio.get_running_loop().run_in_executor(
-            gateway.pool, gateway.respond, principal, operation, params, request_id,
-            seen.get("authorization_reference"))
+            gateway.pool, gateway.admit_and_respond, request, body, target, op_model, seen,
+            operation, request_id)
         status = 200
         response = Response(payload, status_code=200, media_type=protocol.CONTENT_TYPE,
                             headers=headers)
@@ -372,6 +380,13 @@ def _warm_up(gateway: Gateway) -> None:
 
         from candor.face.imaging import Image
 
+        # the shape predictors too: a blank image has no face to load them for, and the first
+        # requests with faces would otherwise each load the 68-point model (~100 MB, parsed
+        # under the GIL) at once on their worker threads
+        warm = getattr(getattr(getattr(gateway.service, "engine", None), "backend", None),
+                       "warm", None)
+        if callable(warm):
+            warm()
         blank = Image(pixels=np.zeros((120, 120, 3), np.uint8), format="PNG", sha256="0" * 64)
         gateway.service.call("DetectFaces", {"Image": {"Bytes": blank}})
     except Exception as exc:  # warm-up is an optimisation; the first request will say what is wrong
