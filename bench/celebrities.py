@@ -26,6 +26,7 @@ evaluate`` runs on any folders).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import sys
@@ -33,6 +34,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from candor.eval.celebrities import embeddings, gallery_embeddings, measure
+from candor.service.celebrities import GALLERY_VIEWS, VIEWS_WEIGHT
 
 DEFAULT_DATA = Path(os.environ.get("CANDOR_TEST_DATA", Path(__file__).parents[1] / ".." / "shared"
                                    / "data" / "faces"))
@@ -60,6 +62,8 @@ def main() -> int:
     ap.add_argument("--fit-thresholds", action="store_true",
                     help="the MatchConfidence naming <= 1 %% of the development outsiders, by "
                     "gallery size (how the service's thresholds were chosen)")
+    ap.add_argument("--json", type=Path, default=None,
+                    help="also write the figures to this JSON file (bench/celebrities.json)")
     ap.add_argument("--methods", action="store_true",
                     help="every method tried: threshold chosen on the development split, "
                     "measured on the reported one")
@@ -80,13 +84,19 @@ def main() -> int:
         return methods(lfw, vectors)
     if args.fit_thresholds:
         return fit(lfw, vectors, stored)
+    report = {"split": "development" if args.dev else "reported", "photos": len(paths),
+              "gallery_views": list(GALLERY_VIEWS), "views_weight": VIEWS_WEIGHT,
+              "load_average": os.getloadavg()[0]}
     for name, least in (("gallery3", 3), ("gallery2", 2)):
         people = {n: p for n, p in by_person.items() if len(p) >= least}
         held = {n: (p[0] if args.dev else p[-1]) for n, p in people.items()}
         r = measure(people, held, outsiders, vectors, gallery_vectors=stored)
+        report[name] = r
         print(f"{name}: people {r['people']}, right person named {r['right']:.4f}, "
               f"outsiders named {r['outsiders_named']:.4f} ({r['outsiders']} outsiders), "
               f"threshold {r['threshold']:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 
