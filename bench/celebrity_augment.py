@@ -2,13 +2,20 @@
 perturbed views (:mod:`candor.face.augment`), measured with the protocol of
 bench/celebrities.py (threshold chosen on the development split, measured on the reported one).
 
-    python bench/celebrity_augment.py [--data DIR] [--least 3] [--views a,b,...]
+    python bench/celebrity_augment.py [--data DIR] [--least 3] [--views a,b,...] [--json OUT]
+    python bench/celebrity_augment.py --template-only      # views in the template only
+    python bench/celebrity_augment.py --probe rotate-left,rotate-right   # probe-side views
+
+Nothing measured here beat one plain embedding per photo on the development split, so
+``candor.service.celebrities.GALLERY_VIEWS`` is empty (the rows: docs/celebrities.md and
+bench/celebrity-augment.json).
 
 Each view of each photo of the gallery's people is embedded once (one pass of the network, no
 mirror) and cached in the evaluation cache (``eval-embeddings.sqlite`` in the data dir, the
 settings key of :mod:`candor.eval.embeddings` + the view's name), with a quality record (the
 chip's sharpness, the landmarks' spread in pixels). Queries and outsiders keep their ordinary
-embeddings: augmentation is paid at import time only.
+embeddings (except with ``--probe``, which embeds the views of every query and outsider
+through :func:`candor.eval.celebrities.view_embeddings`, the same cache).
 """
 
 from __future__ import annotations
