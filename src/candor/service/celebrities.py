@@ -47,8 +47,9 @@ PHOTOS_WEIGHT = 0.005
 #: the gallery raises the threshold this much (fitted on the development split)
 REFERENCE_GALLERY = 400
 #: at import, each photo's embedding is its own plus VIEWS_WEIGHT x the mean of these
-#: perturbed views' (:mod:`candor.face.augment`): chosen on the development split
-#: (docs/celebrities.md, bench/celebrity_augment.py)
+#: perturbed views' (:mod:`candor.face.augment`). Empty: no set of views beat one plain
+#: embedding per photo on the development split (docs/celebrities.md,
+#: bench/celebrity_augment.py); the path stays so another model can be measured the same way
 GALLERY_VIEWS: tuple[str, ...] = ()
 VIEWS_WEIGHT = 0.0
 THRESHOLD_PER_DOUBLING = 0.08
