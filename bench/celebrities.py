@@ -26,13 +26,15 @@ evaluate`` runs on any folders).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import sys
 from collections import defaultdict
 from pathlib import Path
 
-from candor.eval.celebrities import embeddings, measure
+from candor.eval.celebrities import embeddings, gallery_embeddings, measure
+from candor.service.celebrities import GALLERY_VIEWS, VIEWS_WEIGHT
 
 DEFAULT_DATA = Path(os.environ.get("CANDOR_TEST_DATA", Path(__file__).parents[1] / ".." / "shared"
                                    / "data" / "faces"))
@@ -60,6 +62,8 @@ def main() -> int:
     ap.add_argument("--fit-thresholds", action="store_true",
                     help="the MatchConfidence naming <= 1 %% of the development outsiders, by "
                     "gallery size (how the service's thresholds were chosen)")
+    ap.add_argument("--json", type=Path, default=None,
+                    help="also write the figures to this JSON file (bench/celebrities.json)")
     ap.add_argument("--methods", action="store_true",
                     help="every method tried: threshold chosen on the development split, "
                     "measured on the reported one")
@@ -70,33 +74,46 @@ def main() -> int:
     if not paths:
         ap.error(f"no LFW photos under {lfw} (--data or CANDOR_TEST_DATA)")
     vectors = embeddings(paths, data_dir=args.cache)
+    # the gallery's photos as `candor celebrities import` stores them (with their views)
+    stored = gallery_embeddings(sorted(p for ps in by_person.values() if len(ps) >= 2 for p in ps),
+                                data_dir=args.cache)
     missing = sum(v is None for v in vectors.values())
     print(f"photos: {len(paths)}, no face detected: {missing}; "
           f"split: {'development' if args.dev else 'reported'}")
     if args.methods:
         return methods(lfw, vectors)
     if args.fit_thresholds:
-        return fit(lfw, vectors)
+        return fit(lfw, vectors, stored)
+    report = {"split": "development" if args.dev else "reported", "photos": len(paths),
+              "gallery_views": list(GALLERY_VIEWS), "views_weight": VIEWS_WEIGHT,
+              "load_average": os.getloadavg()[0]}
     for name, least in (("gallery3", 3), ("gallery2", 2)):
         people = {n: p for n, p in by_person.items() if len(p) >= least}
         held = {n: (p[0] if args.dev else p[-1]) for n, p in people.items()}
-        r = measure(people, held, outsiders, vectors)
+        r = measure(people, held, outsiders, vectors, gallery_vectors=stored)
+        report[name] = r
         print(f"{name}: people {r['people']}, right person named {r['right']:.4f}, "
               f"outsiders named {r['outsiders_named']:.4f} ({r['outsiders']} outsiders), "
               f"threshold {r['threshold']:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 
-def fit(lfw: Path, vectors: dict) -> int:
-    """The development split's thresholds by gallery size (candor.service.celebrities)."""
-    from celebrity_methods import candor, fit_thresholds, make_split, threshold_for
+def fit(lfw: Path, vectors: dict, stored: dict) -> int:
+    """The development split's thresholds by gallery size (candor.service.celebrities), the
+    gallery's photos embedded as import stores them."""
+    from celebrity_methods import Split, candor, fit_thresholds, make_split, threshold_for
 
     from candor.scoring.similarity import Scoring
 
     by_person, outsiders = split(lfw, dev=True)
     for least in (3, 2):
         people = {n: p for n, p in by_person.items() if len(p) >= least}
-        dev = make_split(people, {n: p[0] for n, p in people.items()}, outsiders, vectors)
+        held = {n: p[0] for n, p in people.items()}
+        gallery = make_split(people, held, outsiders, stored)
+        asked = make_split(people, held, outsiders, vectors)
+        dev = Split(gallery.faces, gallery.owners, asked.queries, asked.truth, asked.outsiders)
         if least == 3:
             _, score = candor(dev, dev.outsiders)
             print(f"gallery3 (development): {dev.people} people, <= 1 % of outsiders from "

@@ -28,7 +28,9 @@ def test_lfw_gallery_names_the_right_person_and_few_outsiders(data_dir):
     assert people == 404, proc.stdout
     # the issue asks for >= 0.95 at <= 0.01; measured 0.9480 at 0.008 (docs/celebrities.md,
     # method and thresholds chosen on the development split): this guards what is reached;
-    # the remaining fifth of a point is open (no method tried reaches it, docs/celebrities.md)
+    # the remaining fifth of a point is open: no scoring method, gallery-side or probe-side
+    # augmentation or quality weighting beats the shipped method on the development split
+    # (docs/celebrities.md, bench/celebrity-augment.json); the threshold is not moved here
     assert right >= 0.945 and outsiders <= 0.01, proc.stdout
     people, right, outsiders = figures["gallery2"]
     assert people == 1165 and right >= 0.76 and outsiders <= 0.01, proc.stdout

@@ -182,7 +182,7 @@ def evaluate(
     """Measure recognition on your own photos: each person's last photo is held out and the
     gallery built from the rest (in a temporary store); reports how often the held-out photos
     are named right and how often outsiders are named as someone."""
-    from candor.eval.celebrities import embeddings, measure
+    from candor.eval.celebrities import embeddings, gallery_embeddings, measure
     from candor.service.celebrities import gallery_photos
 
     with cli_errors():
@@ -195,7 +195,10 @@ def evaluate(
         s = settings(data_dir)
         vectors = embeddings([p for ps in people.values() for p in ps] + strangers,
                              data_dir=s.ensure_data_dir(), face="largest")
-        result = measure(people, held, strangers, vectors, threshold=threshold)
+        stored = gallery_embeddings([p for ps in people.values() for p in ps],
+                                    data_dir=s.ensure_data_dir(), face="largest")
+        result = measure(people, held, strangers, vectors, threshold=threshold,
+                         gallery_vectors=stored)
     if json_output:
         print_json(result)
         return

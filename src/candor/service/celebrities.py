@@ -46,6 +46,12 @@ PHOTOS_WEIGHT = 0.005
 #: CELEBRITY_THRESHOLD holds for galleries up to this many people; beyond, every doubling of
 #: the gallery raises the threshold this much (fitted on the development split)
 REFERENCE_GALLERY = 400
+#: at import, each photo's embedding is its own plus VIEWS_WEIGHT x the mean of these
+#: perturbed views' (:mod:`candor.face.augment`). Empty: no set of views beat one plain
+#: embedding per photo on the development split (docs/celebrities.md,
+#: bench/celebrity_augment.py); the path stays so another model can be measured the same way
+GALLERY_VIEWS: tuple[str, ...] = ()
+VIEWS_WEIGHT = 0.0
 THRESHOLD_PER_DOUBLING = 0.08
 
 
@@ -200,7 +206,10 @@ def gallery_photos(root: str | Path) -> dict[str, list[Path]]:
 
 def embed_people(engine, people: dict[str, list[Path]]) -> dict[str, tuple[list, list]]:
     """Each person's photos through the pipeline (the largest face of each photo), on every
-    core: by folder, (embeddings, photo SHA-256s); photos without a face are left out."""
+    core: by folder, (embeddings, photo SHA-256s); photos without a face are left out. Each
+    embedding is combined with those of the face's GALLERY_VIEWS (import is offline: a gallery
+    photo can afford several passes of the network)."""
+    from candor.face.augment import combine, embed_views
     from candor.face.pipeline import analyse_many, largest_face
 
     sources = [(folder, p) for folder, paths in people.items() for p in paths]
@@ -209,6 +218,8 @@ def embed_people(engine, people: dict[str, list[Path]]) -> dict[str, tuple[list,
                              select=largest_face):
         if item.error is None and item.faces:
             folder = item.source.parent.name
-            out[folder][0].append(item.faces[0].embedding)
+            face = item.faces[0]
+            views = embed_views(engine, item.image.pixels, face.landmarks5, GALLERY_VIEWS)
+            out[folder][0].append(combine(face.embedding, views, VIEWS_WEIGHT))
             out[folder][1].append(item.image.sha256)
     return out
