@@ -10,12 +10,14 @@ Per sampled frame (:func:`candor.face.video.sample_frames`):
   found; ``min_face`` of 80 or more scans frames as they are, about 4x faster (see
   docs/video.md for the measurements, and for why not the CNN).
 - **Tracking** matches each face to the track whose last box overlaps it most (IoU at least
-  :data:`MIN_IOU`); a scene cut (the frame's thumbnail changes by more than
+  :data:`MIN_IOU`), or else to a track of its size whose box is near (:func:`closeness`);
+  a scene cut (the frame's thumbnail changes by more than
   :data:`CUT_DIFFERENCE`) ends every track.
 - **Embedding**: a track is embedded when it starts and again every ``segment_s`` seconds (a
-  new segment); if a segment's embedding no longer looks like the track's (cosine below
-  :data:`SAME_FACE_COSINE`), the face gets a new track: boxes overlapped but the person
-  changed. The chips of one frame go to the network in one batched call.
+  new segment), or sooner when the face turns :data:`FRONTAL_GAIN` degrees more towards the
+  camera than the view it was embedded from; if a segment's embedding no longer looks like
+  the track's (cosine below :data:`SAME_FACE_COSINE`), the face gets a new track: boxes
+  overlapped but the person changed. The chips of one frame go to the network in one batched call.
 
 Each face of each sampled frame comes back as a :class:`TrackedFace` with its track's Index and
 the embedding of its current segment.
@@ -37,7 +39,16 @@ from candor.face.video import Frame
 from candor.models import Detection
 
 MIN_IOU = 0.3
+#: ... or, for a face that moved further in the 1/fps s between samples (a walker in 1080p
+#: moves a face width in 200 ms), whose centre is within this many box sides of the track's
+#: and whose size is within NEAR_SIZE_RATIO of it
+NEAR_CENTRE = 0.75
+NEAR_SIZE_RATIO = 1.5
 SAME_FACE_COSINE = 0.5
+#: a followed face turned this many degrees (yaw) more towards the camera than the view its
+#: segment was embedded from is embedded again: the embedding of a face turned 45 degrees
+#: can miss (Lin-Manuel Miranda: 80 against his photos at 45 degrees, 95 at 27)
+FRONTAL_GAIN = 15.0
 CUT_DIFFERENCE = 25.0
 DEFAULT_SCAN_EVERY = 5
 DEFAULT_SEGMENT_S = 2.0
@@ -53,6 +64,8 @@ class Track:
     embedding: np.ndarray | None = None
     segment_start_ms: int = -1
     embeddings: int = 0
+    #: |yaw| of the view the segment's embedding is of (None: unknown)
+    yaw: float | None = None
 
 
 @dataclass
@@ -73,6 +86,22 @@ class TrackedFace:
 class FrameFaces:
     frame: Frame
     faces: list[TrackedFace] = field(default_factory=list)
+
+
+def closeness(track: Detection, face: Detection) -> float:
+    """How well ``face`` continues ``track``: the boxes' IoU when at least MIN_IOU; else, for a
+    face near the track's box and of its size (NEAR_CENTRE, NEAR_SIZE_RATIO), a score under
+    MIN_IOU that falls with the distance (IoU matches are preferred); else 0."""
+    overlap = iou(track, face)
+    if overlap >= MIN_IOU:
+        return overlap
+    side_t, side_f = max(track.width, track.height), max(face.width, face.height)
+    if side_t <= 0 or side_f <= 0 or max(side_t, side_f) > NEAR_SIZE_RATIO * min(side_t, side_f):
+        return 0.0
+    dx = (track.left + track.right - face.left - face.right) / 2
+    dy = (track.top + track.bottom - face.top - face.bottom) / 2
+    distance = (dx * dx + dy * dy) ** 0.5 / ((side_t + side_f) / 2)
+    return MIN_IOU * (1 - distance / NEAR_CENTRE) if distance < NEAR_CENTRE else 0.0
 
 
 def iou(a: Detection, b: Detection) -> float:
@@ -203,12 +232,12 @@ class Tracker:
 
     def assign(self, frame: int, faces: list[Face]) -> list[Track]:
         self.tracks = [t for t in self.tracks if frame - t.last_seen <= MAX_MISSED]
-        pairs = sorted(((iou(t.box, f.box), ti, fi) for ti, t in enumerate(self.tracks)
+        pairs = sorted(((closeness(t.box, f.box), ti, fi) for ti, t in enumerate(self.tracks)
                         for fi, f in enumerate(faces)), reverse=True)
         chosen: dict[int, Track] = {}
         used: set[int] = set()
         for score, ti, fi in pairs:
-            if score < MIN_IOU or ti in used or fi in chosen:
+            if score <= 0 or ti in used or fi in chosen:
                 continue
             used.add(ti)
             chosen[fi] = self.tracks[ti]
@@ -290,7 +319,8 @@ def _embed_segments(engine: Engine, image: Image, out: FrameFaces, tracks: list[
     """Embed the faces whose track starts a segment here (one batched call), split tracks whose
     person changed, and give every face its segment's embedding."""
     due = [i for i, (tf, t) in enumerate(zip(out.faces, tracks))
-           if t.embedding is None or tf.timestamp_ms - t.segment_start_ms >= segment_s * 1000]
+           if t.embedding is None or tf.timestamp_ms - t.segment_start_ms >= segment_s * 1000
+           or _more_frontal(tf, t)]
     if due:
         vectors = engine.embed_chips(engine.chips(image, [out.faces[i].face for i in due]))
         for i, vector in zip(due, vectors):
@@ -302,7 +332,20 @@ def _embed_segments(engine: Engine, image: Image, out: FrameFaces, tracks: list[
                 out.faces[i].index = track.index
             track.embedding = vector
             track.segment_start_ms = out.faces[i].timestamp_ms
+            track.yaw = _yaw(out.faces[i])
             track.embeddings += 1
             out.faces[i].new_segment = True
     for tf, track in zip(out.faces, tracks):
         tf.embedding = track.embedding
+
+
+def _yaw(tf: TrackedFace) -> float | None:
+    pose = tf.face.detail.pose
+    return abs(float(pose.yaw)) if pose is not None and pose.yaw is not None else None
+
+
+def _more_frontal(tf: TrackedFace, track: Track) -> bool:
+    """Whether this view of the face is FRONTAL_GAIN degrees more frontal than the one its
+    segment was embedded from (a new segment then starts here)."""
+    yaw = _yaw(tf)
+    return yaw is not None and track.yaw is not None and track.yaw - yaw >= FRONTAL_GAIN
