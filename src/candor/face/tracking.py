@@ -86,6 +86,8 @@ class TrackedFace:
 class FrameFaces:
     frame: Frame
     faces: list[TrackedFace] = field(default_factory=list)
+    #: the frame's thumbnail, which the next frame is compared with for a scene cut
+    thumb: np.ndarray | None = None
 
 
 def closeness(track: Detection, face: Detection) -> float:
@@ -210,7 +212,10 @@ class FrameEngine(Engine):
 
 
 def _thumb(pixels: np.ndarray) -> np.ndarray:
-    small = cv2.resize(pixels, (32, 18), interpolation=cv2.INTER_AREA)
+    """32x18 grey thumbnail, for scene cuts (of every few pixels: a 1080p frame is read whole
+    only once, by the detector)."""
+    step = max(1, min(pixels.shape[:2]) // 144)
+    small = cv2.resize(pixels[::step, ::step], (32, 18), interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
 
 
@@ -281,9 +286,10 @@ def track_faces(engine: Engine, frames: Iterable[Frame], attributes=("DEFAULT",)
         while ahead:
             frame, scan = ahead.popleft()
             fill()
-            yield _one_frame(fe, tracker, frame, scan, previous, attributes, landmarks, embed,
-                             segment_s, on_frame)
-            previous = _thumb(frame.pixels)
+            ff = _one_frame(fe, tracker, frame, scan, previous, attributes, landmarks, embed,
+                            segment_s, on_frame)
+            previous = ff.thumb
+            yield ff
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -306,7 +312,7 @@ def _one_frame(fe: FrameEngine, tracker: Tracker, frame: Frame, scan: Future | N
     tracks = tracker.assign(frame.number, faces)
     h, w = frame.pixels.shape[:2]
     out = FrameFaces(frame, [TrackedFace(frame.timestamp_ms, frame.number, t.index, f, w, h)
-                             for f, t in zip(faces, tracks)])
+                             for f, t in zip(faces, tracks)], thumb)
     if embed:
         _embed_segments(fe, image, out, tracks, tracker, segment_s)
     if on_frame is not None:
