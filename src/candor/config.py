@@ -106,8 +106,9 @@ class Settings:
     job_retention_days: float = 7.0
     #: video jobs run at once, beside the request handlers
     video_workers: int = 1
-    #: smallest face (px) a video's full-frame scans look for; 0: 40 px; 80 or more scans
-    #: frames without upsampling, about 4x faster (docs/video.md)
+    #: smallest face (px) a video's full-frame scans look for; 0: 40 px. YuNet scans at a
+    #: working resolution where it is 20 px; HOG, at 80 or more, without upsampling, about 4x
+    #: faster (docs/video.md)
     video_min_face: int = 0
     #: the detector of video jobs: auto (YuNet where candor[yunet] is installed, else HOG),
     #: hog or yunet (docs/video.md)

@@ -121,6 +121,10 @@ DEFAULT_MIN_FACE = 40
 YUNET_FACE_PX = 20
 #: ... and a scan around a followed face shrinks the crop so that face is this big
 YUNET_TRACKED_PX = 32
+#: faces found under this fraction of the smallest face looked for (30 px of 40) are dropped,
+#: except by redaction: too small to recognise (a 27 px face scored 70 against its person's
+#: photos), and each would cost landmarks and an embedding
+KEEP_FRACTION = 0.75
 
 
 def video_detector(choice: str | None, engine_detector: str, thorough: bool = False) -> str:
@@ -183,6 +187,9 @@ class FrameEngine(Engine):
                 for d in self._scan(pixels[y0:y1, x0:x1], x0, y0, face=side):
                     if all(iou(d, f) < 0.5 for f in found):
                         found.append(d)
+        if not self.thorough:
+            least = KEEP_FRACTION * self.min_face
+            found = [d for d in found if max(d.width, d.height) >= least]
         found.sort(key=lambda d: d.area, reverse=True)
         return found[:max_faces]
 
