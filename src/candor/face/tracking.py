@@ -40,7 +40,7 @@ from candor.models import Detection
 
 MIN_IOU = 0.3
 #: ... or, for a face that moved further in the 1/fps s between samples (a walker in 1080p
-#: moves a face width in 200 ms), whose centre is within this many box sides of the track's
+#: moves most of a face width in 200 ms), whose centre is within this many box sides of the track's
 #: and whose size is within NEAR_SIZE_RATIO of it
 NEAR_CENTRE = 0.75
 NEAR_SIZE_RATIO = 1.5
