@@ -59,6 +59,7 @@ ENV: dict[str, str] = {
     "CANDOR_VIDEO_WORKERS": "video_workers",
     "CANDOR_JOB_LEASE_SECONDS": "job_lease_seconds",
     "CANDOR_VIDEO_MIN_FACE": "video_min_face",
+    "CANDOR_VIDEO_DETECTOR": "video_detector",
     "CANDOR_BATCH_WAIT_MS": "batch_wait_ms",
     "AWS_REGION": "aws_region",
     "AWS_DEFAULT_REGION": "aws_region",
@@ -109,9 +110,13 @@ class Settings:
     #: how long a node holds a video job without renewing its lease before another node on the
     #: same database may take the job over (renewed every third of it; docs/video.md)
     job_lease_seconds: float = 30.0
-    #: smallest face (px) a video's full-frame scans look for; 0: 40 px; 80 or more scans
-    #: frames without upsampling, about 4x faster (docs/video.md)
+    #: smallest face (px) a video's full-frame scans look for; 0: 40 px. YuNet scans at a
+    #: working resolution where it is 20 px; HOG, at 80 or more, without upsampling, about 4x
+    #: faster (docs/video.md)
     video_min_face: int = 0
+    #: the detector of video jobs: auto (YuNet where candor[yunet] is installed, else HOG),
+    #: hog or yunet (docs/video.md)
+    video_detector: str = "auto"
     #: the longest an idle embedder of ``candor serve`` waits for concurrent requests' face
     #: chips to join a batch, in milliseconds (docs/engine.md, "Batching across requests")
     batch_wait_ms: float = 5.0

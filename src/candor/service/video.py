@@ -129,7 +129,8 @@ def _frames(service: Service, job: JobRow, progress):
 
     frames = track_faces(service.engine, sample_frames(job.video_path, fps), attributes,
                          embed=job.operation in EMBEDS, fps=fps,
-                         min_face=int(service.settings.video_min_face), on_frame=seen)
+                         min_face=int(service.settings.video_min_face),
+                         detector=service.settings.video_detector, on_frame=seen)
     return info, sha, frames, counts
 
 
