@@ -81,6 +81,24 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{data_dir / DB_NAME}"
 
 
+def _use_wal(cur) -> None:
+    """Switch a new database file to WAL (the mode is stored in the file: later connections
+    only read it). Switching needs the file to itself and SQLite does not wait for that with
+    the busy timeout, so two processes opening a fresh data dir at once retry here."""
+    import sqlite3
+
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
+            cur.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def configure_sqlite(engine: Engine) -> None:
     """WAL + synchronous=FULL (durable commits), secure_delete (deleted bytes are zeroed),
     foreign keys, a generous busy timeout, and explicit BEGIN so that writers can take the lock
@@ -91,7 +109,7 @@ def configure_sqlite(engine: Engine) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        cur.execute("PRAGMA journal_mode = WAL")
+        _use_wal(cur)
         cur.execute("PRAGMA synchronous = FULL")
         cur.execute("PRAGMA secure_delete = ON")
         cur.execute("PRAGMA foreign_keys = ON")
