@@ -56,7 +56,7 @@ def build_gallery(root: Path, samples: Path) -> tuple[Path, Path, dict[str, Path
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, samples):
+def world(tmp_path_factory, samples, store_backend):
     home = tmp_path_factory.mktemp("candor-celebrities")
     root, info, held = build_gallery(tmp_path_factory.mktemp("gallery") / "people", samples)
     imported = json.loads(run_cli(home, "celebrities", "import", str(root), "--info", str(info),

@@ -54,7 +54,7 @@ def import_gallery(data_dir: Path, tmp: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, store_backend):
     root = tmp_path_factory.mktemp("celebrity-video")
     data_dir = root / "data"
     import_gallery(data_dir, root)

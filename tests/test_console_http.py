@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason="test photos not fo
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, store_backend):
     with console_server(tmp_path_factory.mktemp("console-http")) as (url, data, police):
         yield url, data, police, new_review(police)
 

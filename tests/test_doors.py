@@ -12,7 +12,7 @@ pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason="test photos not fo
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, store_backend):
     tmp = tmp_path_factory.mktemp("doors")
     data = tmp / "data"
     with serve(data, tmp, "--policy", "moratorium-2020") as url:

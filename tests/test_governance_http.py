@@ -32,7 +32,7 @@ def photo(rel: str) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, store_backend):
     tmp = tmp_path_factory.mktemp("gov-http")
     data = tmp / "data"
     with socket.socket() as s:

@@ -161,7 +161,7 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, store_backend):
     srv = Server(tmp_path_factory.mktemp("http"))
     yield srv
     srv.stop()

@@ -24,7 +24,7 @@ def cli(data, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, store_backend):
     tmp = tmp_path_factory.mktemp("review")
     data = tmp / "data"
     with serve(data, tmp, "--policy", "eu-ai-act") as url:
