@@ -16,7 +16,6 @@ import os
 from pathlib import Path
 
 import pytest
-from postgres_helper import BACKENDS
 
 # the store's fixtures: ``pg_server``, ``store_backend``, ``store_database``, ``database_url``, ``pg_url``
 pytest_plugins = ["postgres_helper"]
@@ -75,6 +74,8 @@ def pytest_generate_tests(metafunc) -> None:
     module = metafunc.module.__name__.rsplit(".", 1)[-1]
     if module in ONE_STORE and metafunc.definition.get_closest_marker("stores") is None:
         return
+    from postgres_helper import BACKENDS  # here: pytest_plugins imports it (assert rewriting)
+
     metafunc.parametrize("store_backend", BACKENDS, indirect=True, scope="module")
 
 

@@ -187,3 +187,9 @@ def pg_url(request) -> str:
     yield url
     forget_stores()
     server.drop_database(url)
+
+
+def store_url() -> str | None:
+    """The database of this test's run (None on SQLite): what a test passes to ``Store`` /
+    ``open_store`` / ``KeyStore.open`` where the product passes ``Settings.database_url``."""
+    return os.environ.get("CANDOR_DATABASE_URL")

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from postgres_helper import store_url
 
 from candor.errors import AccessDenied, InvalidParameter, ResourceNotFound
 from candor.service import Service
@@ -193,7 +194,7 @@ def test_replace_keeps_the_id_and_removes_the_old_faces(tmp_path):
     from candor.face.engine import FACE_MODEL_VERSION
     from candor.store import Store
 
-    store = Store(tmp_path)
+    store = Store(tmp_path, url=store_url())
     rng = np.random.default_rng(1)
     vectors = [v / np.linalg.norm(v) for v in rng.normal(size=(3, 128)).astype(np.float32)]
     row, v1 = store.add_celebrity("A Person", [], None, vectors, [None] * 3, FACE_MODEL_VERSION)

@@ -18,6 +18,7 @@ import pytest
 
 boto3 = pytest.importorskip("boto3")
 from botocore.config import Config  # noqa: E402
+from postgres_helper import store_url  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("CANDOR_TEST_DATA", ROOT / ".." / "shared" / "data" / "faces")).resolve()
@@ -50,7 +51,7 @@ def server(tmp_path_factory, store_backend):
         time.sleep(0.2)
     from candor.api.keys import KeyStore
 
-    keys = KeyStore.open(data)
+    keys = KeyStore.open(data, store_url())
 
     def client(org, category):
         key, secret = keys.create(org, category)

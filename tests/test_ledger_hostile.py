@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+from postgres_helper import store_url
 from sqlalchemy import delete, insert, update
 from typer.testing import CliRunner
 
@@ -36,7 +37,7 @@ def cli(*args: object):
 @pytest.fixture()
 def home(tmp_path):
     data = tmp_path / "data"
-    store = open_store(data)
+    store = open_store(data, store_url())
     return data, store, Ledger.for_store(store)
 
 
