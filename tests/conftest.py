@@ -56,8 +56,9 @@ ONE_STORE = {
     "test_backend_option",
     # the report over an in-memory SQLite ledger (the numbers, not the store)
     "test_governance_report",
-    # about SQLite files on disk (erasure leaves no bytes in the .db / -wal / index files)
-    "test_erasure_on_disk",
+    # about SQLite files on disk (erasure leaves no bytes in the .db / -wal / index files), and
+    # SQLite's group commits (Database.group_commits does nothing on PostgreSQL)
+    "test_erasure_on_disk", "test_group_commit",
     # about the stores themselves: their own SQLite files and pg_url databases
     "test_migrations", "test_postgres_cli", "test_two_nodes",
 }

@@ -193,3 +193,29 @@ def store_url() -> str | None:
     """The database of this test's run (None on SQLite): what a test passes to ``Store`` /
     ``open_store`` / ``KeyStore.open`` where the product passes ``Settings.database_url``."""
     return os.environ.get("CANDOR_DATABASE_URL")
+
+
+
+def db_rows(data_dir: Path, query: str, **params) -> list[tuple]:
+    """Rows of ``query`` (SQLAlchemy ``:name`` parameters) on the store of ``data_dir`` as the
+    product opens it: its SQLite file, or this run's PostgreSQL database. JSON columns come
+    back as their JSON text on both (psycopg would decode them)."""
+    return [tuple(row.values()) for row in db_dicts(data_dir, query, **params)]
+
+
+def db_dicts(data_dir: Path, query: str, **params) -> list[dict]:
+    """:func:`db_rows` as dicts keyed by column name."""
+    import json
+
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(store_url() or f"sqlite:///{Path(data_dir) / 'candor.db'}")
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(query), params)
+            if not result.returns_rows:
+                return []
+            return [{k: json.dumps(v) if isinstance(v, (dict, list)) else v
+                     for k, v in row._mapping.items()} for row in result]
+    finally:
+        engine.dispose()

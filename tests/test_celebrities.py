@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from postgres_helper import store_url
+from postgres_helper import db_rows, store_url
 
 from candor.errors import AccessDenied, InvalidParameter, ResourceNotFound
 from candor.service import Service
@@ -213,8 +213,6 @@ def test_replace_keeps_the_id_and_removes_the_old_faces(tmp_path):
 def test_changes_of_the_gallery_are_decided_by_the_policy(world, tmp_path):
     """Importing into or removing from the gallery is an operation the policy decides (a
     refusal is recorded and changes nothing), like keys, erasure and retention."""
-    import sqlite3
-
     policy = tmp_path / "frozen-gallery.yaml"
     policy.write_text("version: 1\nname: frozen\ndefault: allow\nrules:\n"
                       "  - id: gallery-frozen\n    match:\n"
@@ -231,7 +229,6 @@ def test_changes_of_the_gallery_are_decided_by_the_policy(world, tmp_path):
                       check=False)
     assert refused.returncode == 2 and "gallery-frozen" in refused.stderr
     assert json.loads(run_cli(world.home, "celebrities", "list", "--json").stdout) == before
-    with sqlite3.connect(world.home / "candor.db") as db:
-        denied = db.execute("SELECT operation FROM audit_records WHERE decision = 'deny' AND "
-                            "rule = 'gallery-frozen' ORDER BY seq").fetchall()
+    denied = db_rows(world.home, "SELECT operation FROM audit_records WHERE decision = 'deny' "
+                     "AND rule = 'gallery-frozen' ORDER BY seq")
     assert denied == [("RemoveCelebrity",), ("ImportCelebrities",)]

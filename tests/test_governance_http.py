@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import pytest
 
 boto3 = pytest.importorskip("boto3")
 from botocore.config import Config  # noqa: E402
-from postgres_helper import store_url  # noqa: E402
+from postgres_helper import db_rows, store_url  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("CANDOR_TEST_DATA", ROOT / ".." / "shared" / "data" / "faces")).resolve()
@@ -77,9 +76,8 @@ def server(tmp_path_factory, store_backend):
 
 
 def ledger_rows(data, principal):
-    with sqlite3.connect(data / "candor.db") as db:
-        return db.execute("SELECT operation, decision, rule FROM audit_records "
-                          "WHERE principal = ? ORDER BY seq", (principal,)).fetchall()
+    return db_rows(data, "SELECT operation, decision, rule FROM audit_records "
+                         "WHERE principal = :p ORDER BY seq", p=principal)
 
 
 def test_moratorium_over_http(server):
@@ -139,9 +137,8 @@ def test_moratorium_over_http(server):
         {"UserId": "u-obama", "UserStatus": "CREATED"}]
 
     # one edited record is caught
-    with sqlite3.connect(data / "candor.db") as db:
-        db.execute("UPDATE audit_records SET decision = 'allow' WHERE principal = ? "
-                   "AND decision = 'deny'", (thorn_id,))
+    db_rows(data, "UPDATE audit_records SET decision = 'allow' WHERE principal = :p "
+                  "AND decision = 'deny'", p=thorn_id)
     verify = subprocess.run([*CANDOR, "audit", "verify", "--data-dir", str(data)],
                             capture_output=True, text=True, timeout=120)
     assert verify.returncode == 1 and "BROKEN at record" in verify.stdout
