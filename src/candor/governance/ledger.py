@@ -68,8 +68,13 @@ def iso(at: datetime | None = None) -> str:
 
 def _normalise(record: dict[str, Any]) -> dict[str, Any]:
     """The values exactly as the database will give them back: canonical numbers (no -0.0, no
-    NaN), a float threshold, an int faces_found, JSON-shaped lists and objects."""
+    NaN), a float threshold, an int faces_found, JSON-shaped lists and objects. A NUL character
+    in a text column becomes U+FFFD on every store: PostgreSQL's text cannot hold NUL (the append
+    failed there, refusing the call), and a chain must read the same on either store."""
     out = {k: canonical_value(v) for k, v in record.items()}
+    for k, v in out.items():
+        if isinstance(v, str) and "\x00" in v:
+            out[k] = v.replace("\x00", "\ufffd")
     try:
         if out.get("threshold") is not None:
             out["threshold"] = float(out["threshold"])
