@@ -33,6 +33,9 @@ def face(i: int, thumb: bytes | None) -> dict:
 
 
 def on_disk(data_dir: Path, needle: bytes) -> bool:
+    if store_url():
+        pytest.skip("about the bytes in the data dir's SQLite files; PostgreSQL keeps deleted rows "
+                    "in its own files until VACUUM (docs/postgres.md, Faults)")
     return any(needle in p.read_bytes() or needle[:64] in p.read_bytes()
                for p in data_dir.rglob("*") if p.is_file())
 
