@@ -180,6 +180,20 @@ def forget_stores() -> None:
 
 
 @pytest.fixture()
+def other_database(store_backend, request) -> str | None:
+    """A second, empty store for a test whose run shares the module's database (a new data dir
+    is a new store on SQLite, not on PostgreSQL): None on SQLite, else a fresh database."""
+    if store_backend == "sqlite":
+        yield None
+        return
+    server: PgServer = request.getfixturevalue("pg_server")
+    url = server.new_database("o")
+    yield url
+    forget_stores()
+    server.drop_database(url)
+
+
+@pytest.fixture()
 def pg_url(request) -> str:
     """A fresh, empty PostgreSQL database for a test that is about PostgreSQL only."""
     server: PgServer = request.getfixturevalue("pg_server")

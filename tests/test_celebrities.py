@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from postgres_helper import db_rows, store_url
 
+from candor.config import Settings
 from candor.errors import AccessDenied, InvalidParameter, ResourceNotFound
 from candor.service import Service
 
@@ -103,7 +104,7 @@ def test_held_out_photos_are_named(world):
         assert [c["Name"] for c in out["CelebrityFaces"]] == [PEOPLE[folder][0]], out
 
 
-def test_get_celebrity_info_and_typed_errors(world, tmp_path):
+def test_get_celebrity_info_and_typed_errors(world, tmp_path, other_database):
     from PIL import Image
 
     obama = next(a for a in world.imported["Added"] if a["Name"] == "Barack Obama")
@@ -119,9 +120,10 @@ def test_get_celebrity_info_and_typed_errors(world, tmp_path):
     blank = tmp_path / "blank.png"
     Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(blank)
     assert recognise(world, blank) == {"CelebrityFaces": [], "UnrecognizedFaces": []}
+    empty = Service(settings=Settings.load().with_(data_dir=tmp_path / "empty",
+                                                   database_url=other_database))
     with pytest.raises(ResourceNotFound, match="gallery is empty"):
-        Service(tmp_path / "empty").call("RecognizeCelebrities",
-                                         {"Image": {"Bytes": blank.read_bytes()}})
+        empty.call("RecognizeCelebrities", {"Image": {"Bytes": blank.read_bytes()}})
 
 
 def test_a_policy_can_deny_celebrity_recognition_to_a_category(world, tmp_path):
