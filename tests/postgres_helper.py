@@ -15,7 +15,12 @@ fixtures:
   test uses such a module-scoped state fixture (then it shares the module's, as on SQLite it
   shares the fixture's data dir);
 - ``database_url`` (function scope): ``None`` on SQLite, else the test's ``CANDOR_DATABASE_URL``;
-- ``pg_url``: a fresh, empty database for a test that is about PostgreSQL only.
+- ``pg_url``: a fresh, empty database for a test that is about PostgreSQL only;
+- ``other_database``: a second empty store where the run shares the module's database.
+
+Tests open stores as the product does: ``Store(data, url=store_url())``, ``KeyStore.open(data,
+store_url())``, and read rows with :func:`db_rows` / :func:`db_dicts`, never ``sqlite3`` on
+``candor.db`` (on PostgreSQL a data dir holds no database; a new data dir is not a new store).
 
 New databases are copies of a template migrated once per session (``CREATE DATABASE ...
 TEMPLATE``: ~0.2 s instead of ~1.5 s for a fresh migration).
