@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from postgres_helper import store_url
 from serve_helper import photo
 
 from candor.service.model import SDK_DATA_DIR
@@ -23,7 +24,7 @@ def extended_client(url: str, data: Path, org: str, category: str):
 
     from candor.api.keys import KeyStore
 
-    key, secret = KeyStore.open(data).create(org, category)
+    key, secret = KeyStore.open(data, store_url()).create(org, category)
     old = os.environ.get("AWS_DATA_PATH")
     os.environ["AWS_DATA_PATH"] = str(SDK_DATA_DIR)
     try:

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from postgres_helper import store_url
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("CANDOR_TEST_DATA", ROOT / ".." / "shared" / "data" / "faces")).resolve()
 SAMPLES = DATA / "samples" / "identities"
@@ -53,7 +55,7 @@ def serve(data: Path, log_dir: Path, *args: str, port: int | None = None) -> Ite
             raise AssertionError("candor serve did not come up:\n" + err.read_text())
         from candor.api.keys import KeyStore
 
-        key, secret = KeyStore.open(data).create("probe", "general")
+        key, secret = KeyStore.open(data, store_url()).create("probe", "general")
         probe = boto3.client("rekognition", endpoint_url=url, region_name="us-east-1",
                              aws_access_key_id=key.access_key_id,
                              aws_secret_access_key=secret,
@@ -81,7 +83,7 @@ def client(url: str, data: Path, org: str, category: str):
 
     from candor.api.keys import KeyStore
 
-    key, secret = KeyStore.open(data).create(org, category)
+    key, secret = KeyStore.open(data, store_url()).create(org, category)
     c = boto3.client("rekognition", endpoint_url=url, region_name="us-east-1",
                      aws_access_key_id=key.access_key_id, aws_secret_access_key=secret,
                      config=Config(retries={"max_attempts": 1}, connect_timeout=60,

@@ -13,7 +13,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from postgres_helper import db_rows, store_url
 
+from candor.config import Settings
 from candor.errors import AccessDenied, InvalidParameter, ResourceNotFound
 from candor.service import Service
 
@@ -56,7 +58,7 @@ def build_gallery(root: Path, samples: Path) -> tuple[Path, Path, dict[str, Path
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, samples):
+def world(tmp_path_factory, samples, store_backend):
     home = tmp_path_factory.mktemp("candor-celebrities")
     root, info, held = build_gallery(tmp_path_factory.mktemp("gallery") / "people", samples)
     imported = json.loads(run_cli(home, "celebrities", "import", str(root), "--info", str(info),
@@ -102,7 +104,7 @@ def test_held_out_photos_are_named(world):
         assert [c["Name"] for c in out["CelebrityFaces"]] == [PEOPLE[folder][0]], out
 
 
-def test_get_celebrity_info_and_typed_errors(world, tmp_path):
+def test_get_celebrity_info_and_typed_errors(world, tmp_path, other_database):
     from PIL import Image
 
     obama = next(a for a in world.imported["Added"] if a["Name"] == "Barack Obama")
@@ -118,9 +120,10 @@ def test_get_celebrity_info_and_typed_errors(world, tmp_path):
     blank = tmp_path / "blank.png"
     Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(blank)
     assert recognise(world, blank) == {"CelebrityFaces": [], "UnrecognizedFaces": []}
+    empty = Service(settings=Settings.load().with_(data_dir=tmp_path / "empty",
+                                                   database_url=other_database))
     with pytest.raises(ResourceNotFound, match="gallery is empty"):
-        Service(tmp_path / "empty").call("RecognizeCelebrities",
-                                         {"Image": {"Bytes": blank.read_bytes()}})
+        empty.call("RecognizeCelebrities", {"Image": {"Bytes": blank.read_bytes()}})
 
 
 def test_a_policy_can_deny_celebrity_recognition_to_a_category(world, tmp_path):
@@ -193,7 +196,7 @@ def test_replace_keeps_the_id_and_removes_the_old_faces(tmp_path):
     from candor.face.engine import FACE_MODEL_VERSION
     from candor.store import Store
 
-    store = Store(tmp_path)
+    store = Store(tmp_path, url=store_url())
     rng = np.random.default_rng(1)
     vectors = [v / np.linalg.norm(v) for v in rng.normal(size=(3, 128)).astype(np.float32)]
     row, v1 = store.add_celebrity("A Person", [], None, vectors, [None] * 3, FACE_MODEL_VERSION)
@@ -212,8 +215,6 @@ def test_replace_keeps_the_id_and_removes_the_old_faces(tmp_path):
 def test_changes_of_the_gallery_are_decided_by_the_policy(world, tmp_path):
     """Importing into or removing from the gallery is an operation the policy decides (a
     refusal is recorded and changes nothing), like keys, erasure and retention."""
-    import sqlite3
-
     policy = tmp_path / "frozen-gallery.yaml"
     policy.write_text("version: 1\nname: frozen\ndefault: allow\nrules:\n"
                       "  - id: gallery-frozen\n    match:\n"
@@ -230,7 +231,6 @@ def test_changes_of_the_gallery_are_decided_by_the_policy(world, tmp_path):
                       check=False)
     assert refused.returncode == 2 and "gallery-frozen" in refused.stderr
     assert json.loads(run_cli(world.home, "celebrities", "list", "--json").stdout) == before
-    with sqlite3.connect(world.home / "candor.db") as db:
-        denied = db.execute("SELECT operation FROM audit_records WHERE decision = 'deny' AND "
-                            "rule = 'gallery-frozen' ORDER BY seq").fetchall()
+    denied = db_rows(world.home, "SELECT operation FROM audit_records WHERE decision = 'deny' "
+                     "AND rule = 'gallery-frozen' ORDER BY seq")
     assert denied == [("RemoveCelebrity",), ("ImportCelebrities",)]

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from postgres_helper import store_url
 from test_http import CANDOR, DATA, assert_model_shape, free_port, key_lines
 from test_video import HAMILTON_TRUTH, inside
 from test_video_http import CHANNEL, Hook, Serve, client, wait_done
@@ -54,7 +55,7 @@ def import_gallery(data_dir: Path, tmp: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, store_backend):
     root = tmp_path_factory.mktemp("celebrity-video")
     data_dir = root / "data"
     import_gallery(data_dir, root)
@@ -165,7 +166,7 @@ def test_completion_is_notified_and_recorded_in_the_ledger(world):
     from candor.governance.ledger import Ledger
     from candor.store import open_store
 
-    store = open_store(world.data_dir)
+    store = open_store(world.data_dir, store_url())
     try:
         records = [r for r in Ledger.for_store(store).iter_records()
                    if r["request_id"] == world.job]

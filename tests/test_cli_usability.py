@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from postgres_helper import store_url
 from typer.testing import CliRunner
 
 from candor.cli import app
@@ -195,7 +196,7 @@ def test_authorization_ref_meets_the_eu_ai_act_requirement(candor_home, samples)
                  candor_home, ok=False)
     assert denied.exit_code == 2 and "AccessDenied" in denied.output
     assert "requires an authorisation reference" in denied.output
-    ledger = Ledger.for_store(open_store(candor_home))
+    ledger = Ledger.for_store(open_store(candor_home, store_url()))
     assert ledger.tail(1)[0]["decision"] == "deny"
 
     # the reference meets the authorisation requirement; the threshold one still applies
@@ -253,7 +254,7 @@ def test_a_database_from_a_newer_candor_is_one_line_not_a_traceback(candor_home)
     from candor.store import Store
     from candor.store.schema import schema_migrations
 
-    store = Store(candor_home)
+    store = Store(candor_home, url=store_url())
     with store.write() as conn:
         conn.execute(insert(schema_migrations).values(version=999, name="from the future",
                                                       applied_at=datetime.now(timezone.utc)))

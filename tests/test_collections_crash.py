@@ -18,6 +18,7 @@ import sys
 import time
 
 import pytest
+from postgres_helper import store_url
 
 from candor.config import OPERATOR_ORG
 from candor.service import Service
@@ -65,7 +66,7 @@ def test_kill_9_during_index_loses_nothing_reported(tmp_path, data_dir):
         reported += [r["Face"]["FaceId"] for r in line["FaceRecords"]]
     assert len(reported) >= 25
 
-    store = Store(home)  # a fresh open, as after a restart
+    store = Store(home, url=store_url())  # a fresh open, as after a restart
     assert store.integrity_check() == "ok"
     store.engine.dispose()
 

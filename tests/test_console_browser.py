@@ -23,7 +23,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, store_backend):
     if not SAMPLES.is_dir():
         pytest.skip("test photos not found")
     with console_server(tmp_path_factory.mktemp("console-browser")) as found:

@@ -5,19 +5,18 @@ sign-ins and refusals are in the ledger. Against a real `candor serve`."""
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 pytest.importorskip("boto3")
 from console_helper import PASSWORD, Browserless, add_account, console_server, new_review  # noqa: E402
+from postgres_helper import db_rows
 from serve_helper import SAMPLES  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason="test photos not found")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, store_backend):
     with console_server(tmp_path_factory.mktemp("console-http")) as (url, data, police):
         yield url, data, police, new_review(police)
 
@@ -44,9 +43,8 @@ def forms(review_id: str) -> dict[str, dict]:
 
 
 def ledger(data, where: str) -> list[tuple]:
-    with sqlite3.connect(data / "candor.db") as db:
-        return db.execute(f"SELECT principal, operation, decision, rule, details FROM "
-                          f"audit_records WHERE {where} ORDER BY seq").fetchall()
+    return db_rows(data, f"SELECT principal, operation, decision, rule, details FROM "
+                         f"audit_records WHERE {where} ORDER BY seq")
 
 
 def test_no_page_without_a_session(server):

@@ -6,13 +6,14 @@ from __future__ import annotations
 import pytest
 
 pytest.importorskip("boto3")
+from postgres_helper import store_url
 from serve_helper import SAMPLES, client, photo, serve  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason="test photos not found")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, store_backend):
     tmp = tmp_path_factory.mktemp("doors")
     data = tmp / "data"
     with serve(data, tmp, "--policy", "moratorium-2020") as url:
@@ -60,7 +61,7 @@ def test_the_gateway_cannot_be_built_without_a_gate(tmp_path):
     from candor.api.app import Gateway
     from candor.api.keys import KeyStore
 
-    keys = KeyStore.open(tmp_path)
+    keys = KeyStore.open(tmp_path, store_url())
     with pytest.raises(TypeError):
         Gateway(SimpleNamespace(settings=None), keys, workers=1)
     with pytest.raises(TypeError, match="governance gate"):
@@ -108,7 +109,7 @@ def _ledger(data):
     from candor.governance.ledger import Ledger
     from candor.store import open_store
 
-    return Ledger.for_store(open_store(data))
+    return Ledger.for_store(open_store(data, store_url()))
 
 
 def _deny(tmp_path, op):
@@ -127,7 +128,7 @@ def test_candor_operations_are_decided_by_the_policy_and_recorded(tmp_path, op, 
     from candor.store import open_store
 
     data = tmp_path / "data"
-    open_store(data).create_collection("c", "1.0", org="ops-team")
+    open_store(data, store_url()).create_collection("c", "1.0", org="ops-team")
     denied = _cli("--as", "ops-team", "--policy", _deny(tmp_path, op), *args, "--data-dir", data)
     assert denied.exit_code != 0 and f"no-{op}" in denied.output, denied.output
     rec = _ledger(data).tail(1)[0]
@@ -190,7 +191,7 @@ def test_the_retention_timer_acts_as_system_retention_under_the_policy(tmp_path)
     from candor.governance.gate import Gate
     from candor.governance.ledger import Ledger
 
-    keys = KeyStore.open(tmp_path / "data")
+    keys = KeyStore.open(tmp_path / "data", store_url())
     ledger = Ledger.for_store(keys.store)
     gate = Gate(SimpleNamespace(), ledger, str(_deny(tmp_path, "Purge")))
     gateway = Gateway(SimpleNamespace(settings=None), keys, workers=1, gate=gate,

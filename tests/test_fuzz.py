@@ -269,7 +269,7 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, store_backend):
     srv = Server(tmp_path_factory.mktemp("fuzz"))
     yield srv
     srv.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from postgres_helper import store_url
 from sqlalchemy import update
 from typer.testing import CliRunner
 
@@ -18,7 +19,7 @@ runner = CliRunner()
 
 @pytest.fixture()
 def home(tmp_path):
-    store = open_store(tmp_path / "data")
+    store = open_store(tmp_path / "data", store_url())
     ledger = Ledger.for_store(store)
     for i in range(4):
         ledger.append(operation="SearchFacesByImage", org="metro-pd" if i % 2 else "thorn",

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
+from postgres_helper import db_rows
 from typer.testing import CliRunner
 
 import candor
@@ -24,9 +23,8 @@ def env(monkeypatch, candor_home):
 
 
 def rows(home):
-    with sqlite3.connect(home / "candor.db") as db:
-        return db.execute("SELECT principal, operation, decision, rule FROM audit_records "
-                          "ORDER BY seq").fetchall()
+    return db_rows(home, "SELECT principal, operation, decision, rule FROM audit_records "
+                         "ORDER BY seq")
 
 
 def test_cli_acts_as_its_principal(env, samples, monkeypatch):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 
 boto3 = pytest.importorskip("boto3")
 from botocore.config import Config  # noqa: E402
+from postgres_helper import db_rows, store_url  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("CANDOR_TEST_DATA", ROOT / ".." / "shared" / "data" / "faces")).resolve()
@@ -32,7 +32,7 @@ def photo(rel: str) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, store_backend):
     tmp = tmp_path_factory.mktemp("gov-http")
     data = tmp / "data"
     with socket.socket() as s:
@@ -50,7 +50,7 @@ def server(tmp_path_factory):
         time.sleep(0.2)
     from candor.api.keys import KeyStore
 
-    keys = KeyStore.open(data)
+    keys = KeyStore.open(data, store_url())
 
     def client(org, category):
         key, secret = keys.create(org, category)
@@ -76,9 +76,8 @@ def server(tmp_path_factory):
 
 
 def ledger_rows(data, principal):
-    with sqlite3.connect(data / "candor.db") as db:
-        return db.execute("SELECT operation, decision, rule FROM audit_records "
-                          "WHERE principal = ? ORDER BY seq", (principal,)).fetchall()
+    return db_rows(data, "SELECT operation, decision, rule FROM audit_records "
+                         "WHERE principal = :p ORDER BY seq", p=principal)
 
 
 def test_moratorium_over_http(server):
@@ -138,9 +137,8 @@ def test_moratorium_over_http(server):
         {"UserId": "u-obama", "UserStatus": "CREATED"}]
 
     # one edited record is caught
-    with sqlite3.connect(data / "candor.db") as db:
-        db.execute("UPDATE audit_records SET decision = 'allow' WHERE principal = ? "
-                   "AND decision = 'deny'", (thorn_id,))
+    db_rows(data, "UPDATE audit_records SET decision = 'allow' WHERE principal = :p "
+                  "AND decision = 'deny'", p=thorn_id)
     verify = subprocess.run([*CANDOR, "audit", "verify", "--data-dir", str(data)],
                             capture_output=True, text=True, timeout=120)
     assert verify.returncode == 1 and "BROKEN at record" in verify.stdout

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from postgres_helper import store_url
 from sqlalchemy import text
 
 from candor.store.database import Database, sqlite_url
@@ -119,7 +120,7 @@ def test_grouped_ledger_appends_chain_and_anchor(tmp_path: Path) -> None:
     from candor.governance.ledger import Ledger
     from candor.store import open_store
 
-    store = open_store(tmp_path / "data")
+    store = open_store(tmp_path / "data", store_url())
     store.db.group_commits(wait=3600.0)
     ledger = Ledger.for_store(store)
     out = together(lambda i: ledger.append(operation="DetectFaces", decision="allow",

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -34,6 +33,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from botocore.validate import ParamValidator
+from postgres_helper import db_rows
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,7 +161,7 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, store_backend):
     srv = Server(tmp_path_factory.mktemp("http"))
     yield srv
     srv.stop()
@@ -181,8 +181,7 @@ def assert_model_shape(client, operation: str, response: dict) -> None:
 
 
 def audit_count(server) -> int:
-    with sqlite3.connect(server.data_dir / "candor.db") as db:
-        return db.execute("SELECT count(*) FROM audit_records").fetchone()[0]
+    return db_rows(server.data_dir, "SELECT count(*) FROM audit_records")[0][0]
 
 
 def exists(rek, collection_id: str) -> bool:
@@ -432,10 +431,8 @@ def test_policy_decides_by_the_key_category_and_calls_are_audited(server):
                              TargetImage={"Bytes": photo("identities/obama/obama2.jpg")})
     detected = police.detect_faces(Image={"Bytes": photo("identities/biden/biden.jpg")})
     assert len(detected["FaceDetails"]) == 1
-    with sqlite3.connect(server.data_dir / "candor.db") as db:
-        rows = db.execute("SELECT org, category, operation, decision, request_id "
-                          "FROM audit_records WHERE principal = ? ORDER BY seq",
-                          (key_id,)).fetchall()
+    rows = db_rows(server.data_dir, "SELECT org, category, operation, decision, request_id "
+                   "FROM audit_records WHERE principal = :p ORDER BY seq", p=key_id)
     assert [r[:4] for r in rows] == [
         ("metro-police", "law_enforcement", "CompareFaces", "deny"),
         ("metro-police", "law_enforcement", "DetectFaces", "allow")]
@@ -453,9 +450,8 @@ def test_authorization_reference_reaches_the_ledger_only_when_signed(server):
 
     client.meta.events.register("before-sign.rekognition.*", add_reference)
     client.detect_faces(Image={"Bytes": photo("identities/biden/biden.jpg")})
-    with sqlite3.connect(server.data_dir / "candor.db") as db:
-        (details,) = db.execute("SELECT details FROM audit_records WHERE principal = ?",
-                                (key_id,)).fetchone()
+    ((details,),) = db_rows(server.data_dir, "SELECT details FROM audit_records "
+                            "WHERE principal = :p", p=key_id)
     assert json.loads(details)["authorization_reference"] == "warrant 2026/117"
 
     before = audit_count(server)

@@ -33,7 +33,7 @@ def run_cli(home: Path, *args: str, check: bool = True) -> subprocess.CompletedP
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, samples):
+def world(tmp_path_factory, samples, store_backend):
     home = tmp_path_factory.mktemp("candor-identify")
     everyone = [p for person in sorted((samples / "identities").iterdir()) if person.is_dir()
                 for p in photos(person)]

@@ -30,7 +30,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, samples):
+def server(tmp_path_factory, samples, store_backend):
     tmp = tmp_path_factory.mktemp("candor-sdk")
     data = tmp / "data"
     env = {**os.environ, "CANDOR_DATA_DIR": str(data)}

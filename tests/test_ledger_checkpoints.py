@@ -9,6 +9,7 @@ import stat
 from types import SimpleNamespace
 
 import pytest
+from postgres_helper import store_url
 from sqlalchemy import delete, select, update
 from typer.testing import CliRunner
 
@@ -37,7 +38,7 @@ def cli(*args: object):
 @pytest.fixture()
 def home(tmp_path):
     data = tmp_path / "data"
-    store = open_store(data)
+    store = open_store(data, store_url())
     ledger = Ledger.for_store(store)
     (tmp_path / "keys").mkdir()
     private, public = keygen(tmp_path / "keys", data)
@@ -175,7 +176,7 @@ def test_the_gateway_signs_the_head_when_it_stops(home):
     fill(home.ledger, 3)
     from candor.governance.gate import Gate
 
-    gateway = Gateway(SimpleNamespace(), KeyStore.open(home.data), workers=1,
+    gateway = Gateway(SimpleNamespace(), KeyStore.open(home.data, store_url()), workers=1,
                       gate=Gate(SimpleNamespace(), home.ledger))
     gateway.checkpointer = CheckpointTimer(home.ledger, load_private_key(home.private), 0)
     gateway.start()

@@ -13,6 +13,7 @@ pytest.importorskip("boto3")
 from botocore.auth import SigV4Auth  # noqa: E402
 from botocore.awsrequest import AWSRequest  # noqa: E402
 from botocore.credentials import Credentials  # noqa: E402
+from postgres_helper import store_url
 from serve_helper import client, free_port, serve  # noqa: E402
 
 
@@ -74,7 +75,7 @@ def test_concurrent_replays_one_wins(tmp_path):
     from candor.errors import InvalidSignature
     from candor.store import Store
 
-    a, b = Store(tmp_path), Store(tmp_path)
+    a, b = Store(tmp_path, url=store_url()), Store(tmp_path, url=store_url())
     now = dt.datetime.now(dt.timezone.utc)
     verified = Verified("AK", "us-east-1", now, ("host",), "ab" * 32)
     SeenSignatures(a).accept_once(verified, now)

@@ -6,12 +6,12 @@ release. Through a real `candor serve`, boto3 with the SDK model extension, and 
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 
 import pytest
 
 pytest.importorskip("boto3")
+from postgres_helper import db_dicts
 from review_helper import ORG, REF, extended_client, held_search, populate  # noqa: E402
 from serve_helper import CANDOR, SAMPLES, serve  # noqa: E402
 
@@ -24,7 +24,7 @@ def cli(data, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, store_backend):
     tmp = tmp_path_factory.mktemp("review")
     data = tmp / "data"
     with serve(data, tmp, "--policy", "eu-ai-act") as url:
@@ -34,9 +34,7 @@ def server(tmp_path_factory):
 
 
 def records(data, where: str = "1=1") -> list[dict]:
-    with sqlite3.connect(data / "candor.db") as db:
-        db.row_factory = sqlite3.Row
-        rows = db.execute(f"SELECT * FROM audit_records WHERE {where} ORDER BY seq").fetchall()
+    rows = db_dicts(data, f"SELECT * FROM audit_records WHERE {where} ORDER BY seq")
     return [{**dict(r), "details": json.loads(r["details"] or "null"),
              "matches": json.loads(r["matches"] or "null")} for r in rows]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from postgres_helper import store_url
 from sqlalchemy import create_engine
 
 from candor.errors import AccessDenied
@@ -92,7 +93,7 @@ def test_erasing_a_person_removes_them_from_held_reviews(tmp_path):
     from candor.governance.erasure import erase
     from candor.store import Store
 
-    store = Store(tmp_path / "data")
+    store = Store(tmp_path / "data", url=store_url())
     store.create_collection("c", "1.1")
     unit = np.eye(128, dtype=np.float32)
     rows = store.add_faces("c", [

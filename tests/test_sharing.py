@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+from postgres_helper import store_url
 
 from candor.errors import PolicyError, ResourceNotFound
 from candor.governance.gate import Gate, governed
@@ -65,7 +66,7 @@ def test_a_share_lets_the_named_organisation_search_and_is_recorded(world):
                                               "Image": {"Bytes": photo("obama/obama2.jpg")},
                                               "FaceMatchThreshold": 90})
     assert [m["Face"]["ExternalImageId"] for m in found["FaceMatches"]] == ["obama"]
-    record = Ledger.for_store(open_store(data)).tail(1)[0]
+    record = Ledger.for_store(open_store(data, store_url())).tail(1)[0]
     assert (record["org"], record["operation"], record["decision"]) == \
         ("thorn", "SearchFacesByImage", "allow")
     assert record["details"]["owner_org"] == "ncmec"

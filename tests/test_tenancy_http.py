@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 
 boto3 = pytest.importorskip("boto3")
 from botocore.config import Config  # noqa: E402
+from postgres_helper import db_rows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("CANDOR_TEST_DATA", ROOT / ".." / "shared" / "data" / "faces")).resolve()
@@ -35,7 +35,7 @@ def photo(rel: str) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, store_backend):
     tmp = tmp_path_factory.mktemp("tenancy-http")
     data = tmp / "data"
     with socket.socket() as s:
@@ -131,11 +131,10 @@ def test_two_orgs_and_the_operator_over_http(server):
         op.describe_collection(CollectionId="kids")
     assert op.describe_collection(CollectionId="a-only")["CollectionARN"] == \
         "aws:rekognition:candor:org-a:collection/a-only"
-    with sqlite3.connect(data / "candor.db") as db:
-        rows = db.execute("SELECT operation, org, json_extract(details, '$.owner_org') "
-                          "FROM audit_records WHERE principal = ? AND collection = 'a-only'",
-                          (op_id,)).fetchall()
-    assert rows == [("DescribeCollection", "operator", "org-a")]
+    rows = db_rows(data, "SELECT operation, org, details FROM audit_records "
+                   "WHERE principal = :p AND collection = 'a-only'", p=op_id)
+    assert [(op, org, json.loads(details)["owner_org"]) for op, org, details in rows] == [
+        ("DescribeCollection", "operator", "org-a")]
 
     verify = subprocess.run([*CANDOR, "audit", "verify", "--data-dir", str(data)],
                             capture_output=True, text=True, timeout=120)

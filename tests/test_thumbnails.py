@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from postgres_helper import store_url
 
 from candor.governance.erasure import erase, purge, set_retention
 from candor.governance.ledger import Ledger
@@ -32,13 +33,16 @@ def face(i: int, thumb: bytes | None) -> dict:
 
 
 def on_disk(data_dir: Path, needle: bytes) -> bool:
+    if store_url():
+        pytest.skip("about the bytes in the data dir's SQLite files; PostgreSQL keeps deleted rows "
+                    "in its own files until VACUUM (docs/postgres.md, Faults)")
     return any(needle in p.read_bytes() or needle[:64] in p.read_bytes()
                for p in data_dir.rglob("*") if p.is_file())
 
 
 @pytest.fixture()
 def seeded(tmp_path):
-    store = Store(tmp_path / "data")
+    store = Store(tmp_path / "data", url=store_url())
     store.create_collection("c", "1.0")
     assert store.set_keep_thumbnails("c", "operator")
     thumbs = [blob(i) for i in range(5)]
@@ -99,7 +103,7 @@ def test_keep_thumbnails_through_the_cli(tmp_path):
     cli("collection", "create", "plain")
     cli("index", "kept", str(photos / "obama.jpg"))
     cli("index", "plain", str(photos / "obama.jpg"))
-    store = Store(data)
+    store = Store(data, url=store_url())
     ids = {c.collection_id: [f.face_id for f in store.list_faces(c.id, 0, 10)[0]]
            for c in store.all_collections()}
     assert len(store.thumbnail_ids(ids["kept"])) == 1 and not store.thumbnail_ids(ids["plain"])
@@ -109,7 +113,7 @@ def test_keep_thumbnails_through_the_cli(tmp_path):
 
 
 def test_a_decided_review_leaves_no_copy_of_its_probe(tmp_path):
-    store = Store(tmp_path / "data")
+    store = Store(tmp_path / "data", url=store_url())
     probe, now = blob(42), datetime.now(timezone.utc)
     for rid in ("rv-1", "rv-2"):
         store.create_review({"review_id": rid, "org": "o", "principal": "p", "category": "c",

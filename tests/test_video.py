@@ -53,7 +53,7 @@ def run(service, gate, start: str, params: dict) -> str:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, store_backend):
     from conftest import DATA
 
     if not (DATA / "video").is_dir():

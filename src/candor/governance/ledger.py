@@ -66,10 +66,17 @@ def iso(at: datetime | None = None) -> str:
         timespec="microseconds") + "Z"
 
 
+def _no_nul(value: Any) -> Any:
+    """A string as the ledger stores and searches it: NUL as U+FFFD (see :func:`_normalise`)."""
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+
+
 def _normalise(record: dict[str, Any]) -> dict[str, Any]:
     """The values exactly as the database will give them back: canonical numbers (no -0.0, no
-    NaN), a float threshold, an int faces_found, JSON-shaped lists and objects."""
-    out = {k: canonical_value(v) for k, v in record.items()}
+    NaN), a float threshold, an int faces_found, JSON-shaped lists and objects. A NUL character
+    in a text column becomes U+FFFD on every store: PostgreSQL's text cannot hold NUL (the append
+    failed there, refusing the call), and a chain must read the same on either store."""
+    out = {k: _no_nul(canonical_value(v)) for k, v in record.items()}
     try:
         if out.get("threshold") is not None:
             out["threshold"] = float(out["threshold"])
@@ -363,6 +370,9 @@ class Ledger:
                image_sha256: str | None = None, face_id: str | None = None, **eq: Any):
         t = self.table
         conds = []
+        # searched as stored (a NUL would be a database error on PostgreSQL: a 500)
+        since, until, image_sha256, face_id = map(_no_nul, (since, until, image_sha256, face_id))
+        eq = {k: _no_nul(v) for k, v in eq.items()}
         for key, value in eq.items():
             if value is None:
                 continue
