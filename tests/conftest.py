@@ -53,14 +53,14 @@ ONE_STORE = {
     "test_eval_identification", "test_lfw", "test_celebrities_lfw", "test_fairness",
     "test_fairness_cross", "test_fairness_data", "test_fpir", "test_policy", "test_templates",
     "test_http_protocol", "test_sigv4", "test_validation", "test_operation_table",
-    "test_backend_option",
+    "test_backend_option", "test_augment", "test_video_tracking", "test_named_landmarks",
     # the report over an in-memory SQLite ledger (the numbers, not the store)
     "test_governance_report",
     # about SQLite files on disk (erasure leaves no bytes in the .db / -wal / index files), and
     # SQLite's group commits (Database.group_commits does nothing on PostgreSQL)
     "test_erasure_on_disk", "test_group_commit",
     # about the stores themselves: their own SQLite files and pg_url databases
-    "test_migrations", "test_postgres_cli", "test_two_nodes",
+    "test_migrations", "test_postgres_cli", "test_two_nodes", "test_video_nodes",
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 
+from postgres_helper import store_url
 from sqlalchemy import delete
 from typer.testing import CliRunner
 
@@ -28,7 +29,7 @@ def append(ledger: Ledger, n: int) -> None:
 
 def test_every_nodes_anchor_is_checked(tmp_path):
     data = tmp_path / "a"
-    store = open_store(data)
+    store = open_store(data, url=store_url())
     node_a = Ledger.for_store(store)
     append(node_a, 3)  # node A wrote records 1-3: its anchor names 3
     node_b = Ledger(store.engine, writer=store.writer, anchor_path=tmp_path / "b.head")
