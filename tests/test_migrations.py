@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from old_schema import strip_tenancy
 from sqlalchemy import Engine, create_engine, inspect, text
 
 from candor.config import OPERATOR_ORG
@@ -129,39 +130,8 @@ def _fill(engine: Engine) -> dict:
 
 def _strip_to_v1(db: Path) -> None:
     """Give the version-1 tables their version-1 shape (version 1 of the old scheme created
-    them from the schema of its day): collections and idempotency tokens without owner_org or
-    keep_thumbnails, a collection id unique instance-wide, audit records without details."""
-    with sqlite3.connect(db) as conn:
-        conn.execute("PRAGMA foreign_keys = OFF")
-        seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'collections'").fetchone()
-        conn.executescript("""
-            CREATE TABLE _v1_collections (
-                id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
-                collection_id VARCHAR(255) NOT NULL,
-                face_model_version VARCHAR(32) NOT NULL, created_at DATETIME NOT NULL,
-                tags JSON NOT NULL, face_generation BIGINT NOT NULL,
-                user_generation BIGINT NOT NULL, retention_days INTEGER,
-                CONSTRAINT uq_collections_collection_id UNIQUE (collection_id));
-            INSERT INTO _v1_collections SELECT id, collection_id, face_model_version, created_at,
-                tags, face_generation, user_generation, retention_days FROM collections;
-            DROP TABLE collections;
-            ALTER TABLE _v1_collections RENAME TO collections;
-            CREATE TABLE _v1_tokens (
-                id INTEGER NOT NULL, collection_id VARCHAR(255) NOT NULL,
-                operation VARCHAR(64) NOT NULL, token VARCHAR(64) NOT NULL,
-                request_hash VARCHAR(64) NOT NULL, response JSON NOT NULL,
-                created_at DATETIME NOT NULL, CONSTRAINT pk_idempotency_tokens PRIMARY KEY (id),
-                CONSTRAINT uq_idempotency_tokens_collection_id
-                    UNIQUE (collection_id, operation, token));
-            INSERT INTO _v1_tokens SELECT id, collection_id, operation, token, request_hash,
-                response, created_at FROM idempotency_tokens;
-            DROP TABLE idempotency_tokens;
-            ALTER TABLE _v1_tokens RENAME TO idempotency_tokens;
-            ALTER TABLE audit_records DROP COLUMN details;
-        """)
-        # the rebuild restarted the counter at the highest row: put the old one back
-        conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'collections'", seq)
-        assert "owner_org" not in {r[1] for r in conn.execute("PRAGMA table_info(collections)")}
+    them from the schema of its day): before tenancy, and audit records without details."""
+    strip_tenancy(db, "ALTER TABLE audit_records DROP COLUMN details;")
 
 
 def _assert_rows_kept(data: Path, rows: dict) -> None:

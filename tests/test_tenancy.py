@@ -12,10 +12,10 @@ named by CANDOR_DATABASE_URL, which the services read).
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
 
 import pytest
+from old_schema import strip_tenancy
 
 from candor.config import OPERATOR_ORG
 from candor.errors import InvalidParameter, ResourceNotFound
@@ -180,40 +180,9 @@ def test_erasure_by_an_org_spans_its_own_collections_and_by_the_operator_all(tmp
 
 
 def _downgrade_to_v2(db: Path) -> None:
-    """Make ``db`` what schema version 2 left: collections and idempotency tokens without
-    owner_org, a collection id unique instance-wide (the DDL as version 2 declared it), and no
-    ``alembic_version`` (version 2 predates Alembic: ``schema_migrations`` says where it is)."""
-    with sqlite3.connect(db) as conn:
-        conn.execute("PRAGMA foreign_keys = OFF")
-        seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'collections'").fetchone()
-        conn.executescript("""
-            CREATE TABLE _v2_collections (
-                id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
-                collection_id VARCHAR(255) NOT NULL,
-                face_model_version VARCHAR(32) NOT NULL, created_at DATETIME NOT NULL,
-                tags JSON NOT NULL, face_generation BIGINT NOT NULL,
-                user_generation BIGINT NOT NULL, retention_days INTEGER,
-                CONSTRAINT uq_collections_collection_id UNIQUE (collection_id));
-            INSERT INTO _v2_collections SELECT id, collection_id, face_model_version, created_at,
-                tags, face_generation, user_generation, retention_days FROM collections;
-            DROP TABLE collections;
-            ALTER TABLE _v2_collections RENAME TO collections;
-            CREATE TABLE _v2_tokens (
-                id INTEGER NOT NULL, collection_id VARCHAR(255) NOT NULL,
-                operation VARCHAR(64) NOT NULL, token VARCHAR(64) NOT NULL,
-                request_hash VARCHAR(64) NOT NULL, response JSON NOT NULL,
-                created_at DATETIME NOT NULL, CONSTRAINT pk_idempotency_tokens PRIMARY KEY (id),
-                CONSTRAINT uq_idempotency_tokens_collection_id
-                    UNIQUE (collection_id, operation, token));
-            INSERT INTO _v2_tokens SELECT id, collection_id, operation, token, request_hash,
-                response, created_at FROM idempotency_tokens;
-            DROP TABLE idempotency_tokens;
-            ALTER TABLE _v2_tokens RENAME TO idempotency_tokens;
-            DELETE FROM schema_migrations WHERE version >= 3;
-            DROP TABLE alembic_version;
-        """)
-        conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'collections'", seq)
-        assert "owner_org" not in {r[1] for r in conn.execute("PRAGMA table_info(collections)")}
+    """Make ``db`` what schema version 2 left: before tenancy, and no ``alembic_version``
+    (version 2 predates Alembic: ``schema_migrations`` says where it is)."""
+    strip_tenancy(db, "DELETE FROM schema_migrations WHERE version >= 3; DROP TABLE alembic_version;")
 
 
 def test_a_data_dir_from_before_tenancy_migrates_to_the_operator(tmp_path, store_backend):
