@@ -26,11 +26,11 @@ def test_lfw_gallery_names_the_right_person_and_few_outsiders(data_dir):
         proc.stdout)}
     people, right, outsiders = figures["gallery3"]
     assert people == 404, proc.stdout
-    # the issue asks for >= 0.95 at <= 0.01; measured 0.9480 at 0.008 (docs/celebrities.md,
-    # method and thresholds chosen on the development split): this guards what is reached;
-    # the remaining fifth of a point is open: no scoring method, gallery-side or probe-side
-    # augmentation or quality weighting beats the shipped method on the development split
-    # (docs/celebrities.md, bench/celebrity-augment.json); the threshold is not moved here
+    # the issue asks for >= 0.95 at <= 0.01; measured 0.9455 at 0.008 with the threshold
+    # measured on the gallery's own photos (leave one person out: no held-out photo and no
+    # outsider is used to choose it; docs/celebrities.md): this guards what is reached; the
+    # remaining half point is open (no scoring method, augmentation or quality weighting beat
+    # the shipped method on the development split: bench/celebrity-augment.json)
     assert right >= 0.945 and outsiders <= 0.01, proc.stdout
     people, right, outsiders = figures["gallery2"]
-    assert people == 1165 and right >= 0.76 and outsiders <= 0.01, proc.stdout
+    assert people == 1165 and right >= 0.80 and outsiders <= 0.01, proc.stdout

@@ -29,7 +29,7 @@ from candor.eval.embeddings import (
 from candor.face.augment import combine, embed_views
 from candor.face.engine import FACE_MODEL_VERSION
 from candor.scoring.similarity import Scoring
-from candor.service.celebrities import GALLERY_VIEWS, VIEWS_WEIGHT, gallery_threshold, recognise
+from candor.service.celebrities import GALLERY_VIEWS, VIEWS_WEIGHT, calibrated_threshold, recognise
 from candor.store import Store
 
 
@@ -139,4 +139,4 @@ def measure(by_person: dict[str, list[Path]], held: dict[str, Path], outsiders: 
     return {"people": len(gallery), "held_out": len(people),
             "right": right / max(1, len(people)), "outsiders": len(outsiders),
             "outsiders_named": wrongly / max(1, len(outsiders)),
-            "threshold": threshold if threshold is not None else gallery_threshold(len(gallery))}
+            "threshold": threshold if threshold is not None else calibrated_threshold(gallery, scoring)}

@@ -18,6 +18,7 @@ measured on another (bench/celebrities.py; the figures are in docs/celebrities.m
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -53,6 +54,13 @@ REFERENCE_GALLERY = 400
 GALLERY_VIEWS: tuple[str, ...] = ()
 VIEWS_WEIGHT = 0.0
 THRESHOLD_PER_DOUBLING = 0.08
+#: the share of strangers a gallery's threshold lets through, measured on the gallery itself
+#: (:func:`calibrated_threshold`)
+TARGET_NAMED = 0.01
+#: below this many gallery photos a 1% tail cannot be measured: the size rule applies
+MIN_CALIBRATION_PHOTOS = 200
+#: at most this many gallery photos are scored to measure it (a sample, for large galleries)
+CALIBRATION_PHOTOS = 5000
 
 
 def gallery_threshold(people: int) -> float:
@@ -83,18 +91,66 @@ def open_set_scores(gallery: Gallery, vectors: np.ndarray,
     raised by how far it stands out from the second best and from the whole gallery (a stranger
     tends to resemble several people a little; a person in the gallery, one of them a lot).
     Each person's score first gives back what their number of photos adds (PHOTOS_WEIGHT)."""
-    per_person = person_scores(gallery, vectors, scoring)
+    return _open_set(gallery, person_scores(gallery, vectors, scoring))
+
+
+def _open_set(gallery: Gallery, per_person: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`open_set_scores` from the (Q, P) person scores; NaN marks a person left out."""
     if len(gallery.owners) and PHOTOS_WEIGHT:
         photos = np.log(np.maximum(np.bincount(gallery.owners, minlength=len(gallery)), 1))
         per_person = per_person - PHOTOS_WEIGHT * (photos - photos.mean())[None, :]
-    best = per_person.argmax(axis=1)
-    ranked = -np.sort(-per_person, axis=1)
+    filled = np.where(np.isnan(per_person), -np.inf, per_person)
+    best = filled.argmax(axis=1)
+    ranked = -np.sort(-filled, axis=1)
     top = ranked[:, 0]
-    if per_person.shape[1] < 2:
+    if per_person.shape[1] - int(np.isnan(per_person).any()) < 2:
         return best, top
-    spread = per_person.std(axis=1)
-    z = (top - per_person.mean(axis=1)) / np.where(spread > 0, spread, 1.0)
+    spread = np.nanstd(per_person, axis=1)
+    z = (top - np.nanmean(per_person, axis=1)) / np.where(spread > 0, spread, 1.0)
     return best, top + MARGIN_WEIGHT * (top - ranked[:, 1]) + ZSCORE_WEIGHT * 0.01 * z
+
+
+def stranger_scores(gallery: Gallery, scoring: Scoring, limit: int = CALIBRATION_PHOTOS,
+                    seed: int = 0) -> np.ndarray:
+    """Open-set scores of strangers to this gallery, from the gallery itself: each of (up to
+    ``limit``) gallery photos scored against everyone *but* its own person (leave one person
+    out). Templates and nearest photos of the others do not depend on the person left out."""
+    if len(gallery) < 2 or not len(gallery.faces):
+        return np.zeros(0)
+    rows = np.arange(len(gallery.faces))
+    if len(rows) > limit:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, limit, replace=False))
+    out = []
+    for chunk in np.array_split(rows, max(1, len(rows) // 512)):
+        per_person = person_scores(gallery, gallery.faces[chunk], scoring).astype(np.float64)
+        per_person[np.arange(len(chunk)), gallery.owners[chunk]] = np.nan
+        out.append(_open_set(gallery, per_person)[1])
+    return np.concatenate(out)
+
+
+_calibrated: dict[tuple, float] = {}
+
+
+def calibrated_threshold(gallery: Gallery, scoring: Scoring) -> float:
+    """The MatchConfidence a face must reach to be named in this gallery: the lowest at which
+    at most TARGET_NAMED of the gallery's own strangers (:func:`stranger_scores`) would be
+    named, never below CELEBRITY_THRESHOLD; the size rule (:func:`gallery_threshold`) when the
+    gallery has too few photos to measure a 1% tail. Cached per gallery content."""
+    digest = hashlib.blake2b(np.ascontiguousarray(gallery.faces).tobytes(), digest_size=16)
+    digest.update(np.ascontiguousarray(gallery.owners).tobytes())
+    key = (digest.hexdigest(), len(gallery), scoring.name, scoring.table_file)
+    if key not in _calibrated:
+        scores_ = np.sort(stranger_scores(gallery, scoring))[::-1]
+        k = int(np.floor(TARGET_NAMED * len(scores_)))
+        if len(scores_) < MIN_CALIBRATION_PHOTOS:
+            value = gallery_threshold(len(gallery))
+        else:
+            measured = float(scoring.from_score(np.nextafter(scores_[k], np.inf)))
+            value = max(CELEBRITY_THRESHOLD, min(99.95, measured))
+        if len(_calibrated) > 16:
+            _calibrated.clear()
+        _calibrated[key] = value
+    return _calibrated[key]
 
 
 def recognise(gallery: Gallery, vectors: np.ndarray, scoring: Scoring,
@@ -104,7 +160,7 @@ def recognise(gallery: Gallery, vectors: np.ndarray, scoring: Scoring,
     calibrated Similarity scale."""
     if len(gallery) == 0 or len(vectors) == 0:
         return [None] * len(vectors)
-    limit = gallery_threshold(len(gallery)) if threshold is None else threshold
+    limit = calibrated_threshold(gallery, scoring) if threshold is None else threshold
     best, score = open_set_scores(gallery, vectors, scoring)
     confidence = scoring.from_score(score)
     return [(int(b), float(c)) if c >= limit else None for b, c in zip(best, confidence)]

@@ -23,7 +23,7 @@ import numpy as np
 
 from candor.errors import ResourceNotFound
 from candor.service import Service, operation
-from candor.service.celebrities import celebrity_info, gallery_threshold, recognise
+from candor.service.celebrities import calibrated_threshold, celebrity_info, recognise
 from candor.service.common import store_of
 from candor.service.jobs import WORK
 from candor.service.video import _frames, _start, get_results
@@ -45,7 +45,7 @@ def start_celebrity_recognition(service: Service, params: dict) -> dict:
 def _celebrity_work(service: Service, job: JobRow, progress) -> dict:
     store = store_of(service)
     gallery = store.gallery()
-    threshold = gallery_threshold(len(gallery))
+    threshold = calibrated_threshold(gallery, service.scoring)
     info, sha, frames, counts = _frames(service, job, progress)
     rows: dict[int, Any] = {}
     found: list[dict[str, Any]] = []
