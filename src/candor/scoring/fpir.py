@@ -24,7 +24,7 @@ candor chooses the default search threshold from the collection's current size: 
 Similarity at which FPIR(S, N) stays at or below :data:`TARGET_FPIR` (1%), never below the
 identification floor (:data:`candor.scoring.similarity.IDENTIFICATION_THRESHOLD`, the point
 chosen for the demographic differentials) and never above :data:`MAX_CALIBRATED` (99). Past
-about 3,000 faces even 99 cannot hold 1% by this model: the default stays at 99 and
+about 5,300 faces even 99 cannot hold 1% by this model: the default stays at 99 and
 :func:`fpir` says what it is there (docs/fairness.md, "Thresholds for search").
 
 **Independence.** The formula treats a probe's N comparisons as independent chances; on
