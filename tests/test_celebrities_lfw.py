@@ -34,3 +34,52 @@ def test_lfw_gallery_names_the_right_person_and_few_outsiders(data_dir):
     assert right >= 0.945 and outsiders <= 0.01, proc.stdout
     people, right, outsiders = figures["gallery2"]
     assert people == 1165 and right >= 0.80 and outsiders <= 0.01, proc.stdout
+
+
+def _gallery(people: int, photos: int, spread: float, seed: int = 0, alike: float = 1.0):
+    """A synthetic gallery: each person a direction (``alike`` < 1: all near one another, as
+    look-alikes are), their photos near it."""
+    import numpy as np
+
+    from candor.store import Gallery
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=128) + alike * rng.normal(size=(people, 128))
+    faces = np.repeat(centres, photos, axis=0) + spread * rng.normal(size=(people * photos, 128))
+    faces = (faces / np.linalg.norm(faces, axis=1, keepdims=True)).astype(np.float32)
+    owners = np.repeat(np.arange(people), photos)
+    templates = np.stack([faces[owners == i].mean(0) for i in range(people)])
+    templates /= np.linalg.norm(templates, axis=1, keepdims=True)
+    return Gallery(1, np.arange(people), templates.astype(np.float32), faces, owners)
+
+
+def test_gallery_threshold_is_measured_leaving_each_person_out():
+    """Each gallery photo is scored as a stranger against everyone but its own person: the same
+    open-set scores as rebuilding the gallery without that person (up to the photo-count term's
+    gallery mean); the threshold names <= 1% of them, never below the floor; a gallery too small
+    to measure a 1% tail keeps the size rule."""
+    import numpy as np
+
+    from candor.scoring.similarity import CELEBRITY_THRESHOLD, Scoring
+    from candor.service import celebrities as C
+    from candor.store import Gallery
+
+    scoring = Scoring()
+    g = _gallery(40, 3, 0.9)
+    got = C.stranger_scores(g, scoring)
+    expected = []
+    for i in range(len(g)):
+        keep, mine = np.arange(len(g)) != i, g.owners == i
+        index = np.cumsum(keep) - 1
+        sub = Gallery(1, g.keys[keep], g.templates[keep], g.faces[~mine], index[g.owners[~mine]])
+        expected.append(C.open_set_scores(sub, g.faces[mine], scoring)[1])
+    assert np.allclose(got, np.concatenate(expected), atol=1e-4)
+
+    small = _gallery(20, 3, 0.9)                   # 60 photos: below MIN_CALIBRATION_PHOTOS
+    assert C.calibrated_threshold(small, scoring) == C.gallery_threshold(20)
+    assert C.calibrated_threshold(_gallery(120, 2, 0.9), scoring) == CELEBRITY_THRESHOLD
+    big = _gallery(120, 2, 0.1, seed=1, alike=0.2)   # 240 photos of look-alikes: measured
+    value = C.calibrated_threshold(big, scoring)
+    assert CELEBRITY_THRESHOLD < value < 99.95
+    named = scoring.from_score(C.stranger_scores(big, scoring)) >= value
+    assert named.mean() <= C.TARGET_NAMED

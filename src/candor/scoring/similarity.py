@@ -56,9 +56,9 @@ TABLE_FILE = "similarity-table.json"
 VERIFICATION_THRESHOLD = 80.0
 IDENTIFICATION_THRESHOLD = 85.0
 #: celebrity recognition (RecognizeCelebrities) names a person only when their MatchConfidence
-#: (an open-set score on this Similarity scale) reaches this, the threshold measured for
-#: galleries of up to 400 people; larger galleries raise it
-#: (candor.service.celebrities.gallery_threshold; the measurements are in docs/celebrities.md)
+#: (an open-set score on this Similarity scale) reaches the gallery's threshold, measured on the
+#: gallery itself and never below this floor (candor.service.celebrities.calibrated_threshold;
+#: the measurements are in docs/celebrities.md)
 CELEBRITY_THRESHOLD = 99.45
 
 

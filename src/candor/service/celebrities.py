@@ -9,10 +9,13 @@ person's score is the better of the score to their template (the unit mean of th
 embeddings) and to their nearest single photo (:func:`person_scores`). Celebrity recognition is
 *open-set* (most faces are of no one in the gallery), so the best person's score is raised by
 how much it stands out (:func:`open_set_scores`) and mapped through the calibrated table to
-MatchConfidence; the person is named when that reaches the gallery's threshold, which grows
-with the gallery's size, because every extra person is one more chance for a stranger to match
-someone (:func:`gallery_threshold`). Method and threshold were chosen on one split of LFW View 1 and
-measured on another (bench/celebrities.py; the figures are in docs/celebrities.md).
+MatchConfidence; the person is named when that reaches the gallery's threshold, measured on
+the gallery itself: each of its photos is scored as a stranger against everyone but its own
+person, and the threshold names at most 1% of them (:func:`calibrated_threshold`). Every extra
+person is one more chance for a stranger to match someone, and people with more photos attract
+strangers more; measuring on the gallery follows both without data beyond the operator's own
+photos. The method's weights were chosen on one split of LFW View 1 and measured on another
+(bench/celebrities.py; the figures are in docs/celebrities.md).
 """
 
 from __future__ import annotations
