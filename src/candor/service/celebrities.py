@@ -143,12 +143,12 @@ def calibrated_threshold(gallery: Gallery, scoring: Scoring) -> float:
     digest.update(np.ascontiguousarray(gallery.owners).tobytes())
     key = (digest.hexdigest(), len(gallery), scoring.name, scoring.table_file)
     if key not in _calibrated:
-        scores_ = np.sort(stranger_scores(gallery, scoring))[::-1]
-        k = int(np.floor(TARGET_NAMED * len(scores_)))
-        if len(scores_) < MIN_CALIBRATION_PHOTOS:
+        confidences = np.sort(scoring.from_score(stranger_scores(gallery, scoring)))[::-1]
+        k = int(np.floor(TARGET_NAMED * len(confidences)))
+        if len(confidences) < MIN_CALIBRATION_PHOTOS:
             value = gallery_threshold(len(gallery))
-        else:
-            measured = float(scoring.from_score(np.nextafter(scores_[k], np.inf)))
+        else:   # just above the (k+1)-th highest: at most k of them are named
+            measured = float(np.nextafter(confidences[k], np.inf))
             value = max(CELEBRITY_THRESHOLD, min(99.95, measured))
         if len(_calibrated) > 16:
             _calibrated.clear()
