@@ -60,8 +60,9 @@ def identify(
     users: Annotated[bool, typer.Option(
         "--users", help="Match the collection's users instead of its faces.")] = False,
     threshold: Annotated[float | None, typer.Option(
-        "--threshold", help="FaceMatchThreshold: minimum similarity 0-100 [default: 85, see "
-        "docs/fairness.md].")] = None,
+        "--threshold", help="FaceMatchThreshold: minimum similarity 0-100 [default: size-aware, the "
+        "lowest at which a stranger's FPIR stays <= 1% for this collection's size, never below "
+        "85; see docs/fairness.md].")] = None,
     max_faces: Annotated[int | None, typer.Option(
         "--max-faces", help="Search at most this many faces per photo, largest first "
         "(1-100).")] = None,
