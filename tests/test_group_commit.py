@@ -143,3 +143,30 @@ def test_an_erasure_in_a_group_empties_the_log_after_its_commit(db: Database,
     wal = tmp_path / "candor.db-wal"
     assert not wal.exists() or wal.stat().st_size == 0
     assert b"secret-bytes" not in (tmp_path / "candor.db").read_bytes()
+
+
+def test_a_rolled_back_append_is_not_the_next_appends_head(tmp_path: Path) -> None:
+    """Appends of one group reuse the head the previous one wrote (no SELECT); a writer whose
+    work is rolled back after it appended must not leave its record as that head, or the next
+    record would chain onto a record that was never committed."""
+    from candor.governance.ledger import Ledger
+    from candor.store import open_store
+
+    store = open_store(tmp_path / "data", store_url())
+    store.db.group_commits(wait=3600.0)
+    ledger = Ledger.for_store(store)
+
+    def append(i: int) -> int:
+        if i % 3 == 0:  # appends inside its own write, then fails: its record is undone
+            with store.db.write():
+                ledger.append(operation="DetectFaces", decision="allow", principal=f"p{i}")
+                raise RuntimeError("the writer's own failure")
+        return ledger.append(operation="DetectFaces", decision="allow", principal=f"p{i}")["seq"]
+
+    out = together(append, n=16)
+    kept = [v for v in out.values() if isinstance(v, int)]
+    assert sum(isinstance(v, RuntimeError) for v in out.values()) == 6
+    assert sorted(kept) == list(range(1, 11))  # contiguous: no record chained onto a ghost
+    result = ledger.verify()
+    assert result.ok, result
+    assert ledger.head()[0] == 10

@@ -36,7 +36,7 @@ from candor.api.batching import announced, attach_batcher, share_commits
 from candor.api.keys import ActiveKey, KeyStore
 from candor.api.replay import SeenSignatures
 from candor.api.s3 import S3Images
-from candor.api.transport import RequestIdMiddleware, read_body  # noqa: F401  (re-exported)
+from candor.api.transport import DirectApp, RequestIdMiddleware, read_body  # noqa: F401
 from candor.errors import (  # noqa: F401  (InternalServerError, Throttling re-exported)
     CandorError,
     ImageTooLarge,
@@ -282,8 +282,8 @@ def create_app(gateway: Gateway, warmup: bool = True) -> FastAPI:
         await anyio.to_thread.run_sync(gateway.close)
 
     protocol.service_model()  # parse botocore's model now, not on the first request
-    app = FastAPI(title="candor", docs_url=None, redoc_url=None, openapi_url=None,
-                  lifespan=lifespan)
+    app = DirectApp(title="candor", docs_url=None, redoc_url=None, openapi_url=None,
+                    lifespan=lifespan)
     app.add_middleware(RequestIdMiddleware)
     app.state.gateway = gateway
 
@@ -297,7 +297,14 @@ def create_app(gateway: Gateway, warmup: bool = True) -> FastAPI:
 
     @app.post("/")
     async def rekognition(request: Request) -> Response:
-        return await handle(gateway, request)
+        try:
+            return await handle(gateway, request)
+        except Exception:  # handle answers its own errors; this is the last line for a bug
+            rid = request.scope["state"]["request_id"]
+            log.exception("request %s failed", rid)
+            return _error_response(InternalServerError(f"Internal server error; request id {rid}"))
+
+    app.rekognition = rekognition  # POST / skips the middleware stack (DirectApp)
 
     from candor.api.console import mount as mount_console
 

@@ -1,12 +1,14 @@
 """What every HTTP request goes through before an operation sees it: a request id on every
-response, whatever route produced it, and a body read under a cap (refused as soon as it is
-known to exceed it, never buffered past it)."""
+response, whatever route produced it, a body read under a cap (refused as soon as it is
+known to exceed it, never buffered past it), and the short way in for ``POST /``."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 
-from fastapi import Request
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
 from candor.errors import CandorError, InvalidParameter
@@ -56,3 +58,25 @@ async def read_body(request: Request, limit: int, too_large: type[CandorError]) 
     except ClientDisconnect:
         raise InvalidParameter("the client disconnected before the body was complete") from None
     return bytes(buf)
+
+
+class DirectApp(FastAPI):
+    """FastAPI, with ``POST /`` (every Rekognition operation) handed straight to
+    :attr:`rekognition`: the middleware stack, the router and the endpoint machinery (about a
+    third of the event loop's time under 8 IndexFaces clients, all of it holding the GIL the
+    engine's threads need) do nothing for a route whose handler reads its own body, catches its
+    own errors and sets its own request id. Every other request, and the lifespan, goes
+    through FastAPI as before."""
+
+    #: ``await rekognition(request)`` answers a ``POST /``; it must not raise
+    rekognition: Callable[[Request], Awaitable[Response]] | None = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if (self.rekognition is not None and scope["type"] == "http"
+                and scope["method"] == "POST" and scope["path"] == "/"):
+            scope["app"] = self
+            scope.setdefault("state", {})["request_id"] = str(uuid.uuid4())
+            response = await self.rekognition(Request(scope, receive))
+            await response(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)

@@ -9,7 +9,7 @@ hash, kept outside the database and updated on every append) catches that too. R
 chain and the anchor together is caught only by signed checkpoints
 (:mod:`candor.governance.checkpoints`).
 
-The module is long (about 420 lines) on purpose: appending (alone, in a group commit, or inside
+The module is long (about 450 lines) on purpose: appending (alone, in a group commit, or inside
 ``candor index``'s transactions), verifying and reading share one record encoding and one anchor,
 and keeping them together keeps that one invariant in one place.
 """
@@ -156,6 +156,7 @@ class Ledger:
         self.retries = retries
         self._lock = threading.Lock()
         self._columns = set(table.c.keys())
+        self._memo_key = f"ledger-head:{table.fullname}"  # in a group commit's memo
         self._anchor_fd: int | None = None
         self._anchor_lock = threading.Lock()
         self._anchored = 0
@@ -225,17 +226,29 @@ class Ledger:
 
     def _append_once(self, body: dict[str, Any]) -> dict[str, Any]:
         group = self._group()
-        with group.write() if group is not None else self.writer.begin() as conn:
-            return self.append_within(conn, [body])[0]
+        if group is None:
+            with self.writer.begin() as conn:
+                return self.append_within(conn, [body])[0]
+        # shared commits: the head the previous append of the same group wrote is still the
+        # head (the group holds the database's write lock until it commits), so it is not
+        # read again; the memo is emptied on any rollback. Another writer's record in the same
+        # transaction would collide on seq: the retry rolls back and reads the head afresh.
+        memo = group.memo
+        with group.write() as conn:
+            row = self.append_within(conn, [body], head=memo.get(self._memo_key))[0]
+            memo[self._memo_key] = (row["seq"], row["hash"])
+            return row
 
-    def append_within(self, conn: Any, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def append_within(self, conn: Any, bodies: list[dict[str, Any]],
+                      head: tuple[int, str] | None = None) -> list[dict[str, Any]]:
         """Chain ``bodies`` (from :meth:`prepare`) onto the head inside ``conn``'s write
         transaction, which the caller commits: a group of calls (``candor index``) is recorded
         in the same transaction as its faces, so both are durable or neither. The caller
         retries the transaction on IntegrityError (another writer took the seq) and passes
         the last row to :meth:`anchor` once committed."""
         t = self.table
-        head = conn.execute(select(t.c.seq, t.c.hash).order_by(t.c.seq.desc()).limit(1)).first()
+        if head is None:  # ``head``: (seq, hash) already known in this transaction
+            head = conn.execute(select(t.c.seq, t.c.hash).order_by(t.c.seq.desc()).limit(1)).first()
         seq, prev = (head[0], head[1]) if head else (0, GENESIS)
         rows = []
         for body in bodies:

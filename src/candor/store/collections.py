@@ -119,9 +119,24 @@ class CollectionsPart:
         self.vectors.drop(row.id)
 
     def _bump(self, conn: Connection, coll_pk: int, column: str) -> int:
+        """Advance a generation counter; its new value (UPDATE ... RETURNING: one statement,
+        SQLite >= 3.35 and PostgreSQL)."""
         col = T_coll.c[column]
-        conn.execute(update(T_coll).where(T_coll.c.id == coll_pk).values({column: col + 1}))
-        return int(conn.execute(select(col).where(T_coll.c.id == coll_pk)).scalar_one())
+        return int(conn.execute(update(T_coll).where(T_coll.c.id == coll_pk)
+                                .values({column: col + 1}).returning(col)).scalar_one())
+
+    def _bump_named(self, conn: Connection, collection_id: str, org: str,
+                    column: str) -> tuple[int, int]:
+        """:meth:`_bump` on ``org``'s collection ``collection_id``, found in the same statement
+        (a write need not look the collection up first): its key and new value, or
+        ResourceNotFound when it is gone."""
+        col = T_coll.c[column]
+        found = conn.execute(update(T_coll).where(T_coll.c.owner_org == org,
+                                                  T_coll.c.collection_id == collection_id)
+                             .values({column: col + 1}).returning(T_coll.c.id, col)).first()
+        if found is None:
+            raise ResourceNotFound(f"The collection id: {collection_id} does not exist")
+        return int(found[0]), int(found[1])
 
     # ---------------------------------------------------------------- retention
 

@@ -85,9 +85,17 @@ class FacesPart:
         there, so faces and records commit together)."""
         now = utcnow()
         with self.write() as conn:
-            coll = self.collection(collection_id, conn, org=org)
+            if not faces:
+                self.collection(collection_id, conn, org=org)
+                if within is not None:
+                    within(conn, [])
+                return []
+            # four statements per photo where there were seven (SELECT the collection, INSERT,
+            # UPDATE + SELECT its generation, SELECT the faces back): the collection is found
+            # by the UPDATE that bumps it, the face keys come back from the INSERT
+            coll_pk, gen = self._bump_named(conn, collection_id, org, "face_generation")
             rows = [{
-                "collection_pk": coll.id, "face_id": str(uuid.uuid4()),
+                "collection_pk": coll_pk, "face_id": str(uuid.uuid4()),
                 "image_id": f["image_id"], "external_image_id": f.get("external_image_id"),
                 "image_sha256": f.get("image_sha256"),
                 "bbox_width": float(f["bbox"]["Width"]), "bbox_height": float(f["bbox"]["Height"]),
@@ -95,24 +103,22 @@ class FacesPart:
                 "confidence": float(f["confidence"]), "model_version": f["model_version"],
                 "embedding": to_blob(f["embedding"]), "user_pk": None, "created_at": now,
             } for f in faces]
-            if not rows:
-                if within is not None:
-                    within(conn, [])
-                return []
-            conn.execute(T_faces.insert(), rows)
-            gen = self._bump(conn, coll.id, "face_generation")
-            stored = conn.execute(face_select().where(
-                T_faces.c.face_id.in_([r["face_id"] for r in rows]))).all()
-            pks = {r.face_id: r.id for r in stored}
-            thumbs = [{"face_pk": pks[r["face_id"]], "jpeg": f["thumbnail"]}
-                      for r, f in zip(rows, faces, strict=True) if f.get("thumbnail")]
+            keys = conn.execute(T_faces.insert().returning(T_faces.c.id, sort_by_parameter_order=True),
+                                rows).scalars().all()
+            out = [FaceRow(key=int(key), face_id=r["face_id"], image_id=r["image_id"],
+                           external_image_id=r["external_image_id"],
+                           bbox={"Width": r["bbox_width"], "Height": r["bbox_height"],
+                                 "Left": r["bbox_left"], "Top": r["bbox_top"]},
+                           confidence=r["confidence"], model_version=r["model_version"],
+                           user_id=None, created_at=as_utc(now))
+                   for key, r in zip(keys, rows, strict=True)]
+            thumbs = [{"face_pk": row.key, "jpeg": f["thumbnail"]}
+                      for row, f in zip(out, faces, strict=True) if f.get("thumbnail")]
             if thumbs:  # kept for reviewers; gone with the face (ON DELETE CASCADE)
                 conn.execute(T_thumbs.insert(), thumbs)
-            by_id = {r.face_id: FaceRow.from_row(r) for r in stored}
-            out = [by_id[r["face_id"]] for r in rows]
             if within is not None:
                 within(conn, out)
-        self.vectors.apply(("faces", coll.id), gen,
+        self.vectors.apply(("faces", coll_pk), gen,
                            add=[(f.key, fa["embedding"]) for f, fa in zip(out, faces, strict=True)])
         return out
 

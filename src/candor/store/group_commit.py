@@ -71,6 +71,11 @@ class GroupCommit:
         self._group = 0  # the open group's number
         self._done: dict[int, BaseException | None] = {}  # finished groups: None or the error
         self._waiting = 0  # writers queued for or inside their turn
+        #: what a writer learned inside the open group's transaction that the next writer of
+        #: the same group may reuse (the audit ledger's head): read and written only in turn,
+        #: emptied when a group opens and whenever a writer's work is rolled back, so that
+        #: nothing in it can outlive the rows it describes
+        self.memo: dict[str, Any] = {}
         #: commits made and writes they held (what tests and benchmarks read)
         self.commits = 0
         self.writes = 0
@@ -80,8 +85,12 @@ class GroupCommit:
         """A write on the shared connection: its own savepoint, committed with its group;
         returns (or raises the block's error) only once that commit is durable."""
         if getattr(self._local, "conn", None) is not None:  # nested: a savepoint inside ours
-            with self._local.conn.begin_nested():
-                yield self._local.conn
+            try:
+                with self._local.conn.begin_nested():
+                    yield self._local.conn
+            except BaseException:
+                self.memo.clear()
+                raise
             return
         with self._cond:
             self._waiting += 1
@@ -101,6 +110,7 @@ class GroupCommit:
                     yield conn
                 self.writes += 1
             except BaseException as exc:
+                self.memo.clear()
                 error = exc
             finally:
                 self._local.conn = None
@@ -119,6 +129,7 @@ class GroupCommit:
             self._conn = self.writer.connect()
         self._txn = self._conn.begin()
         self._group += 1
+        self.memo.clear()
 
     def _commit(self, group: int) -> None:
         """Let the writers already queued take their turn (at most ``wait``), then commit."""
@@ -142,6 +153,7 @@ class GroupCommit:
                 failed = exc
                 self._reset()
             self._txn = None
+            self.memo.clear()
             if failed is None and self.after_commit is not None:
                 try:
                     self.after_commit(erasing)
