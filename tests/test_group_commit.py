@@ -170,3 +170,29 @@ def test_a_rolled_back_append_is_not_the_next_appends_head(tmp_path: Path) -> No
     result = ledger.verify()
     assert result.ok, result
     assert ledger.head()[0] == 10
+
+
+def test_an_append_inside_a_larger_write_is_anchored_only_once_that_write_commits(
+        tmp_path: Path) -> None:
+    """The anchor (ledger.head) witnesses committed records only: an audit record appended
+    inside a larger write moves it once that write is durable, and never when the write is
+    rolled back (an anchor ahead of the chain reads as deleted records: a false tamper alarm)."""
+    from candor.governance.ledger import Ledger
+    from candor.store import open_store
+
+    store = open_store(tmp_path / "data", store_url())
+    store.db.group_commits(wait=0.0)
+    ledger = Ledger.for_store(store)
+    ledger.append(operation="DetectFaces", decision="allow", principal="first")
+    assert ledger.read_anchor()[0] == 1
+    with pytest.raises(RuntimeError):
+        with store.db.write():
+            ledger.append(operation="IndexFaces", decision="allow", principal="ghost")
+            raise RuntimeError("the writer fails after its audit record")
+    assert ledger.read_anchor()[0] == 1
+    assert ledger.verify().ok
+    with store.db.write():
+        ledger.append(operation="IndexFaces", decision="allow", principal="second")
+        assert ledger.read_anchor()[0] == 1  # not before the write that holds it commits
+    assert ledger.read_anchor()[0] == 2
+    assert ledger.verify().ok

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -195,7 +196,9 @@ class Ledger:
                 except SQLAlchemyError as exc:
                     last_exc = exc
                     break
-                self.anchor(row)
+                group = self._group()
+                if group is None or not group.after_this_commit(partial(self.anchor, row)):
+                    self.anchor(row)  # committed already (inside a larger write: once it is)
                 return row
         log.error("audit ledger write failed: %s", last_exc)
         if isinstance(last_exc, ServiceUnavailable):  # retryable: 503, still undone

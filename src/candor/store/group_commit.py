@@ -18,6 +18,7 @@ the CLI's commands write one transaction at a time as before.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +26,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection
+
+log = logging.getLogger(__name__)
 
 #: set on the shared connection when a writer's work could not be rolled back to its savepoint
 _BROKEN = "candor_group_broken"
@@ -85,11 +88,13 @@ class GroupCommit:
         """A write on the shared connection: its own savepoint, committed with its group;
         returns (or raises the block's error) only once that commit is durable."""
         if getattr(self._local, "conn", None) is not None:  # nested: a savepoint inside ours
+            pending, mark = self._local.pending, len(self._local.pending)
             try:
                 with self._local.conn.begin_nested():
                     yield self._local.conn
             except BaseException:
                 self.memo.clear()
+                del pending[mark:]  # what this savepoint promised is undone with it
                 raise
             return
         with self._cond:
@@ -105,6 +110,7 @@ class GroupCommit:
                 self._open()
             group, conn = self._group, self._conn
             self._local.conn = conn
+            pending = self._local.pending = []
             try:
                 with _savepoint(conn):
                     yield conn
@@ -113,7 +119,7 @@ class GroupCommit:
                 self.memo.clear()
                 error = exc
             finally:
-                self._local.conn = None
+                self._local.conn = self._local.pending = None
         finally:
             self._turn.release()
         if leader:
@@ -123,6 +129,23 @@ class GroupCommit:
             raise error
         if failed is not None:
             raise failed
+        for action in pending:
+            try:
+                action()
+            except Exception:  # a witness of the commit (the ledger anchor); the commit stands
+                log.warning("an action after a group commit failed", exc_info=True)
+
+    def after_this_commit(self, action: Callable[[], Any]) -> bool:
+        """Run ``action`` once the calling thread's outermost write is durable (never if that
+        write, or the savepoint that asked, is rolled back); False when the thread is not inside
+        a write, so that what it wrote is already committed. The audit ledger anchors a record
+        appended inside a larger write only this way: an anchor ahead of the committed chain
+        reads as deleted records."""
+        pending = getattr(self._local, "pending", None)
+        if getattr(self._local, "conn", None) is None or pending is None:
+            return False
+        pending.append(action)
+        return True
 
     def _open(self) -> None:
         if self._conn is None:
