@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from candor.errors import InvalidParameter
-from candor.face.tracking import Tracker, closeness, video_detector
+from candor.face.tracking import Tracker, closeness
+from candor.face.video_detect import video_detector
 from candor.models.base import Detection
 from candor.models.yunet import available
 
