@@ -2,12 +2,11 @@
 
 Per sampled frame (:func:`candor.face.video.sample_frames`):
 
-- **Detection** scans the whole frame every ``scan_every`` samples (and right after a scene
-  cut); in between it looks only around the faces it follows
+- **Detection** (:mod:`candor.face.video_detect`) scans the whole frame every ``scan_every``
+  samples (and right after a scene cut); in between it looks only around the faces it follows
   (a crop of three times the face's size), which costs a few percent of a full scan. A face
   that enters between two full scans is found at the next one (within ``scan_every / fps``
-  seconds). The detector is HOG, with the frame upsampled once so faces down to ~40 px are
-  found; ``min_face`` of 80 or more scans frames as they are, about 4x faster (see
+  seconds). The detector is YuNet at a working resolution (HOG where it is not installed; see
   docs/video.md for the measurements, and for why not the CNN).
 - **Tracking** matches each face to the track whose last box overlaps it most (IoU at least
   :data:`MIN_IOU`), or else to a track of its size whose box is near (:func:`closeness`);
