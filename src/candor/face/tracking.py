@@ -24,6 +24,8 @@ the embedding of its current segment.
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -54,11 +56,17 @@ DEFAULT_SCAN_EVERY = 5
 DEFAULT_SEGMENT_S = 2.0
 #: a track not seen for this many samples ends
 MAX_MISSED = 2
+#: frames found and tracked whose embeddings may still be running (they are settled, in order,
+#: as their embeddings arrive, and at the latest when this many wait)
+SETTLE_DEPTH = 8
+#: Python's GIL switch interval while a video job runs (see :class:`_SwitchInterval`)
+SWITCH_INTERVAL_S = 0.0005
 
 
 @dataclass
 class Track:
-    index: int
+    #: the Index of GetFaceSearch's Person; None until the frame that starts it is settled
+    index: int | None
     box: Detection
     last_seen: int
     embedding: np.ndarray | None = None
@@ -121,11 +129,17 @@ class Tracker:
         self.tracks: list[Track] = []
         self.next_index = 0
 
-    def new(self, box: Detection, frame: int) -> Track:
-        track = Track(self.next_index, box, frame)
-        self.next_index += 1
+    def new(self, box: Detection, frame: int, numbered: bool = True) -> Track:
+        track = Track(None, box, frame)
+        if numbered:
+            self.number(track)
         self.tracks.append(track)
         return track
+
+    def number(self, track: Track) -> None:
+        """Give ``track`` the next Index (a new track, or a track whose person changed)."""
+        track.index = self.next_index
+        self.next_index += 1
 
     def cut(self) -> None:
         self.tracks = []
@@ -143,7 +157,7 @@ class Tracker:
             chosen[fi] = self.tracks[ti]
         out = []
         for fi, face in enumerate(faces):
-            track = chosen.get(fi) or self.new(face.box, frame)
+            track = chosen.get(fi) or self.new(face.box, frame, numbered=False)
             track.box, track.last_seen = face.box, frame
             out.append(track)
         return out
@@ -172,7 +186,7 @@ def track_faces(engine: Engine, frames: Iterable[Frame], attributes=("DEFAULT",)
     source = iter(frames)
     pool = ThreadPoolExecutor(1, thread_name_prefix="candor-scan")
     embedder = ThreadPoolExecutor(1, thread_name_prefix="candor-embed")
-    pending: Pending | None = None
+    pending: deque[Pending] = deque()
 
     def fill() -> None:
         while len(ahead) < scan_every + 1:
@@ -183,6 +197,7 @@ def track_faces(engine: Engine, frames: Iterable[Frame], attributes=("DEFAULT",)
             planned = f.number % scan_every == 0
             ahead.append((f, pool.submit(fe._scan, f.pixels, 0, 0) if planned else None))
 
+    switching = _SwitchInterval()
     try:
         fill()
         while ahead:
@@ -191,16 +206,48 @@ def track_faces(engine: Engine, frames: Iterable[Frame], attributes=("DEFAULT",)
             thumb, cut, image, faces = _look(fe, tracker, frame, scan, previous, attributes,
                                              landmarks)
             previous = thumb
-            if pending is not None:
-                yield _settle(pending, tracker, on_frame)
             if cut:
                 tracker.cut()
-            pending = _follow(fe, embedder, tracker, frame, image, faces, thumb, embed, segment_s)
-        if pending is not None:
-            yield _settle(pending, tracker, on_frame)
+            pending.append(_follow(fe, embedder, tracker, frame, image, faces, thumb, embed,
+                                   segment_s))
+            while pending and (len(pending) > SETTLE_DEPTH or pending[0].ready()):
+                yield _settle(pending.popleft(), tracker, on_frame)
+        while pending:
+            yield _settle(pending.popleft(), tracker, on_frame)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         embedder.shutdown(wait=True, cancel_futures=True)
+        switching.restore()
+
+
+class _SwitchInterval:
+    """Python's GIL switch interval at :data:`SWITCH_INTERVAL_S` while video jobs run (the
+    process's own value again when the last one ends). A thread coming back from a call that
+    released the GIL waits for the interval when another holds it: the decoding thread comes
+    back once per decoded frame (275 for the 9 s Hamilton clip), and the job's thread holds
+    the GIL through dlib's landmarks, so at the default 5 ms decoding fell behind and the job
+    used one core (CPU time = wall time); at 0.5 ms, 1.5-1.65 cores (docs/video.md)."""
+
+    lock = threading.Lock()
+    active = 0
+    saved = 0.005
+
+    def __init__(self) -> None:
+        with self.lock:
+            if _SwitchInterval.active == 0:
+                _SwitchInterval.saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(_SwitchInterval.saved, SWITCH_INTERVAL_S))
+            _SwitchInterval.active += 1
+        self.done = False
+
+    def restore(self) -> None:
+        with self.lock:
+            if self.done:
+                return
+            self.done = True
+            _SwitchInterval.active -= 1
+            if _SwitchInterval.active == 0:
+                sys.setswitchinterval(_SwitchInterval.saved)
 
 
 @dataclass
@@ -211,6 +258,9 @@ class Pending:
     tracks: list[Track]
     due: list[int]
     vectors: Future | None
+
+    def ready(self) -> bool:
+        return self.vectors is None or self.vectors.done()
 
 
 def _look(fe: FrameEngine, tracker: Tracker, frame: Frame, scan: Future | None,
@@ -237,8 +287,11 @@ def _follow(engine: Engine, embedder: ThreadPoolExecutor, tracker: Tracker, fram
     out = FrameFaces(frame, [TrackedFace(frame.timestamp_ms, frame.number, t.index, f, w, h)
                              for f, t in zip(faces, tracks)], thumb)
     due = [i for i, (tf, t) in enumerate(zip(out.faces, tracks))
-           if t.embedding is None or tf.timestamp_ms - t.segment_start_ms >= segment_s * 1000
+           if t.segment_start_ms < 0 or tf.timestamp_ms - t.segment_start_ms >= segment_s * 1000
            or _more_frontal(tf, t)] if embed else []
+    for i in due:  # the segment starts here, whenever its embedding arrives
+        tracks[i].segment_start_ms = out.faces[i].timestamp_ms
+        tracks[i].yaw = _yaw(out.faces[i])
     vectors = None
     if due:
         chips = engine.chips(image, [out.faces[i].face for i in due])
@@ -250,20 +303,19 @@ def _settle(p: Pending, tracker: Tracker, on_frame) -> FrameFaces:
     """Give every face of a pending frame its segment's embedding, splitting tracks whose
     person changed (cosine under SAME_FACE_COSINE)."""
     out, tracks = p.out, p.tracks
+    for track in tracks:  # Indexes in the order of the frames, as one frame after the other
+        if track.index is None:
+            tracker.number(track)
     for i, vector in zip(p.due, p.vectors.result() if p.vectors is not None else []):
         track = tracks[i]
         if track.embedding is not None and float(track.embedding @ vector) < SAME_FACE_COSINE:
-            track = tracker.new(out.faces[i].face.box, out.frame.number)
-            if tracks[i] in tracker.tracks:
-                tracker.tracks.remove(tracks[i])
-            tracks[i] = track
-            out.faces[i].index = track.index
+            tracker.number(track)  # the person changed: a new Index from here on
+            track.embeddings = 0
         track.embedding = vector
-        track.segment_start_ms = out.faces[i].timestamp_ms
-        track.yaw = _yaw(out.faces[i])
         track.embeddings += 1
         out.faces[i].new_segment = True
     for tf, track in zip(out.faces, tracks):
+        tf.index = track.index
         tf.embedding = track.embedding
     if on_frame is not None:
         on_frame(out)
