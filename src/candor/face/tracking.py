@@ -173,10 +173,11 @@ def track_faces(engine: Engine, frames: Iterable[Frame], attributes=("DEFAULT",)
 
     The work overlaps on threads (docs/video.md, "Threads"): frames are decoded ahead
     (:func:`candor.face.video.sample_frames`); full scans of every ``scan_every``-th frame,
-    which do not depend on tracking, run ahead on a thread of their own; and the embeddings of
-    frame n run on another while this thread finds and describes the faces of frame n + 1
-    (frame n is settled, its tracks split where the person changed, before frame n + 1's faces
-    join tracks, so the result is the same as one frame after the other)."""
+    which do not depend on tracking, run ahead on a thread of their own; and embeddings run on
+    another while this thread finds, tracks and describes the faces of the next frames. The
+    decisions (which faces start a segment) are made here, frame by frame; frames are settled
+    in order as their embeddings arrive (Indexes given, tracks whose person changed renumbered),
+    so the result is the same as one frame after the other."""
     fe = FrameEngine(engine, min_face, thorough, detector)
     scan_every = 1 if thorough else scan_every
     tracker = Tracker()
