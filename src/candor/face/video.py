@@ -230,7 +230,7 @@ def _decode(path: str | os.PathLike, fps: float, max_side: int | None) -> Iterat
     with _open(path) as container:
         info = _info(container)
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        stream.thread_type = "NONE"  # one thread: the job's other threads keep the cores busy
         if info.frame_rate >= 2.5 * fps:  # frames nothing refers to are never sampled twice
             stream.codec_context.skip_frame = "NONREF"
         width, height = analysis_size(info, max_side)
