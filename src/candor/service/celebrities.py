@@ -21,7 +21,6 @@ photos. The method's weights were chosen on one split of LFW View 1 and measured
 from __future__ import annotations
 
 import csv
-import hashlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -131,18 +130,14 @@ def stranger_scores(gallery: Gallery, scoring: Scoring, limit: int = CALIBRATION
     return np.concatenate(out)
 
 
-_calibrated: dict[tuple, float] = {}
-
-
 def calibrated_threshold(gallery: Gallery, scoring: Scoring) -> float:
     """The MatchConfidence a face must reach to be named in this gallery: the lowest at which
     at most TARGET_NAMED of the gallery's own strangers (:func:`stranger_scores`) would be
     named, never below CELEBRITY_THRESHOLD; the size rule (:func:`gallery_threshold`) when the
-    gallery has too few photos to measure a 1% tail. Cached per gallery content."""
-    digest = hashlib.blake2b(np.ascontiguousarray(gallery.faces).tobytes(), digest_size=16)
-    digest.update(np.ascontiguousarray(gallery.owners).tobytes())
-    key = (digest.hexdigest(), len(gallery), scoring.name, scoring.table_file)
-    if key not in _calibrated:
+    gallery has too few photos to measure a 1% tail. Kept with the gallery (``derived``),
+    which the store rebuilds only when its version changes."""
+    key = ("threshold", scoring.name, scoring.table_file)
+    if key not in gallery.derived:
         confidences = np.sort(scoring.from_score(stranger_scores(gallery, scoring)))[::-1]
         k = int(np.floor(TARGET_NAMED * len(confidences)))
         if len(confidences) < MIN_CALIBRATION_PHOTOS:
@@ -150,10 +145,8 @@ def calibrated_threshold(gallery: Gallery, scoring: Scoring) -> float:
         else:   # just above the (k+1)-th highest: at most k of them are named
             measured = float(np.nextafter(confidences[k], np.inf))
             value = max(CELEBRITY_THRESHOLD, min(99.95, measured))
-        if len(_calibrated) > 16:
-            _calibrated.clear()
-        _calibrated[key] = value
-    return _calibrated[key]
+        gallery.derived[key] = value
+    return gallery.derived[key]
 
 
 def recognise(gallery: Gallery, vectors: np.ndarray, scoring: Scoring,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 import string
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy import Connection, delete, select, update
@@ -47,6 +47,9 @@ class Gallery:
     templates: np.ndarray   # (P, 128) unit
     faces: np.ndarray       # (F, 128) unit
     owners: np.ndarray      # (F,) index into keys
+    #: values computed from this gallery's content (its recognition threshold), kept with it:
+    #: the store rebuilds a Gallery only when the gallery's version changes
+    derived: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.keys)
