@@ -49,7 +49,7 @@ def engine():
 ONE_STORE = {
     # no stored state: engines, models, scoring, evaluation, policies, the protocol, the docs
     "test_architecture", "test_docs", "test_engine", "test_imaging", "test_yunet", "test_pipeline",
-    "test_onnx_backend", "test_batcher", "test_video_redact", "test_eval", "test_eval_metrics",
+    "test_onnx_backend", "test_ert", "test_batcher", "test_video_redact", "test_eval", "test_eval_metrics",
     "test_eval_identification", "test_lfw", "test_celebrities_lfw", "test_fairness",
     "test_fairness_cross", "test_fairness_data", "test_fpir", "test_policy", "test_templates",
     "test_http_protocol", "test_sigv4", "test_validation", "test_operation_table",

@@ -13,6 +13,7 @@ import dlib
 import numpy as np
 
 from candor.errors import InvalidParameter
+from candor.models import ert
 from candor.models.base import CHIP_PADDING, CHIP_SIZE, EMBEDDING_SIZE, Detection
 from candor.models.files import model_path
 
@@ -107,7 +108,9 @@ class DlibBackend:
     def warm(self, embed: bool = True) -> None:
         """Load the HOG detector, the shape predictors and (``embed``) the ResNet now, e.g. on
         a thread while a command starts up, instead of on the first image."""
-        self._hog_pickle, self.shape_predictors  # noqa: B018
+        self._hog_pickle  # noqa: B018
+        for points in SHAPE_MODELS:
+            self._predictor(points)
         if embed:
             self.resnet  # noqa: B018
 
@@ -125,7 +128,17 @@ class DlibBackend:
             return self.yunet.detect(image, upsample)
         raise InvalidParameter(f"unknown detector {detector!r}; choose hog, cnn or yunet")
 
+    def _predictor(self, points: int):
+        """The ``points``-point shape predictor: candor's C evaluation of dlib's model
+        (:mod:`candor.models.ert`: the same points, without holding the GIL) where it was built,
+        else dlib's own."""
+        if ert.available():
+            return ert.predictor(model_path(SHAPE_MODELS[points]))
+        return self.shape_predictors[points]
+
     def landmarks(self, image: np.ndarray, boxes: list[Detection], points: int) -> list[np.ndarray]:
+        if ert.available():
+            return self._predictor(points)(image, boxes)
         predictor = self.shape_predictors[points]
         out = []
         for box in boxes:
