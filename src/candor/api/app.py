@@ -385,15 +385,12 @@ def _warm_up(gateway: Gateway) -> None:
     try:
         import numpy as np
 
+        from candor.face import tracking
         from candor.face.imaging import Image
 
         # the shape predictors too: a blank image has no face to load them for, and the first
-        # requests with faces would otherwise each load the 68-point model (~100 MB, parsed
-        # under the GIL) at once on their worker threads
-        warm = getattr(getattr(getattr(gateway.service, "engine", None), "backend", None),
-                       "warm", None)
-        if callable(warm):
-            warm()
+        # requests with faces would otherwise each load the 68-point model at once
+        tracking.warm(gateway.service.engine, requests=True)  # and the video jobs' session
         blank = Image(pixels=np.zeros((120, 120, 3), np.uint8), format="PNG", sha256="0" * 64)
         gateway.service.call("DetectFaces", {"Image": {"Bytes": blank}})
     except Exception as exc:  # warm-up is an optimisation; the first request will say what is wrong

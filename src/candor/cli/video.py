@@ -50,6 +50,17 @@ def _service(data_dir, backend, detector, fps, folder: Path):
     return service, governed(service)
 
 
+def _warm_in_background(service) -> None:
+    """Load the job's models on a thread while the job opens the video and decodes its first
+    frames (the first embedding would otherwise wait for its ONNX Runtime session)."""
+    import threading
+
+    from candor.face import tracking
+
+    threading.Thread(target=tracking.warm, args=(service.engine,), name="candor-warm",
+                     daemon=True).start()
+
+
 def run_job(start: str, get: str, params: dict[str, Any], file: Path, data_dir, backend,
             detector, fps, quiet: bool) -> dict:
     """Start a job on ``file``, show its progress, and return the whole Get* response."""
@@ -57,6 +68,7 @@ def run_job(start: str, get: str, params: dict[str, Any], file: Path, data_dir, 
     from candor.service.jobs import runner_of
 
     service, gate = _service(data_dir, backend, detector, fps, file.parent)
+    _warm_in_background(service)
     params = {**params, "Video": {"S3Object": {"Bucket": LOCAL_BUCKET, "Name": file.name}}}
     job_id = gate.call(start, params)["JobId"]
     runner = runner_of(service)
