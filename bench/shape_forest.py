@@ -1,5 +1,7 @@
 """dlib's shape predictor (a cascade of regression forests, Kazemi & Sullivan 2014) in numpy:
 an experiment for issue 17 that lost (see docs/engine.md, "candor index: levers measured").
+The same algorithm in C, ``candor/models/_ert.c``, is what candor uses (docs/engine.md,
+"Landmarks"); this file stays as its readable reference.
 
     python bench/shape_forest.py [--photos 60]
 
