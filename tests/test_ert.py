@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sysconfig
 import threading
 from pathlib import Path
 
@@ -19,7 +21,16 @@ from candor.models.dlib_backend import SHAPE_MODELS, to_rect
 from candor.models.files import model_path
 
 DATA = Path(os.environ.get("CANDOR_TEST_DATA", "/nonexistent"))
-pytestmark = pytest.mark.skipif(not ert.available(), reason="candor.models._ert was not built")
+built = pytest.mark.skipif(not ert.available(), reason="candor.models._ert was not built")
+
+
+def test_the_extension_is_built_where_a_c_compiler_is():
+    """pip builds it as an optional extension: a machine with a compiler must have it (else a
+    failed build would pass unseen, and every landmark would hold the GIL again)."""
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
+        pytest.skip(f"no C compiler ({compiler}) on this machine")
+    assert ert.available()
 
 
 def dlib_points(predictor, pixels: np.ndarray, box: Detection) -> np.ndarray:
@@ -42,6 +53,7 @@ def faces() -> list[tuple[np.ndarray, Detection]]:
     return out
 
 
+@built
 @pytest.mark.parametrize("points", [5, 68])
 def test_every_point_equals_dlibs(faces, points):
     reference = dlib.shape_predictor(str(model_path(SHAPE_MODELS[points])))
@@ -53,6 +65,7 @@ def test_every_point_equals_dlibs(faces, points):
         np.testing.assert_array_equal(got, dlib_points(reference, pixels, box))
 
 
+@built
 def test_boxes_outside_the_image_and_grey_images_match_dlib():
     reference = dlib.shape_predictor(str(model_path(SHAPE_MODELS[68])))
     ours = ert.predictor(model_path(SHAPE_MODELS[68]))
@@ -67,6 +80,7 @@ def test_boxes_outside_the_image_and_grey_images_match_dlib():
             np.testing.assert_array_equal(points, dlib_points(reference, np.ascontiguousarray(pixels), box))
 
 
+@built
 def test_threads_share_one_predictor():
     """The model is read-only and each call has its own scratch memory: the points do not
     depend on what other threads are predicting at the same time."""
@@ -90,6 +104,7 @@ def test_threads_share_one_predictor():
             np.testing.assert_array_equal(points, alone[i])
 
 
+@built
 @pytest.mark.parametrize("damage", ["truncated", "empty", "trailing", "version", "flipped"])
 def test_a_damaged_model_file_is_a_typed_error(damage):
     data = model_path(SHAPE_MODELS[5]).read_bytes()
@@ -100,6 +115,7 @@ def test_a_damaged_model_file_is_a_typed_error(damage):
         ert.ShapePredictor(broken)
 
 
+@built
 def test_the_engine_uses_it():
     engine = Engine()
     backend = getattr(engine.backend, "reference", engine.backend)
