@@ -387,13 +387,13 @@ def _warm_up(gateway: Gateway) -> None:
 
         from candor.face.imaging import Image
 
-        # the shape predictors too: a blank image has no face to load them for, and the first
-        # requests with faces would otherwise each load the 68-point model (~100 MB, parsed
-        # under the GIL) at once on their worker threads
-        warm = getattr(getattr(getattr(gateway.service, "engine", None), "backend", None),
-                       "warm", None)
-        if callable(warm):
-            warm()
+        # the shape predictors too (a blank image has no face to load them for: the first faces'
+        # requests would each load the 68-point model, ~100 MB parsed under the GIL, at once)
+        backend = getattr(getattr(gateway.service, "engine", None), "backend", None)
+        if callable(getattr(backend, "warm", None)):
+            backend.warm()
+        if callable(getattr(backend, "embedder_with", None)):  # the batcher's, under load
+            backend.embedder_with(1)
         blank = Image(pixels=np.zeros((120, 120, 3), np.uint8), format="PNG", sha256="0" * 64)
         gateway.service.call("DetectFaces", {"Image": {"Bytes": blank}})
     except Exception as exc:  # warm-up is an optimisation; the first request will say what is wrong
