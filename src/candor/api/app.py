@@ -388,9 +388,9 @@ def _warm_up(gateway: Gateway) -> None:
         from candor.face import tracking
         from candor.face.imaging import Image
 
-        # the shape predictors too: a blank image has no face to load them for, and the first
-        # requests with faces would otherwise each load the 68-point model at once
-        tracking.warm(gateway.service.engine, requests=True)  # and the video jobs' session
+        # the shape predictors too (a blank image has no face to load them for), and the
+        # one-thread session that video jobs and the batcher under load use
+        tracking.warm(gateway.service.engine, requests=True)
         blank = Image(pixels=np.zeros((120, 120, 3), np.uint8), format="PNG", sha256="0" * 64)
         gateway.service.call("DetectFaces", {"Image": {"Bytes": blank}})
     except Exception as exc:  # warm-up is an optimisation; the first request will say what is wrong

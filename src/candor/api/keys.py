@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from candor.clock import as_utc, utcnow
 from candor.config import OPERATOR_ORG
@@ -79,6 +79,12 @@ class KeyStore:
 
         self.store = store
         self.table = schema.access_keys
+        t = self.table
+        # built once: every signed request looks its key up, and building the statement and
+        # its cache key anew cost ~0.2 ms of Python per request, under the GIL
+        self._lookup = (select(t.c.access_key_id, t.c.secret, t.c.org, t.c.category)
+                        .where(t.c.access_key_id == bindparam("key_id"))
+                        .where(t.c.revoked_at.is_(None)))
 
     @classmethod
     def open(cls, data_dir: str | Path | None = None, url: str | None = None) -> KeyStore:
@@ -145,11 +151,8 @@ class KeyStore:
         """The active key with this id, or None when it is unknown or revoked."""
         if not isinstance(access_key_id, str) or len(access_key_id) > 128:
             return None
-        t = self.table
         with self.store.read() as conn:
-            row = conn.execute(select(t.c.access_key_id, t.c.secret, t.c.org, t.c.category)
-                               .where(t.c.access_key_id == access_key_id)
-                               .where(t.c.revoked_at.is_(None))).first()
+            row = conn.execute(self._lookup, {"key_id": access_key_id}).first()
         return ActiveKey(*row) if row else None
 
     def count(self) -> int:

@@ -29,6 +29,9 @@ from candor.store.schema import seen_signatures
 #: expired signatures are purged at most this often per process
 PURGE_EVERY = dt.timedelta(minutes=1)
 
+#: built once: every mutating request runs it (building it anew cost ~0.1 ms of Python)
+_RECORD = insert(seen_signatures)
+
 
 class SeenSignatures:
     """The signatures of accepted mutating requests, in the store's database."""
@@ -46,8 +49,8 @@ class SeenSignatures:
         self._purge(now)
         try:
             with self.store.write() as conn:
-                conn.execute(insert(seen_signatures).values(
-                    digest=digest, expires_at=verified.signed_at + MAX_SKEW))
+                conn.execute(_RECORD, {"digest": digest,
+                                       "expires_at": verified.signed_at + MAX_SKEW})
         except IntegrityError:
             raise InvalidSignature(
                 "Signature already used: candor accepts a signed request that changes state "

@@ -170,15 +170,21 @@ def _wrap(angle: float) -> float:
     return a
 
 
-def quality(gray: np.ndarray, box: Detection) -> ImageQuality:
+def quality(image: np.ndarray, box: Detection) -> ImageQuality:
     """Brightness (mean luminance) and sharpness (variance of the Laplacian at a fixed face
-    size, so it does not depend on resolution) of the face region, both 0-100."""
-    h, w = gray.shape
+    size, so it does not depend on resolution) of the face region, both 0-100.
+
+    ``image``: grey, or RGB, of which only the face region is converted (luminance is
+    per pixel, so the same values as converting the whole photo, for a fraction of the
+    work on a large one)."""
+    h, w = image.shape[:2]
     x0, y0 = max(int(box.left), 0), max(int(box.top), 0)
     x1, y1 = min(int(math.ceil(box.right)), w), min(int(math.ceil(box.bottom)), h)
-    crop = gray[y0:y1, x0:x1]
+    crop = image[y0:y1, x0:x1]
     if crop.size == 0:
         return ImageQuality(brightness=0.0, sharpness=0.0)
+    if crop.ndim == 3:
+        crop = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
     brightness = float(crop.mean()) / 255.0 * 100.0
     face = cv2.resize(crop, (112, 112), interpolation=cv2.INTER_AREA)
     variance = float(cv2.Laplacian(face, cv2.CV_64F).var())

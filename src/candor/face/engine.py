@@ -175,14 +175,13 @@ class Engine:
         pixels = image.pixels
         pts68 = self.backend.landmarks(pixels, [f.detection for f in todo], 68)
         self._count("landmarks68", len(todo))
-        gray = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY) if landmarks else None
         for face, points in zip(todo, pts68):
             face.landmarks68 = points
             detail = face.detail
             if landmarks:
                 detail.landmarks = analysis.named_landmarks(points, image.width, image.height)
                 detail.pose = analysis.pose(points, image.width, image.height)
-                detail.quality = analysis.quality(gray, face.box)
+                detail.quality = analysis.quality(pixels, face.box)  # converts the face only
             if "EYES_OPEN" in extras:
                 detail.eyes_open = analysis.eyes_open(points)
             if "MOUTH_OPEN" in extras:

@@ -158,6 +158,10 @@ class Ledger:
         self._lock = threading.Lock()
         self._columns = set(table.c.keys())
         self._memo_key = f"ledger-head:{table.fullname}"  # in a group commit's memo
+        # built once: every audited call appends (a statement built per call costs Python
+        # time under the GIL on every request)
+        self._insert = insert(table)
+        self._head = select(table.c.seq, table.c.hash).order_by(table.c.seq.desc()).limit(1)
         self._anchor_fd: int | None = None
         self._anchor_lock = threading.Lock()
         self._anchored = 0
@@ -249,9 +253,8 @@ class Ledger:
         in the same transaction as its faces, so both are durable or neither. The caller
         retries the transaction on IntegrityError (another writer took the seq) and passes
         the last row to :meth:`anchor` once committed."""
-        t = self.table
         if head is None:  # ``head``: (seq, hash) already known in this transaction
-            head = conn.execute(select(t.c.seq, t.c.hash).order_by(t.c.seq.desc()).limit(1)).first()
+            head = conn.execute(self._head).first()
         seq, prev = (head[0], head[1]) if head else (0, GENESIS)
         rows = []
         for body in bodies:
@@ -260,7 +263,7 @@ class Ledger:
             row["hash"] = prev = record_hash(row)
             rows.append(row)
         if rows:
-            conn.execute(insert(t), rows)
+            conn.execute(self._insert, rows)
         return rows
 
     def anchor(self, row: dict[str, Any]) -> None:

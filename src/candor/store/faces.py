@@ -23,6 +23,8 @@ from candor.store.schema import users as T_users
 from candor.store.vectors import DIM
 
 _BATCH = 500  # keys per IN (...) clause
+#: IndexFaces' insert, built once (a statement built per call costs ~0.1 ms of Python, under the GIL)
+_INSERT_FACES = T_faces.insert().returning(T_faces.c.id, sort_by_parameter_order=True)
 
 
 def to_blob(vector: np.ndarray) -> bytes:
@@ -103,8 +105,7 @@ class FacesPart:
                 "confidence": float(f["confidence"]), "model_version": f["model_version"],
                 "embedding": to_blob(f["embedding"]), "user_pk": None, "created_at": now,
             } for f in faces]
-            keys = conn.execute(T_faces.insert().returning(T_faces.c.id, sort_by_parameter_order=True),
-                                rows).scalars().all()
+            keys = conn.execute(_INSERT_FACES, rows).scalars().all()
             out = [FaceRow(key=int(key), face_id=r["face_id"], image_id=r["image_id"],
                            external_image_id=r["external_image_id"],
                            bbox={"Width": r["bbox_width"], "Height": r["bbox_height"],
