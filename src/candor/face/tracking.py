@@ -242,9 +242,10 @@ class _SwitchInterval:
     """Python's GIL switch interval at :data:`SWITCH_INTERVAL_S` while video jobs run (the
     process's own value again when the last one ends). A thread coming back from a call that
     released the GIL waits for the interval when another holds it: the decoding thread comes
-    back once per decoded frame (275 for the 9 s Hamilton clip), and the job's thread holds
+    back once per decoded frame (275 for the 9 s Hamilton clip), and the job's thread held
     the GIL through dlib's landmarks, so at the default 5 ms decoding fell behind and the job
-    used one core (CPU time = wall time); at 0.5 ms, 1.5-1.65 cores (docs/video.md)."""
+    used one core (CPU time = wall time); at 0.5 ms, 1.5-1.65 cores (docs/video.md). The
+    landmarks now release the GIL (candor.models.ert); the interval was not measured again."""
 
     lock = threading.Lock()
     active = 0

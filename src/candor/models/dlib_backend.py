@@ -71,7 +71,6 @@ class DlibBackend:
         self._net_lock = threading.Lock()
         self._cnn_lock = threading.Lock()
         self._local = threading.local()
-        self._predictors: dict[int, object] = {}
 
     @cached_property
     def _hog_pickle(self) -> bytes:
@@ -133,12 +132,9 @@ class DlibBackend:
         """The ``points``-point shape predictor: candor's C evaluation of dlib's model
         (:mod:`candor.models.ert`: the same points, without holding the GIL) where it was built,
         else dlib's own."""
-        found = self._predictors.get(points)
-        if found is None:
-            found = ert.predictor(model_path(SHAPE_MODELS[points])) if ert.available() \
-                else self.shape_predictors[points]
-            self._predictors[points] = found  # model_path() looks the package up: not per face
-        return found
+        if ert.available():
+            return ert.predictor(model_path(SHAPE_MODELS[points]))
+        return self.shape_predictors[points]
 
     def landmarks(self, image: np.ndarray, boxes: list[Detection], points: int) -> list[np.ndarray]:
         predictor = self._predictor(points)
