@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from engine import DEFAULT_DATA, lfw_view1  # noqa: E402  (bench siblings)
 from http_api import start_server  # noqa: E402
-from http_clients import boto_clients, run_clients  # noqa: E402
+from http_clients import boto_clients, run_clients, server_counts  # noqa: E402
 
 
 def process_cpu(pid: int) -> float:
@@ -56,6 +56,7 @@ def main() -> int:
                                     "-p", str(proc.pid)], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
             time.sleep(1)
+        before = server_counts(url)
         server0, own0, started = process_cpu(proc.pid), time.process_time(), time.perf_counter()
         run_clients(lambda i, photo: clients[i].index_faces(
             CollectionId="bench", Image={"Bytes": photo}, MaxFaces=1), photos, args.clients)
@@ -66,6 +67,16 @@ def main() -> int:
         print(f"{args.clients} clients, {n} LFW photos, load average {os.getloadavg()[0]:.1f}: "
               f"{n / wall:.1f} images/s; server CPU {1000 * server / n:.1f} ms per image; "
               f"clients' CPU {1000 * own / n:.1f} ms per image")
+        after = server_counts(url)
+        spent = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+        if spent.get("candor_embed_batches"):
+            one = spent.get("candor_embed_batches_one_thread", 0.0) / spent["candor_embed_batches"]
+            print(f"{spent['candor_embed_faces'] / spent['candor_embed_batches']:.1f} faces per "
+                  f"embedding call ({one:.0%} on one thread)", end="")
+        if spent.get("candor_db_commits"):
+            print(f"; {spent['candor_db_writes'] / spent['candor_db_commits']:.1f} writes per "
+                  f"commit", end="")
+        print()
     finally:
         if spy is not None:
             spy.send_signal(2)
