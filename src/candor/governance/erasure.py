@@ -102,6 +102,25 @@ def _delete_faces(store: Any, faces: dict[str, list[str]], owners: dict[str, Any
             store.delete_faces(cid, [f["FaceId"] for f in left], org=org)
 
 
+def _thumbnails(store: Any, faces: dict[str, list[str]], owners: dict[str, Any]) -> list[bytes]:
+    """The thumbnails of the faces about to be deleted: a held review may keep a copy as its
+    probe (SearchFaces by FaceId), which the face's own deletion does not reach."""
+    out: list[bytes] = []
+    for label, ids in faces.items():
+        if ids and getattr(owners[label], "keep_thumbnails", False):
+            out += store.thumbnails_of(owners[label].id, ids)
+    return out
+
+
+def _forget_matches(store: Any, faces: dict[str, list[str]], probes: list[bytes],
+                    users: dict[str, set[str]] | None = None) -> None:
+    """Stored video search results and held reviews name faces (and users) too: the deleted
+    faces' matches, the erased users' and the copies of their thumbnails go with them."""
+    erased = {i for ids in faces.values() for i in ids}
+    store.erase_job_matches(erased)
+    store.erase_review_candidates(erased, users=users, probes=probes)
+
+
 def erase(store: Any, ledger: Ledger, *, external_image_id: str | None = None,
           user_id: str | None = None, collection: str | None = None,
           principal: Principal | None = None, request_id: str | None = None) -> Receipt:
@@ -130,17 +149,18 @@ def erase(store: Any, ledger: Ledger, *, external_image_id: str | None = None,
                 receipt.users[label] = [user_id]
             if ids:
                 receipt.faces[label] = ids
+    probes = _thumbnails(store, receipt.faces, owners)
     _delete_faces(store, receipt.faces, owners)
-    # stored video search results and held reviews name faces too: the person's matches go
-    # with the faces
-    erased = {i for ids in receipt.faces.values() for i in ids}
-    store.erase_job_matches(erased)
-    store.erase_review_candidates(erased)
+    _forget_matches(store, receipt.faces, probes, users={
+        owners[label].collection_id: set(ids) for label, ids in receipt.users.items()})
     receipt.record = _receipt_record(ledger, receipt, principal, request_id, collection,
                                      decision="erasure", details={
                                          "subject": kind,
                                          "subject_sha256": _subject_hash(kind, value),
-                                         "users_removed": receipt.users or None,
+                                         # how many, not the UserIds: the receipt
+                                         # keeps no identifier it erased
+                                         "users_removed": {c: len(u) for c, u in
+                                                           receipt.users.items()} or None,
                                          "owner_orgs": sorted({
                                              c.owner_org for c in owners.values()
                                              if c.owner_org != caller.org}) or None})
@@ -185,7 +205,9 @@ def purge(store: Any, ledger: Ledger, now: datetime | None = None,
         if not ids:
             continue
         receipt.faces[label] = ids
+        probes = _thumbnails(store, receipt.faces, {label: coll})
         _delete_faces(store, receipt.faces, {label: coll})
+        _forget_matches(store, receipt.faces, probes)
         receipt.record = _receipt_record(ledger, receipt, principal, None, label,
                                          decision="purge", details={
                                              "retention_days": days,

@@ -116,15 +116,28 @@ class ReviewsPart:
             self._erased()
         return ids
 
-    def erase_review_candidates(self, face_ids: set[str]) -> int:
+    def erase_review_candidates(self, face_ids: set[str],
+                                users: dict[str, set[str]] | None = None,
+                                probes: list[bytes] | tuple = ()) -> int:
         """Erasure reaches reviews too: candidates naming an erased face are removed from every
-        review (never released, no trace of the match kept); returns how many."""
+        review (never released, no trace of the match kept), as are erased users (``users``:
+        collection id -> UserIds) from the reviews of a collection of that name, and probe
+        crops equal to one of ``probes`` (an erased face's thumbnail, copied as the probe of
+        a SearchFaces by FaceId) are dropped; returns how many rows changed."""
         ids = sorted(face_ids)
         removed = 0
         with self.write() as conn:
             for i in range(0, len(ids), 500):
                 removed += conn.execute(T_cand.delete().where(
                     T_cand.c.candidate.in_(ids[i:i + 500]))).rowcount or 0
+            for collection_id, user_ids in (users or {}).items():
+                removed += conn.execute(T_cand.delete().where(
+                    T_cand.c.candidate.in_(sorted(user_ids)),
+                    T_cand.c.review_id.in_(select(T_reviews.c.review_id).where(
+                        T_reviews.c.collection_id == collection_id)))).rowcount or 0
+            for probe in dict.fromkeys(probes):
+                removed += conn.execute(T_reviews.update().where(
+                    T_reviews.c.probe_jpeg == probe).values(probe_jpeg=None)).rowcount or 0
         if removed:
             self._erased()
         return removed
@@ -158,6 +171,17 @@ class ReviewsPart:
             return conn.execute(select(T_thumbs.c.jpeg).join(
                 T_faces, T_faces.c.id == T_thumbs.c.face_pk).where(
                 T_faces.c.face_id == face_id)).scalar()
+
+    def thumbnails_of(self, coll_pk: int, face_ids: list[str]) -> list[bytes]:
+        """The thumbnails of these faces of the collection (those that have one)."""
+        out: list[bytes] = []
+        with self.read() as conn:
+            for i in range(0, len(face_ids), 500):
+                out += conn.execute(select(T_thumbs.c.jpeg).join(
+                    T_faces, T_faces.c.id == T_thumbs.c.face_pk).where(
+                    T_faces.c.collection_pk == coll_pk,
+                    T_faces.c.face_id.in_(face_ids[i:i + 500]))).scalars().all()
+        return out
 
     def thumbnail_ids(self, face_ids: list[str]) -> set[str]:
         """Which of ``face_ids`` have a thumbnail."""

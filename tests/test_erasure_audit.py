@@ -1,0 +1,194 @@
+"""A privacy audit of erasure: the places a person's data lives besides the faces table.
+
+tests/test_erasure_on_disk.py covers the faces' embeddings in the database, its log and the
+saved vector indexes, and tests/test_governance_erasure.py what searches see. This module
+covers the rest, each test through the real door (``erase``, ``purge``, the service's
+DeleteFaces) on real components:
+
+- the erasure receipt in the (unchangeable) ledger names no erased UserId;
+- a held review loses an erased user as a candidate, and the copy of an erased face's
+  thumbnail it kept as its probe (SearchFaces by FaceId);
+- a retention purge removes the purged faces' matches from stored video results and reviews,
+  as an erasure does;
+- the evaluation cache in the data dir (``eval-embeddings.sqlite``, keyed by the photo's
+  SHA-256) forgets the photos of deleted faces, so the embedding is in no file.
+
+On SQLite and PostgreSQL; the byte scans of the data dir are of the files there (the
+database's own files too on SQLite).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from candor.config import OPERATOR_ORG
+from candor.eval.embeddings import CACHE_FILE, Cache, file_sha256
+from candor.governance.erasure import erase, purge, set_retention
+from candor.governance.ledger import Ledger
+from candor.governance.principal import Principal
+from candor.governance.review import hold
+from candor.store import open_store, to_blob
+from candor.store.vectors import DIM
+
+RNG = np.random.default_rng(23)
+NOW = datetime.now(timezone.utc)
+ERASED_USER = "u-erased-7f3a9c"  # distinctive: searched for as bytes
+
+
+def vector() -> np.ndarray:
+    v = RNG.normal(size=DIM)
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def face(external_image_id: str, thumbnail: bytes | None = None, sha: str | None = None) -> dict:
+    return {"embedding": vector(), "bbox": {"Width": .3, "Height": .3, "Left": .1, "Top": .1},
+            "confidence": 99.9, "image_id": "img", "external_image_id": external_image_id,
+            "model_version": "1.0", "image_sha256": sha, "thumbnail": thumbnail}
+
+
+def scan(data_dir: Path, needle: bytes) -> list[str]:
+    """The files under the data dir that hold ``needle``."""
+    return [p.name for p in sorted(data_dir.rglob("*")) if p.is_file() and needle in p.read_bytes()]
+
+
+@pytest.fixture()
+def store(tmp_path, database_url):
+    return open_store(tmp_path / "data", database_url)
+
+
+def with_user(store, coll: str, user_id: str, faces: list) -> None:
+    with store.write() as conn:
+        c = store.collection(coll, conn, org=OPERATOR_ORG)
+        store.create_user(conn, c.id, user_id)
+        user = store.user(c.id, user_id, conn)
+        store.set_user_faces(conn, c.id, user.id, add=[f.key for f in faces], remove=[])
+
+
+def held(store, operation: str, params: dict, resp: dict) -> str:
+    """A review held by the real :func:`hold`, as the gate holds one."""
+    principal = Principal("officer", OPERATOR_ORG, "law_enforcement")
+    _, review_id, _ = hold(store, operation, params, resp, principal=principal, request_id="q",
+                           rule="review", authorization_reference=None, threshold=80.0,
+                           constraints={}, at=NOW)
+    return review_id
+
+
+def test_the_user_erasure_receipt_does_not_name_the_user(store):
+    """The ledger cannot be changed: the receipt must prove the erasure with a hash only."""
+    store.create_collection("c", "1.0")
+    rows = store.add_faces("c", [face("x"), face("y")])
+    with_user(store, "c", ERASED_USER, rows[:1])
+    ledger = Ledger.for_store(store)
+    receipt = erase(store, ledger, user_id=ERASED_USER)
+    assert receipt.to_dict()["UsersRemoved"] == {"c": [ERASED_USER]}  # the caller is told
+    record = ledger.tail(1)[0]
+    assert record["operation"] == "Erase" and record["details"]["users_removed"] == {"c": 1}
+    assert ERASED_USER not in json.dumps(ledger.tail(50))
+    assert ledger.verify().ok
+    if store.is_sqlite:  # and so in no file of the data dir
+        assert scan(store.data_dir, ERASED_USER.encode()) == []
+
+
+def test_a_held_review_loses_an_erased_user(store):
+    store.create_collection("c", "1.0")
+    rows = store.add_faces("c", [face("x"), face("y"), face("z")])
+    with_user(store, "c", ERASED_USER, rows[:2])
+    with_user(store, "c", "u-kept", rows[2:])
+    review_id = held(store, "SearchUsers", {"CollectionId": "c", "FaceId": rows[0].face_id}, {
+        "UserMatches": [{"Similarity": 99.0, "User": {"UserId": ERASED_USER, "UserStatus": "ACTIVE"}},
+                        {"Similarity": 90.0, "User": {"UserId": "u-kept", "UserStatus": "ACTIVE"}}]})
+    assert [c["candidate"] for c in store.review(review_id)["candidates"]] == [ERASED_USER, "u-kept"]
+    erase(store, Ledger.for_store(store), user_id=ERASED_USER)
+    assert [c["candidate"] for c in store.review(review_id)["candidates"]] == ["u-kept"]
+    if store.is_sqlite:
+        assert scan(store.data_dir, ERASED_USER.encode()) == []
+
+
+def test_a_held_review_loses_the_copy_of_an_erased_faces_thumbnail(store):
+    """SearchFaces by FaceId holds the searched face's thumbnail as the review's probe: a copy
+    that the face's own ON DELETE CASCADE does not reach."""
+    store.create_collection("c", "1.0")
+    store.set_keep_thumbnails("c", OPERATOR_ORG)
+    thumb = b"\xff\xd8\xff\xe0" + RNG.bytes(1500) + b"\xff\xd9"  # distinctive bytes
+    other = b"\xff\xd8\xff\xe0" + RNG.bytes(1500) + b"\xff\xd9"
+    rows = store.add_faces("c", [face("alice", thumb), face("bob", other)])
+    review_id = held(store, "SearchFaces", {"CollectionId": "c", "FaceId": rows[0].face_id}, {
+        "FaceMatches": [{"Similarity": 95.0, "Face": {"FaceId": rows[1].face_id}}]})
+    kept_id = held(store, "SearchFaces", {"CollectionId": "c", "FaceId": rows[1].face_id}, {
+        "FaceMatches": [{"Similarity": 95.0, "Face": {"FaceId": rows[0].face_id}}]})
+    assert store.review_probe(review_id) == thumb and store.review_probe(kept_id) == other
+    erase(store, Ledger.for_store(store), external_image_id="alice")
+    assert store.review_probe(review_id) is None
+    assert store.review_probe(kept_id) == other  # another person's probe stays
+    assert store.review(review_id)["candidates"][0]["candidate"] == rows[1].face_id
+    if store.is_sqlite:
+        assert scan(store.data_dir, thumb[100:400]) == []
+        assert scan(store.data_dir, other[100:400]) == ["candor.db"]
+
+
+def test_a_retention_purge_reaches_video_results_and_reviews(store):
+    store.create_collection("c", "1.0")
+    rows = store.add_faces("c", [face("old-person")])
+    fid = rows[0].face_id
+    match = {"Similarity": 99.0, "Face": {"FaceId": fid, "ExternalImageId": "old-person"}}
+    store.create_job(job_id="j1", operation="StartFaceSearch", params={"CollectionId": "c"})
+    store.update_job("j1", status="SUCCEEDED", matches=1,
+                     results=[{"Timestamp": 0, "Person": {"Index": 0}, "FaceMatches": [match]}])
+    review_id = held(store, "SearchFacesByImage", {"CollectionId": "c"}, {"FaceMatches": [match]})
+    ledger = Ledger.for_store(store)
+    set_retention(store, ledger, "c", 30)
+    (receipt,) = purge(store, ledger, now=NOW + timedelta(days=31))
+    assert receipt.faces == {"c": [fid]}
+    job = store.job("j1")
+    assert job.results[0]["FaceMatches"] == [] and job.matches == 0
+    assert store.review(review_id)["candidates"] == []
+    if store.is_sqlite:
+        assert scan(store.data_dir, b"old-person") == []
+
+
+def photo_and_cache(store, samples: Path) -> tuple[Path, Path, dict]:
+    """Two sample photos whose embeddings are in the evaluation cache, as ``candor eval`` or
+    ``candor celebrities evaluate`` leaves them in the data dir."""
+    photos = sorted((samples / "identities").rglob("*.jpg"))[:2]
+    if len(photos) < 2:
+        pytest.skip("sample photos not found")
+    cache = Cache(store.data_dir / CACHE_FILE)
+    cached = {p: vector() for p in photos}
+    cache.put([(file_sha256(p), v, 1, None) for p, v in cached.items()], "settings")
+    cache.close()
+    return photos[0], photos[1], cached
+
+
+@pytest.mark.parametrize("door", ["erase", "DeleteFaces", "DeleteCollection"])
+def test_the_evaluation_cache_forgets_a_deleted_faces_photo(tmp_path, database_url, samples, door):
+    """A photo indexed into a collection and evaluated: deleting its face removes the cached
+    embedding of that photo (found by the SHA-256 the face was stored with)."""
+    from candor.service import Service
+
+    service = Service(tmp_path / "data")  # its database: the run's (CANDOR_DATABASE_URL)
+    store = open_store(tmp_path / "data", database_url)
+    erased, kept, cached = photo_and_cache(store, samples)
+    service.call("CreateCollection", {"CollectionId": "c"})
+    service.call("CreateCollection", {"CollectionId": "k"})
+    out = service.call("IndexFaces", {"CollectionId": "c", "MaxFaces": 1, "ExternalImageId": "p1",
+                                      "Image": {"Bytes": erased.read_bytes()}})
+    service.call("IndexFaces", {"CollectionId": "k", "MaxFaces": 1,
+                                "Image": {"Bytes": kept.read_bytes()}})
+    assert scan(store.data_dir, to_blob(cached[erased])) == [CACHE_FILE]
+    if door == "erase":
+        erase(store, Ledger.for_store(store), external_image_id="p1")
+    elif door == "DeleteFaces":
+        service.call("DeleteFaces", {"CollectionId": "c",
+                                     "FaceIds": [out["FaceRecords"][0]["Face"]["FaceId"]]})
+    else:
+        service.call("DeleteCollection", {"CollectionId": "c"})
+    assert scan(store.data_dir, to_blob(cached[erased])) == []
+    assert scan(store.data_dir, to_blob(cached[kept])) == [CACHE_FILE]  # other photos stay
+    left = Cache(store.data_dir / CACHE_FILE)
+    assert set(left.get([file_sha256(erased), file_sha256(kept)], "settings")) == {file_sha256(kept)}
+    left.close()
