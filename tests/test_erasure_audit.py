@@ -94,6 +94,39 @@ def test_the_user_erasure_receipt_does_not_name_the_user(store):
         assert scan(store.data_dir, ERASED_USER.encode()) == []
 
 
+def test_the_ledger_names_users_by_digest_only(tmp_path, samples):
+    """SearchUsers records its matches in the ledger, which cannot be changed: a UserId in
+    clear there would outlive the user's erasure. They are recorded by SHA-256, and
+    ``candor audit search --face-id`` still finds them by the UserId."""
+    import hashlib
+
+    from candor import connect
+
+    photo = samples / "identities" / "obama" / "obama.jpg"
+    if not photo.exists():
+        pytest.skip("sample photos not found")
+    gated = connect(tmp_path / "data")
+    gated.call("CreateCollection", {"CollectionId": "c"})
+    out = gated.call("IndexFaces", {"CollectionId": "c", "MaxFaces": 1,
+                                    "Image": {"Bytes": photo.read_bytes()}})
+    fid = out["FaceRecords"][0]["Face"]["FaceId"]
+    gated.call("CreateUser", {"CollectionId": "c", "UserId": ERASED_USER})
+    gated.call("AssociateFaces", {"CollectionId": "c", "UserId": ERASED_USER, "FaceIds": [fid]})
+    found = gated.call("SearchUsersByImage", {"CollectionId": "c", "UserMatchThreshold": 0,
+                                              "Image": {"Bytes": photo.read_bytes()}})
+    assert found["UserMatches"][0]["User"]["UserId"] == ERASED_USER  # the caller sees it
+    store = open_store(tmp_path / "data")
+    ledger = Ledger.for_store(store)
+    erase(store, ledger, user_id=ERASED_USER)
+    records = ledger.tail(50)
+    assert ERASED_USER not in json.dumps(records)
+    digest = hashlib.sha256(ERASED_USER.encode()).hexdigest()
+    (search,) = [r for r in records if r["operation"] == "SearchUsersByImage"]
+    assert search["matches"][0]["UserIdSha256"] == digest
+    assert [r["seq"] for r in ledger.search(face_id=ERASED_USER)] == [search["seq"]]
+    assert scan(tmp_path / "data", ERASED_USER.encode()) == [] or not store.is_sqlite
+
+
 def test_a_held_review_loses_an_erased_user(store):
     store.create_collection("c", "1.0")
     rows = store.add_faces("c", [face("x"), face("y"), face("z")])
