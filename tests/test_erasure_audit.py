@@ -225,3 +225,41 @@ def test_the_evaluation_cache_forgets_a_deleted_faces_photo(tmp_path, database_u
     left = Cache(store.data_dir / CACHE_FILE)
     assert set(left.get([file_sha256(erased), file_sha256(kept)], "settings")) == {file_sha256(kept)}
     left.close()
+
+
+def test_on_postgresql_only_vacuum_full_takes_erased_rows_out_of_the_table_files(
+        tmp_path, database_url, store_backend, request):
+    """What docs/postgres.md tells the operator, measured on the server's own files: an erased
+    embedding stays in the table's files (a dead tuple) after the erasure; a plain VACUUM may
+    leave its bytes in the page's free space (it did here for the newest rows); VACUUM FULL
+    rewrites the table and its indexes without them. The write-ahead log keeps them until its
+    segments are recycled, which no command here changes."""
+    if store_backend != "postgresql":
+        pytest.skip("about PostgreSQL's files")
+    import psycopg
+
+    info = request.getfixturevalue("pg_server").info
+    store = open_store(tmp_path / "data", database_url)
+    store.create_collection("c", "1.0")
+    faces = [face("kept") for _ in range(15)] + [face("gone") for _ in range(5)]
+    store.add_faces("c", faces)
+    dsn = database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        oid = conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()"
+                           ).fetchone()[0]
+
+    def files_holding(vectors: list) -> set[str]:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CHECKPOINT")  # the pages on disk, not only in shared buffers
+        base = info.data_dir / "pgdata" / "base" / str(oid)
+        return {p.name for p in base.iterdir() if p.is_file()
+                for v in vectors if to_blob(v["embedding"])[:64] in p.read_bytes()}
+
+    erased = faces[15:]
+    assert files_holding(erased)
+    erase(store, Ledger.for_store(store), external_image_id="gone")
+    assert files_holding(erased), "the limit docs/postgres.md states: dead tuples stay"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM FULL faces")
+    assert files_holding(erased) == set()
+    assert files_holding(faces[:1])  # the kept faces are still there, so the scan can find
