@@ -263,3 +263,53 @@ def test_on_postgresql_only_vacuum_full_takes_erased_rows_out_of_the_table_files
         conn.execute("VACUUM FULL faces")
     assert files_holding(erased) == set()
     assert files_holding(faces[:1])  # the kept faces are still there, so the scan can find
+
+
+class EndpointCopy:
+    """The HTTP door's S3 fetcher (``service.media``, :class:`candor.api.s3.S3Images`) as the
+    job runner uses it: ``download`` copies the object to the file it is given. It reads a
+    folder here instead of an S3 endpoint, which the test does not run."""
+
+    endpoint_url = "http://s3.test.invalid"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def download(self, spec: dict, dest: Path) -> None:
+        dest.write_bytes((self.folder / spec["Name"]).read_bytes())
+
+
+def test_a_video_downloaded_for_a_job_is_deleted_when_the_job_ends(tmp_path, database_url):
+    """A video from an S3 endpoint is copied into ``<data dir>/videos/<JobId>`` for its job:
+    footage of people, needed only while the job runs."""
+    from conftest import DATA
+
+    from candor.governance.gate import governed
+    from candor.service import Service
+    from candor.service.jobs import runner_of
+
+    clip = DATA / "video" / "short_hamilton_clip.mp4"
+    if not clip.exists():
+        pytest.skip("sample videos not found")
+    folder = tmp_path / "bucket"
+    folder.mkdir()
+    (folder / "clip.mp4").write_bytes(clip.read_bytes()[: 200_000])  # a truncated video
+    (folder / "junk.mp4").write_bytes(b"not a video at all" * 100)
+    service = Service(tmp_path / "data")
+    service.__dict__["media"] = EndpointCopy(folder)  # as the HTTP gateway sets it
+    gated = governed(service, Principal.local("operator", "general"))
+    ids = []
+    for name in ("clip.mp4", "junk.mp4"):
+        job_id = gated.call("StartFaceDetection", {
+            "Video": {"S3Object": {"Bucket": "remote", "Name": name}}})["JobId"]
+        runner_of(service).wait(job_id, timeout=300)
+        ids.append(job_id)
+    statuses = [gated.call("GetFaceDetection", {"JobId": j})["JobStatus"] for j in ids]
+    assert statuses[1] == "FAILED" and statuses[0] in ("SUCCEEDED", "FAILED")
+    videos = tmp_path / "data" / "videos"
+    assert videos.is_dir() and sorted(p.name for p in videos.iterdir()) == []
+    # a copy a stopped node left behind for a finished job goes at the next start
+    (videos / ids[0]).write_bytes(b"left over")
+    runner_of(service).start()
+    runner_of(service).stop()
+    assert not (videos / ids[0]).exists()
