@@ -142,20 +142,27 @@ def test_a_held_review_loses_an_erased_user(store):
         assert scan(store.data_dir, ERASED_USER.encode()) == []
 
 
-def test_a_held_review_loses_the_copy_of_an_erased_faces_thumbnail(store):
+@pytest.mark.parametrize("door", ["erase", "DeleteFaces", "DeleteCollection"])
+def test_a_held_review_loses_the_copy_of_a_deleted_faces_thumbnail(store, door):
     """SearchFaces by FaceId holds the searched face's thumbnail as the review's probe: a copy
     that the face's own ON DELETE CASCADE does not reach."""
-    store.create_collection("c", "1.0")
-    store.set_keep_thumbnails("c", OPERATOR_ORG)
+    for coll in ("c", "k"):
+        store.create_collection(coll, "1.0")
+        store.set_keep_thumbnails(coll, OPERATOR_ORG)
     thumb = b"\xff\xd8\xff\xe0" + RNG.bytes(1500) + b"\xff\xd9"  # distinctive bytes
     other = b"\xff\xd8\xff\xe0" + RNG.bytes(1500) + b"\xff\xd9"
-    rows = store.add_faces("c", [face("alice", thumb), face("bob", other)])
+    rows = store.add_faces("c", [face("alice", thumb)]) + store.add_faces("k", [face("bob", other)])
     review_id = held(store, "SearchFaces", {"CollectionId": "c", "FaceId": rows[0].face_id}, {
         "FaceMatches": [{"Similarity": 95.0, "Face": {"FaceId": rows[1].face_id}}]})
-    kept_id = held(store, "SearchFaces", {"CollectionId": "c", "FaceId": rows[1].face_id}, {
+    kept_id = held(store, "SearchFaces", {"CollectionId": "k", "FaceId": rows[1].face_id}, {
         "FaceMatches": [{"Similarity": 95.0, "Face": {"FaceId": rows[0].face_id}}]})
     assert store.review_probe(review_id) == thumb and store.review_probe(kept_id) == other
-    erase(store, Ledger.for_store(store), external_image_id="alice")
+    if door == "erase":
+        erase(store, Ledger.for_store(store), external_image_id="alice")
+    elif door == "DeleteFaces":
+        store.delete_faces("c", [rows[0].face_id])
+    else:
+        store.delete_collection("c")
     assert store.review_probe(review_id) is None
     assert store.review_probe(kept_id) == other  # another person's probe stays
     assert store.review(review_id)["candidates"][0]["candidate"] == rows[1].face_id

@@ -102,23 +102,13 @@ def _delete_faces(store: Any, faces: dict[str, list[str]], owners: dict[str, Any
             store.delete_faces(cid, [f["FaceId"] for f in left], org=org)
 
 
-def _thumbnails(store: Any, faces: dict[str, list[str]], owners: dict[str, Any]) -> list[bytes]:
-    """The thumbnails of the faces about to be deleted: a held review may keep a copy as its
-    probe (SearchFaces by FaceId), which the face's own deletion does not reach."""
-    out: list[bytes] = []
-    for label, ids in faces.items():
-        if ids and getattr(owners[label], "keep_thumbnails", False):
-            out += store.thumbnails_of(owners[label].id, ids)
-    return out
-
-
-def _forget_matches(store: Any, faces: dict[str, list[str]], probes: list[bytes],
+def _forget_matches(store: Any, faces: dict[str, list[str]],
                     users: dict[str, set[str]] | None = None) -> None:
     """Stored video search results and held reviews name faces (and users) too: the deleted
-    faces' matches, the erased users' and the copies of their thumbnails go with them."""
+    faces' matches and the erased users' go with them."""
     erased = {i for ids in faces.values() for i in ids}
     store.erase_job_matches(erased)
-    store.erase_review_candidates(erased, users=users, probes=probes)
+    store.erase_review_candidates(erased, users=users)
 
 
 def erase(store: Any, ledger: Ledger, *, external_image_id: str | None = None,
@@ -149,9 +139,8 @@ def erase(store: Any, ledger: Ledger, *, external_image_id: str | None = None,
                 receipt.users[label] = [user_id]
             if ids:
                 receipt.faces[label] = ids
-    probes = _thumbnails(store, receipt.faces, owners)
     _delete_faces(store, receipt.faces, owners)
-    _forget_matches(store, receipt.faces, probes, users={
+    _forget_matches(store, receipt.faces, users={
         owners[label].collection_id: set(ids) for label, ids in receipt.users.items()})
     receipt.record = _receipt_record(ledger, receipt, principal, request_id, collection,
                                      decision="erasure", details={
@@ -205,9 +194,8 @@ def purge(store: Any, ledger: Ledger, now: datetime | None = None,
         if not ids:
             continue
         receipt.faces[label] = ids
-        probes = _thumbnails(store, receipt.faces, {label: coll})
         _delete_faces(store, receipt.faces, {label: coll})
-        _forget_matches(store, receipt.faces, probes)
+        _forget_matches(store, receipt.faces)
         receipt.record = _receipt_record(ledger, receipt, principal, None, label,
                                          decision="purge", details={
                                              "retention_days": days,

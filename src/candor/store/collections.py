@@ -18,6 +18,7 @@ from sqlalchemy.engine import Row
 from candor.config import OPERATOR_ORG
 from candor.errors import ResourceAlreadyExists, ResourceNotFound
 from candor.store.database import Database, utcnow
+from candor.store.reviews import drop_probe_copies
 from candor.store.schema import collections as T_coll
 from candor.store.schema import faces as T_faces
 from candor.store.schema import idempotency_tokens as T_tokens
@@ -120,6 +121,7 @@ class CollectionsPart:
             row = self.collection(collection_id, conn, org=org)
             shas = conn.execute(select(T_faces.c.image_sha256).distinct().where(
                 T_faces.c.collection_pk == row.id)).scalars().all()
+            drop_probe_copies(conn, T_faces.c.collection_pk == row.id)
             # explicit deletes (not only ON DELETE CASCADE) so that it works without FK enforcement
             conn.execute(delete(T_faces).where(T_faces.c.collection_pk == row.id))
             conn.execute(delete(T_users).where(T_users.c.collection_pk == row.id))

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Row
 
 from candor.config import OPERATOR_ORG
 from candor.store.database import Database, as_utc, utcnow
+from candor.store.reviews import drop_probe_copies
 from candor.store.schema import face_thumbnails as T_thumbs
 from candor.store.schema import faces as T_faces
 from candor.store.schema import users as T_users
@@ -211,6 +212,7 @@ class FacesPart:
                     keys.append(face.key)
             gen, shas = None, []
             if keys:
+                drop_probe_copies(conn, T_faces.c.id.in_(keys))
                 for i in range(0, len(keys), _BATCH):
                     shas += conn.execute(select(T_faces.c.image_sha256).where(
                         T_faces.c.id.in_(keys[i:i + _BATCH]))).scalars().all()

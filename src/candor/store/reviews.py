@@ -26,6 +26,17 @@ PENDING, DECIDED, EXPIRED = "PENDING", "DECIDED", "EXPIRED"
 CONFIRMED, REJECTED = "CONFIRMED", "REJECTED"
 
 
+def drop_probe_copies(conn: Any, faces_where: Any) -> int:
+    """In the caller's transaction, before faces are deleted: drop every review probe that is
+    a copy of the thumbnail of a face matching ``faces_where`` (a SearchFaces by FaceId held
+    for review keeps that face's thumbnail as its probe, which the face's own ON DELETE
+    CASCADE does not reach). Only pending reviews have probes, so this is a few rows."""
+    copy = (select(T_thumbs.c.face_pk).join(T_faces, T_faces.c.id == T_thumbs.c.face_pk)
+            .where(faces_where, T_thumbs.c.jpeg == T_reviews.c.probe_jpeg))
+    return conn.execute(T_reviews.update().where(
+        T_reviews.c.probe_jpeg.is_not(None), copy.exists()).values(probe_jpeg=None)).rowcount or 0
+
+
 def _review(row: Any, candidates: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     out = dict(row._mapping)
     for key in ("created_at", "expires_at", "decided_at"):
@@ -117,13 +128,11 @@ class ReviewsPart:
         return ids
 
     def erase_review_candidates(self, face_ids: set[str],
-                                users: dict[str, set[str]] | None = None,
-                                probes: list[bytes] | tuple = ()) -> int:
+                                users: dict[str, set[str]] | None = None) -> int:
         """Erasure reaches reviews too: candidates naming an erased face are removed from every
         review (never released, no trace of the match kept), as are erased users (``users``:
-        collection id -> UserIds) from the reviews of a collection of that name, and probe
-        crops equal to one of ``probes`` (an erased face's thumbnail, copied as the probe of
-        a SearchFaces by FaceId) are dropped; returns how many rows changed."""
+        collection id -> UserIds) from the reviews of a collection of that name; returns how
+        many. (Probes copied from a face's thumbnail go with the face: :func:`drop_probe_copies`.)"""
         ids = sorted(face_ids)
         removed = 0
         with self.write() as conn:
@@ -135,9 +144,6 @@ class ReviewsPart:
                     T_cand.c.candidate.in_(sorted(user_ids)),
                     T_cand.c.review_id.in_(select(T_reviews.c.review_id).where(
                         T_reviews.c.collection_id == collection_id)))).rowcount or 0
-            for probe in dict.fromkeys(probes):
-                removed += conn.execute(T_reviews.update().where(
-                    T_reviews.c.probe_jpeg == probe).values(probe_jpeg=None)).rowcount or 0
         if removed:
             self._erased()
         return removed
@@ -171,17 +177,6 @@ class ReviewsPart:
             return conn.execute(select(T_thumbs.c.jpeg).join(
                 T_faces, T_faces.c.id == T_thumbs.c.face_pk).where(
                 T_faces.c.face_id == face_id)).scalar()
-
-    def thumbnails_of(self, coll_pk: int, face_ids: list[str]) -> list[bytes]:
-        """The thumbnails of these faces of the collection (those that have one)."""
-        out: list[bytes] = []
-        with self.read() as conn:
-            for i in range(0, len(face_ids), 500):
-                out += conn.execute(select(T_thumbs.c.jpeg).join(
-                    T_faces, T_faces.c.id == T_thumbs.c.face_pk).where(
-                    T_faces.c.collection_pk == coll_pk,
-                    T_faces.c.face_id.in_(face_ids[i:i + 500]))).scalars().all()
-        return out
 
     def thumbnail_ids(self, face_ids: list[str]) -> set[str]:
         """Which of ``face_ids`` have a thumbnail."""
