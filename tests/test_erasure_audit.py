@@ -94,7 +94,7 @@ def test_the_user_erasure_receipt_does_not_name_the_user(store):
         assert scan(store.data_dir, ERASED_USER.encode()) == []
 
 
-def test_the_ledger_names_users_by_digest_only(tmp_path, samples):
+def test_the_ledger_names_users_by_digest_only(tmp_path, database_url, samples):
     """SearchUsers records its matches in the ledger, which cannot be changed: a UserId in
     clear there would outlive the user's erasure. They are recorded by SHA-256, and
     ``candor audit search --face-id`` still finds them by the UserId."""
@@ -115,7 +115,7 @@ def test_the_ledger_names_users_by_digest_only(tmp_path, samples):
     found = gated.call("SearchUsersByImage", {"CollectionId": "c", "UserMatchThreshold": 0,
                                               "Image": {"Bytes": photo.read_bytes()}})
     assert found["UserMatches"][0]["User"]["UserId"] == ERASED_USER  # the caller sees it
-    store = open_store(tmp_path / "data")
+    store = open_store(tmp_path / "data", database_url)
     ledger = Ledger.for_store(store)
     erase(store, ledger, user_id=ERASED_USER)
     records = ledger.tail(50)
