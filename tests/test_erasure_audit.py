@@ -320,3 +320,32 @@ def test_a_video_downloaded_for_a_job_is_deleted_when_the_job_ends(tmp_path, dat
     runner_of(service).start()
     runner_of(service).stop()
     assert not (videos / ids[0]).exists()
+
+
+def test_an_erased_persons_video_matches_leave_the_database_files(store):
+    """The stored results are rewritten without the person's matches; on SQLite the old
+    version of the row must not stay in the database file or its log."""
+    store.create_collection("c", "1.0")
+    rows = store.add_faces("c", [face("person-7d2e1b"), face("kept-person")])
+    matches = [{"Similarity": 99.0, "Face": {"FaceId": r.face_id, "ExternalImageId": r.external_image_id}}
+               for r in rows]
+    store.create_job(job_id="j1", operation="StartFaceSearch", params={"CollectionId": "c"})
+    store.update_job("j1", status="SUCCEEDED", matches=2,
+                     results=[{"Timestamp": 0, "Person": {"Index": 0}, "FaceMatches": matches}])
+    store.checkpoint()  # the results are in candor.db itself, as after any later checkpoint
+    erase(store, Ledger.for_store(store), external_image_id="person-7d2e1b")
+    assert [m["Face"]["FaceId"] for m in store.job("j1").results[0]["FaceMatches"]] == [rows[1].face_id]
+    if store.is_sqlite:
+        assert scan(store.data_dir, b"person-7d2e1b") == []
+        assert scan(store.data_dir, b"kept-person")
+
+
+def test_expired_video_results_leave_the_database_files(store):
+    store.create_job(job_id="j1", operation="StartFaceSearch", params={"CollectionId": "c"})
+    store.update_job("j1", status="SUCCEEDED", expires_at=NOW - timedelta(days=1), results=[
+        {"Timestamp": 0, "Person": {"Index": 0},
+         "FaceMatches": [{"Similarity": 99.0, "Face": {"ExternalImageId": "expired-3c9d"}}]}])
+    store.checkpoint()
+    assert store.purge_jobs() == ["j1"]
+    if store.is_sqlite:
+        assert scan(store.data_dir, b"expired-3c9d") == []
