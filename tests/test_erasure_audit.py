@@ -5,13 +5,16 @@ saved vector indexes, and tests/test_governance_erasure.py what searches see. Th
 covers the rest, each test through the real door (``erase``, ``purge``, the service's
 DeleteFaces) on real components:
 
-- the erasure receipt in the (unchangeable) ledger names no erased UserId;
-- a held review loses an erased user as a candidate, and the copy of an erased face's
-  thumbnail it kept as its probe (SearchFaces by FaceId);
+- the erasure receipt in the (unchangeable) ledger names no erased UserId, and no record
+  names a UserId at all (SearchUsers matches, review candidates: its SHA-256 only);
+- a held review loses an erased user as a candidate, and the copy of a deleted face's
+  thumbnail it kept as its probe (SearchFaces by FaceId), by every deletion;
 - a retention purge removes the purged faces' matches from stored video results and reviews,
-  as an erasure does;
+  as an erasure does; rewritten and expired video results leave the database files;
 - the evaluation cache in the data dir (``eval-embeddings.sqlite``, keyed by the photo's
-  SHA-256) forgets the photos of deleted faces, so the embedding is in no file.
+  SHA-256) forgets the photos of deleted faces, so the embedding is in no file;
+- a video downloaded from an S3 endpoint for a job is deleted when the job ends;
+- on PostgreSQL, what docs/postgres.md says of dead tuples and VACUUM FULL, on its own files.
 
 On SQLite and PostgreSQL; the byte scans of the data dir are of the files there (the
 database's own files too on SQLite).
