@@ -18,6 +18,7 @@ keeps their cache entries; editing a photo, or changing any of those settings, d
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sqlite3
 import time
@@ -29,6 +30,8 @@ import numpy as np
 
 from candor import config
 from candor.system import available_cores
+
+log = logging.getLogger(__name__)
 
 #: which face of a photo is embedded: the pipeline's selectors, by name
 FACE_CHOICES = ("centre", "largest")
@@ -109,6 +112,7 @@ class Cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(path), timeout=60)
         self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA secure_delete = ON")  # a replaced entry leaves no bytes behind
         self.db.execute("CREATE TABLE IF NOT EXISTS embeddings (sha256 TEXT NOT NULL, "
                         "settings TEXT NOT NULL, vector BLOB, faces INTEGER NOT NULL, "
                         "error TEXT, PRIMARY KEY (sha256, settings))")
@@ -135,6 +139,34 @@ class Cache:
 
     def close(self) -> None:
         self.db.close()
+
+
+def forget_photos(data_dir: Path, shas: Sequence[str | None]) -> int:
+    """Remove the cached embeddings of these photos (by SHA-256) from the cache in ``data_dir``,
+    leaving no copy in its files: the store calls this when faces indexed from them are
+    deleted (erasure, DeleteFaces, retention), since the cache is keyed the same way. Deleted
+    rows are zeroed (``secure_delete``) and the log emptied. Returns how many rows went."""
+    path = Path(data_dir) / CACHE_FILE
+    wanted = sorted({s for s in shas if s})
+    if not wanted or not path.exists():
+        return 0
+    db = sqlite3.connect(str(path), timeout=60)
+    try:
+        db.execute("PRAGMA secure_delete = ON")
+        removed = 0
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            removed += db.execute(f"DELETE FROM embeddings WHERE sha256 IN "
+                                  f"({','.join('?' * len(chunk))})", chunk).rowcount
+        db.commit()
+        if removed:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return removed
+    except sqlite3.Error as exc:  # a cache: a broken one must not fail the deletion
+        log.warning("could not remove deleted photos from the evaluation cache: %s", exc)
+        return 0
+    finally:
+        db.close()
 
 
 # -- the work: the engine's pipeline ----------------------------------------------------

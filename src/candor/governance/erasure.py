@@ -102,6 +102,15 @@ def _delete_faces(store: Any, faces: dict[str, list[str]], owners: dict[str, Any
             store.delete_faces(cid, [f["FaceId"] for f in left], org=org)
 
 
+def _forget_matches(store: Any, faces: dict[str, list[str]],
+                    users: dict[str, set[str]] | None = None) -> None:
+    """Stored video search results and held reviews name faces (and users) too: the deleted
+    faces' matches and the erased users' go with them."""
+    erased = {i for ids in faces.values() for i in ids}
+    store.erase_job_matches(erased)
+    store.erase_review_candidates(erased, users=users)
+
+
 def erase(store: Any, ledger: Ledger, *, external_image_id: str | None = None,
           user_id: str | None = None, collection: str | None = None,
           principal: Principal | None = None, request_id: str | None = None) -> Receipt:
@@ -131,16 +140,16 @@ def erase(store: Any, ledger: Ledger, *, external_image_id: str | None = None,
             if ids:
                 receipt.faces[label] = ids
     _delete_faces(store, receipt.faces, owners)
-    # stored video search results and held reviews name faces too: the person's matches go
-    # with the faces
-    erased = {i for ids in receipt.faces.values() for i in ids}
-    store.erase_job_matches(erased)
-    store.erase_review_candidates(erased)
+    _forget_matches(store, receipt.faces, users={
+        owners[label].collection_id: set(ids) for label, ids in receipt.users.items()})
     receipt.record = _receipt_record(ledger, receipt, principal, request_id, collection,
                                      decision="erasure", details={
                                          "subject": kind,
                                          "subject_sha256": _subject_hash(kind, value),
-                                         "users_removed": receipt.users or None,
+                                         # how many, not the UserIds: the receipt
+                                         # keeps no identifier it erased
+                                         "users_removed": {c: len(u) for c, u in
+                                                           receipt.users.items()} or None,
                                          "owner_orgs": sorted({
                                              c.owner_org for c in owners.values()
                                              if c.owner_org != caller.org}) or None})
@@ -186,6 +195,7 @@ def purge(store: Any, ledger: Ledger, now: datetime | None = None,
             continue
         receipt.faces[label] = ids
         _delete_faces(store, receipt.faces, {label: coll})
+        _forget_matches(store, receipt.faces)
         receipt.record = _receipt_record(ledger, receipt, principal, None, label,
                                          decision="purge", details={
                                              "retention_days": days,

@@ -16,6 +16,7 @@ and keeping them together keeps that one invariant in one place.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -29,7 +30,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, Table, and_, cast, func, insert, select, true
+from sqlalchemy import String, Table, and_, cast, func, insert, or_, select, true
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
@@ -404,8 +405,10 @@ class Ledger:
             conds.append(t.c.ts < (iso(until) if isinstance(until, datetime) else until))
         if image_sha256:
             conds.append(cast(t.c.image_sha256, String).like(f'%"{image_sha256.lower()}"%'))
-        if face_id:
-            conds.append(cast(t.c.matches, String).like(f'%"{face_id}"%'))
+        if face_id:  # a FaceId as recorded, or a UserId by its SHA-256 (operations.user_digest)
+            digest = hashlib.sha256(face_id.encode("utf-8")).hexdigest()
+            conds.append(or_(cast(t.c.matches, String).like(f'%"{face_id}"%'),
+                             cast(t.c.matches, String).like(f'%"{digest}"%')))
         return and_(true(), *conds)
 
     def search(self, limit: int | None = 100, **filters: Any) -> list[dict[str, Any]]:

@@ -53,6 +53,14 @@ def candidate_key(member: str, match: dict[str, Any], position: int) -> str:
     return f"match-{position + 1}"
 
 
+def _named(member: str, candidate: str) -> dict[str, Any]:
+    """A candidate as the ledger names it: a user by the SHA-256 of its UserId
+    (:func:`candor.service.operations.user_digest`), anything else as itself."""
+    if member == "UserMatches":
+        return {"UserIdSha256": operations.user_digest(candidate)}
+    return {"Candidate": candidate}
+
+
 def hold(store: Any, operation: str, params: dict[str, Any], resp: dict[str, Any], *,
          principal: Any, request_id: str, rule: str, authorization_reference: str | None,
          threshold: float | None, constraints: dict[str, Any],
@@ -80,7 +88,7 @@ def hold(store: Any, operation: str, params: dict[str, Any], resp: dict[str, Any
         "probe_jpeg": probe_crop(operation, params, resp) or _stored_probe(store, params)},
         candidates)
     held = {**resp, member: [], "ReviewId": review_id}
-    summary = [{"Candidate": c["candidate"], "Similarity": c["similarity"], "Held": True}
+    summary = [{**_named(member, c["candidate"]), "Similarity": c["similarity"], "Held": True}
                for c in candidates]
     return held, review_id, summary
 
@@ -164,7 +172,9 @@ def decide(gate: Any, store: Any, principal: Any, review_id: str,
     if review["status"] != PENDING:
         raise InvalidParameter(f"review {review_id} is {review['status'].lower()}, not pending")
     checked = parse_verdicts(review, verdicts)
-    decisions = [{"candidate": c, "verdict": v, "reason": r} for c, (v, r) in checked.items()]
+    # recorded: a user candidate by its UserId's SHA-256 (_named), as everywhere in the ledger
+    decisions = [{"candidate": next(iter(_named(review["member"], c).values())), "verdict": v,
+                  "reason": r} for c, (v, r) in checked.items()]
     params = {"ReviewId": review_id, "Org": review["org"],
               "Decisions": json.dumps(decisions, sort_keys=True)}
 

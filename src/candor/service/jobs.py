@@ -37,6 +37,7 @@ import urllib.request
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 from typing import IO, Any
 
 from candor.errors import CandorError, InvalidVideo
@@ -111,6 +112,7 @@ class JobRunner:
                 self.node_id = persistent_id(self.service.data_dir)
         log.info("video jobs run as node %s (lease %.0f s)", self.node_id, self.lease)
         self.store.purge_jobs()
+        self._drop_finished_copies()
         self._takes_over = True
         self.take_over(own=self._node_lock is not None)
         self._ensure_heartbeat()
@@ -287,12 +289,33 @@ class JobRunner:
                         job_id)
             return
         job = self.store.job(job_id)
+        if job is not None:
+            self._drop_copy(job.video_path)
         extra = self.service.__dict__.get("_job_listeners", [])  # candor.governance.video
         for listener in [*self.listeners, *extra]:
             try:
                 listener(job)
             except Exception:
                 log.exception("listener of video job %s failed", job_id)
+
+    def _drop_copy(self, video_path: str | None) -> None:
+        """A video downloaded from an S3 endpoint into ``<data dir>/videos/`` (service.video)
+        is needed only while its job runs: a finished job's copy is deleted (footage of
+        people is not kept for nothing; a node taking a job over downloads it again)."""
+        folder = (Path(self.service.data_dir) / "videos").resolve()
+        if video_path and Path(video_path).resolve().parent == folder:
+            Path(video_path).unlink(missing_ok=True)
+
+    def _drop_finished_copies(self) -> None:
+        """At start: copies a stopped node left of jobs that are no longer running (or were
+        purged; a copy without a job younger than an hour may be a Start call's in flight)."""
+        folder = Path(self.service.data_dir) / "videos"
+        if folder.is_dir():
+            for path in folder.iterdir():
+                job = self.store.job(path.name)
+                if job is not None and job.status != "IN_PROGRESS" or job is None and \
+                        time.time() - path.stat().st_mtime > 3600:
+                    path.unlink(missing_ok=True)
 
 
 def runner_of(service: Any) -> JobRunner:

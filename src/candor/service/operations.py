@@ -24,6 +24,7 @@ floors apply to it and a moratorium on identification covers it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -114,9 +115,16 @@ def _face_matches(resp: dict[str, Any]) -> list[dict[str, Any]]:
             for m in resp.get("FaceMatches") or []]
 
 
+def user_digest(user_id: Any) -> str | None:
+    """How the ledger names a user: the SHA-256 of the UserId, never the UserId, which the
+    client chose and may be a name; the ledger cannot be changed, and must not keep what an
+    erasure removes (docs/policies.md)."""
+    return hashlib.sha256(user_id.encode("utf-8")).hexdigest() if isinstance(user_id, str) else None
+
+
 def _user_matches(resp: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"UserId": (m.get("User") or {}).get("UserId"), "Similarity": m.get("Similarity")}
-            for m in resp.get("UserMatches") or []]
+    return [{"UserIdSha256": user_digest((m.get("User") or {}).get("UserId")),
+             "Similarity": m.get("Similarity")} for m in resp.get("UserMatches") or []]
 
 
 def _compare_matches(resp: dict[str, Any]) -> list[dict[str, Any]]:

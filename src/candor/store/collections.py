@@ -18,6 +18,7 @@ from sqlalchemy.engine import Row
 from candor.config import OPERATOR_ORG
 from candor.errors import ResourceAlreadyExists, ResourceNotFound
 from candor.store.database import Database, utcnow
+from candor.store.reviews import drop_probe_copies
 from candor.store.schema import collections as T_coll
 from candor.store.schema import faces as T_faces
 from candor.store.schema import idempotency_tokens as T_tokens
@@ -118,6 +119,9 @@ class CollectionsPart:
         no file of the data dir (database, WAL, saved indexes)."""
         with self.write() as conn:
             row = self.collection(collection_id, conn, org=org)
+            shas = conn.execute(select(T_faces.c.image_sha256).distinct().where(
+                T_faces.c.collection_pk == row.id)).scalars().all()
+            drop_probe_copies(conn, T_faces.c.collection_pk == row.id)
             # explicit deletes (not only ON DELETE CASCADE) so that it works without FK enforcement
             conn.execute(delete(T_faces).where(T_faces.c.collection_pk == row.id))
             conn.execute(delete(T_users).where(T_users.c.collection_pk == row.id))
@@ -126,6 +130,7 @@ class CollectionsPart:
             conn.execute(delete(T_coll).where(T_coll.c.id == row.id))
             Database.mark_erasing(conn)
         self.vectors.drop(row.id)
+        self.forget_photos(shas)
 
     def _bump(self, conn: Connection, coll_pk: int, column: str) -> int:
         """Advance a generation counter; its new value (UPDATE ... RETURNING: one statement,

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Row
 
 from candor.config import OPERATOR_ORG
 from candor.store.database import Database, as_utc, utcnow
+from candor.store.reviews import drop_probe_copies
 from candor.store.schema import face_thumbnails as T_thumbs
 from candor.store.schema import faces as T_faces
 from candor.store.schema import users as T_users
@@ -209,13 +210,24 @@ class FacesPart:
                 else:
                     deleted.append(fid)
                     keys.append(face.key)
-            gen = None
+            gen, shas = None, []
             if keys:
+                drop_probe_copies(conn, T_faces.c.id.in_(keys))
                 for i in range(0, len(keys), _BATCH):
+                    shas += conn.execute(select(T_faces.c.image_sha256).where(
+                        T_faces.c.id.in_(keys[i:i + _BATCH]))).scalars().all()
                     conn.execute(delete(T_faces).where(T_faces.c.id.in_(keys[i:i + _BATCH])))
                 gen = self._bump(conn, coll.id, "face_generation")
                 Database.mark_erasing(conn)
         if gen is not None:
             self.vectors.apply(("faces", coll.id), gen, remove=keys)
             self.vectors.erased(coll.id)
+            self.forget_photos(shas)
         return deleted, failed
+
+    def forget_photos(self, shas: list[str | None]) -> None:
+        """The evaluation cache in the data dir keeps embeddings by photo SHA-256, as faces
+        do: a deleted face's photo goes from it too (:func:`candor.eval.embeddings.forget_photos`)."""
+        from candor.eval.embeddings import forget_photos  # the cache's format is eval's
+
+        forget_photos(self.data_dir, shas)

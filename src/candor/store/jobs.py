@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, or_, select, update
 
-from candor.store.database import as_utc, utcnow
+from candor.store.database import Database, as_utc, utcnow
 from candor.store.schema import video_jobs as T_jobs
 
 STATUSES = ("IN_PROGRESS", "SUCCEEDED", "FAILED")
@@ -189,6 +189,7 @@ class JobsPart:
                 T_jobs.c.expires_at.is_not(None), T_jobs.c.expires_at <= now)).scalars().all()
             if ids:
                 conn.execute(T_jobs.delete().where(T_jobs.c.job_id.in_(ids)))
+                Database.mark_erasing(conn)  # results name people: no copy left in the files
         return list(ids)
 
     @staticmethod
@@ -229,4 +230,6 @@ class JobsPart:
                     count = sum(len(p.get("FaceMatches") or []) for p in results)
                     conn.execute(update(T_jobs).where(T_jobs.c.job_id == job_id).values(
                         results=results, matches=count, updated_at=utcnow()))
+            if removed:  # the old rows leave candor.db and its log too (a checkpoint)
+                Database.mark_erasing(conn)
         return removed

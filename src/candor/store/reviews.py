@@ -26,6 +26,17 @@ PENDING, DECIDED, EXPIRED = "PENDING", "DECIDED", "EXPIRED"
 CONFIRMED, REJECTED = "CONFIRMED", "REJECTED"
 
 
+def drop_probe_copies(conn: Any, faces_where: Any) -> int:
+    """In the caller's transaction, before faces are deleted: drop every review probe that is
+    a copy of the thumbnail of a face matching ``faces_where`` (a SearchFaces by FaceId held
+    for review keeps that face's thumbnail as its probe, which the face's own ON DELETE
+    CASCADE does not reach). Only pending reviews have probes, so this is a few rows."""
+    copy = (select(T_thumbs.c.face_pk).join(T_faces, T_faces.c.id == T_thumbs.c.face_pk)
+            .where(faces_where, T_thumbs.c.jpeg == T_reviews.c.probe_jpeg))
+    return conn.execute(T_reviews.update().where(
+        T_reviews.c.probe_jpeg.is_not(None), copy.exists()).values(probe_jpeg=None)).rowcount or 0
+
+
 def _review(row: Any, candidates: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     out = dict(row._mapping)
     for key in ("created_at", "expires_at", "decided_at"):
@@ -116,15 +127,23 @@ class ReviewsPart:
             self._erased()
         return ids
 
-    def erase_review_candidates(self, face_ids: set[str]) -> int:
+    def erase_review_candidates(self, face_ids: set[str],
+                                users: dict[str, set[str]] | None = None) -> int:
         """Erasure reaches reviews too: candidates naming an erased face are removed from every
-        review (never released, no trace of the match kept); returns how many."""
+        review (never released, no trace of the match kept), as are erased users (``users``:
+        collection id -> UserIds) from the reviews of a collection of that name; returns how
+        many. (Probes copied from a face's thumbnail go with the face: :func:`drop_probe_copies`.)"""
         ids = sorted(face_ids)
         removed = 0
         with self.write() as conn:
             for i in range(0, len(ids), 500):
                 removed += conn.execute(T_cand.delete().where(
                     T_cand.c.candidate.in_(ids[i:i + 500]))).rowcount or 0
+            for collection_id, user_ids in (users or {}).items():
+                removed += conn.execute(T_cand.delete().where(
+                    T_cand.c.candidate.in_(sorted(user_ids)),
+                    T_cand.c.review_id.in_(select(T_reviews.c.review_id).where(
+                        T_reviews.c.collection_id == collection_id)))).rowcount or 0
         if removed:
             self._erased()
         return removed
