@@ -148,6 +148,8 @@ class Gateway:
         """
         verified, key = self.authenticate(request, body)
         seen["key_id"] = verified.access_key_id
+        if target and "x-amz-target" not in verified.signed_headers:  # else a captured read
+            raise InvalidSignature("'X-Amz-Target' must be a signed header")  # could delete
         if op_model is None:
             raise UnknownOperation(
                 f"Unknown operation {target!r}: expected X-Amz-Target: "

@@ -96,10 +96,14 @@ def bucket_path(buckets: dict[str, Path], bucket: str, name: str) -> Path | None
     if root is None:
         return None
     root = Path(root).resolve()
-    path = (root / name).resolve()
+    try:  # a NUL, a lone surrogate or an over-long part is a name no file has
+        path = (root / name).resolve()
+        is_file = path.is_file()
+    except (OSError, ValueError):
+        raise InvalidS3Object(f"s3://{bucket}/{name!r}: not a valid object name") from None
     if not name or name.startswith("/") or root not in path.parents:
         raise InvalidS3Object(f"s3://{bucket}/{name}: not an object of this bucket")
-    if not path.is_file():
+    if not is_file:
         raise InvalidS3Object(f"Unable to get object metadata from S3: s3://{bucket}/{name} "
                               "does not exist")
     return path

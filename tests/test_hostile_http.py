@@ -1,0 +1,186 @@
+"""A hostile user against a real ``candor serve``: each test is a defect found by attacking the
+HTTP API (signed with botocore's SigV4Auth, sent over loopback), kept as a regression test.
+
+Every hostile request must get a typed Rekognition-style error (never a 500, never a
+traceback), and leave the stored data and the audit ledger intact: a sentinel collection with
+one indexed face is checked after each attack, and ``candor audit verify`` runs at the end.
+The generic fuzzing of request members lives in test_fuzz.py; this module holds what it did
+not reach (object names of S3Object images and videos, the signed headers).
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from test_fuzz import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("CANDOR_TEST_DATA", ROOT / ".." / "shared" / "data" / "faces")).resolve()
+SAMPLES = DATA / "samples" / "identities"
+CANDOR = [sys.executable, "-m", "candor.cli"]
+REGION = "us-east-1"
+SENTINEL = "sentinel"
+
+pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"test photos not found at {DATA}")
+
+
+class Server:
+    """``candor serve`` with a local bucket of photos and an S3 endpoint nobody listens on."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.data_dir = tmp / "data"
+        self.port = free_port()
+        self.err = tmp / "serve.err"
+        out = tmp / "serve.out"
+        self.proc = subprocess.Popen(
+            [*CANDOR, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
+             "--workers", "2", "--retention-interval", "0", "--log-level", "warning",
+             "--bucket", f"photos={SAMPLES / 'biden'}",
+             "--s3-endpoint-url", f"http://127.0.0.1:{free_port()}"],
+            stdout=out.open("w"), stderr=self.err.open("w"))
+        for _ in range(600):
+            assert self.proc.poll() is None, self.err.read_text()
+            if "AWS_SECRET_ACCESS_KEY" in out.read_text():
+                try:
+                    if self.send("GET", "/healthz", b"", {})[0] == 200:
+                        break
+                except OSError:
+                    pass
+            time.sleep(0.2)
+        else:
+            raise AssertionError("candor serve did not come up:\n" + self.err.read_text())
+        lines = dict(line.split("=", 1) for line in out.read_text().splitlines()
+                     if line.startswith("AWS_"))
+        self.creds = Credentials(lines["AWS_ACCESS_KEY_ID"], lines["AWS_SECRET_ACCESS_KEY"])
+
+    def send(self, method: str, path: str, body: bytes, headers: dict) -> tuple[int, dict, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()
+
+    def signed(self, body: bytes, target: str | None) -> dict:
+        """Headers of a POST / signed by botocore (X-Amz-Target signed when given here)."""
+        headers = {"Content-Type": "application/x-amz-json-1.1"}
+        if target is not None:
+            headers["X-Amz-Target"] = f"RekognitionService.{target}"
+        req = AWSRequest(method="POST", url=f"http://127.0.0.1:{self.port}/", data=body,
+                         headers=headers)
+        SigV4Auth(self.creds, "rekognition", REGION).add_auth(req)
+        return dict(req.headers.items())
+
+    def call(self, operation: str, params: dict) -> tuple[int, dict]:
+        body = json.dumps(params).encode()
+        status, _, payload = self.send("POST", "/", body, self.signed(body, operation))
+        return status, json.loads(payload)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, store_backend):
+    srv = Server(tmp_path_factory.mktemp("hostile-http"))
+    status, out = srv.call("CreateCollection", {"CollectionId": SENTINEL})
+    assert status == 200, out
+    photo = base64.b64encode((SAMPLES / "biden" / "biden.jpg").read_bytes()).decode()
+    status, out = srv.call("IndexFaces", {"CollectionId": SENTINEL, "Image": {"Bytes": photo}})
+    assert status == 200 and len(out["FaceRecords"]) == 1, out
+    srv.face_id = out["FaceRecords"][0]["Face"]["FaceId"]
+    yield srv
+    srv.stop()
+
+
+def refused(server: Server, operation: str, params: dict, code: str, status: int = 400) -> dict:
+    """``params`` sent to ``operation`` get error ``code`` (AWS's shape), and the sentinel
+    collection still holds its face."""
+    got, out = server.call(operation, params)
+    assert (got, out.get("__type")) == (status, code), out
+    assert set(out) == {"__type", "Message"} and "Traceback" not in out["Message"], out
+    sentinel_intact(server)
+    return out
+
+
+def sentinel_intact(server: Server) -> None:
+    status, out = server.call("ListFaces", {"CollectionId": SENTINEL})
+    assert status == 200, out
+    assert [f["FaceId"] for f in out["Faces"]] == [server.face_id]
+
+
+# -- the signature must cover the operation ---------------------------------------------------
+def test_an_unsigned_target_cannot_turn_a_captured_read_into_a_delete(server):
+    """Before: a request signed without X-Amz-Target (host, date and content type only) was
+    accepted for any target, so a captured DescribeCollection sent again as DeleteCollection
+    deleted the collection (200). Now: InvalidSignatureException, and the collection stays."""
+    body = json.dumps({"CollectionId": SENTINEL}).encode()
+    headers = server.signed(body, target=None)
+    assert "x-amz-target" not in headers["Authorization"]
+    for operation in ("DescribeCollection", "DeleteCollection"):
+        status, _, payload = server.send(
+            "POST", "/", body, {**headers, "X-Amz-Target": f"RekognitionService.{operation}"})
+        out = json.loads(payload)
+        assert (status, out["__type"]) == (403, "InvalidSignatureException"), out
+        assert "X-Amz-Target" in out["Message"]
+    sentinel_intact(server)
+    # the same request signed as every SDK signs it is served
+    status, out = server.call("DescribeCollection", {"CollectionId": SENTINEL})
+    assert (status, out["FaceCount"]) == (200, 1), out
+
+
+# -- S3Object names ---------------------------------------------------------------------------
+#: names no file can have: a NUL, a lone surrogate (not encodable as a path), an over-long part
+IMPOSSIBLE_NAMES = ["biden\x00.jpg", "\ud800", "x" * 300]
+
+
+@pytest.mark.parametrize("name", IMPOSSIBLE_NAMES, ids=["nul", "surrogate", "too-long"])
+def test_impossible_object_names_in_a_local_bucket(server, name):
+    """Before: 500 InternalServerError (ValueError, UnicodeEncodeError or OSError from the
+    path) for an image and for a video. Now: InvalidS3ObjectException."""
+    refused(server, "DetectFaces", {"Image": {"S3Object": {"Bucket": "photos", "Name": name}}},
+            "InvalidS3ObjectException")
+    refused(server, "StartFaceDetection",
+            {"Video": {"S3Object": {"Bucket": "photos", "Name": name}}},
+            "InvalidS3ObjectException")
+
+
+def test_an_object_key_botocore_cannot_encode(server):
+    """Before: a lone surrogate in the key of an object fetched from the S3 endpoint raised
+    UnicodeEncodeError inside botocore: 500. Now: InvalidS3ObjectException."""
+    remote = {"S3Object": {"Bucket": "elsewhere", "Name": "\ud800"}}
+    refused(server, "DetectFaces", {"Image": remote}, "InvalidS3ObjectException")
+    refused(server, "SearchFacesByImage", {"CollectionId": SENTINEL, "Image": remote},
+            "InvalidS3ObjectException")
+    refused(server, "StartFaceDetection", {"Video": remote}, "InvalidS3ObjectException")
+    # the local bucket still serves its photos
+    status, out = server.call(
+        "DetectFaces", {"Image": {"S3Object": {"Bucket": "photos", "Name": "biden.jpg"}}})
+    assert status == 200 and len(out["FaceDetails"]) == 1, out
+
+
+# -- afterwards -------------------------------------------------------------------------------
+def test_zz_the_ledger_verifies_afterwards(server):
+    """Last in the module: no attack left the audit chain broken."""
+    sentinel_intact(server)
+    server.stop()
+    done = subprocess.run([*CANDOR, "audit", "verify", "--data-dir", str(server.data_dir)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in server.err.read_text()
