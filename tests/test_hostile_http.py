@@ -175,6 +175,29 @@ def test_an_object_key_botocore_cannot_encode(server):
     assert status == 200 and len(out["FaceDetails"]) == 1, out
 
 
+# -- bodies ---------------------------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_an_unterminated_string_of_escaped_quotes_costs_no_more_than_its_bytes(server):
+    """Before: the nesting check blanked out strings with a regular expression that, on a
+    string of ``\\"`` with no closing quote, restarted at every quote: quadratic, holding the
+    GIL (this 90 KB body: about 40 s of CPU, the server frozen meanwhile; 256 KB: minutes).
+    Now: SerializationException for a few milliseconds of CPU."""
+    body = b'{"CollectionId": "' + b'\\"' * 45_000
+    before = cpu_seconds(server.proc.pid)
+    status, _, payload = server.send("POST", "/", body, server.signed(body, "ListCollections"))
+    spent = cpu_seconds(server.proc.pid) - before
+    out = json.loads(payload)
+    assert (status, out["__type"]) == (400, "SerializationException"), out
+    assert spent < 10, f"the server spent {spent:.1f} s of CPU on one 90 KB body"
+    sentinel_intact(server)
+
+
 # -- afterwards -------------------------------------------------------------------------------
 def test_zz_the_ledger_verifies_afterwards(server):
     """Last in the module: no attack left the audit chain broken."""
@@ -184,3 +207,4 @@ def test_zz_the_ledger_verifies_afterwards(server):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Traceback" not in server.err.read_text()
+
