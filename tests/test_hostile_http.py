@@ -175,6 +175,27 @@ def test_an_object_key_botocore_cannot_encode(server):
     assert status == 200 and len(out["FaceDetails"]) == 1, out
 
 
+# -- video jobs -----------------------------------------------------------------------------
+def test_a_face_search_job_on_a_video_whose_rows_ffmpeg_pads(server):
+    """Before: frames of a video 970 pixels wide (FFmpeg pads its rows) were strided arrays,
+    which dlib's face chips refuse: the job FAILED with "InternalServerError: TypeError".
+    Now it succeeds, and finds the sentinel's face (a JPEG is a one-frame video to FFmpeg)."""
+    status, out = server.call("StartFaceSearch", {
+        "CollectionId": SENTINEL, "Video": {"S3Object": {"Bucket": "photos", "Name": "biden.jpg"}}})
+    assert status == 200, out
+    for _ in range(300):
+        status, result = server.call("GetFaceSearch", {"JobId": out["JobId"]})
+        assert status == 200, result
+        if result["JobStatus"] != "IN_PROGRESS":
+            break
+        time.sleep(0.2)
+    assert result["JobStatus"] == "SUCCEEDED", result
+    assert result["VideoMetadata"]["FrameWidth"] == 970
+    found = {m["Face"]["FaceId"] for p in result["Persons"] for m in p.get("FaceMatches", [])}
+    assert found == {server.face_id}, result
+    sentinel_intact(server)
+
+
 # -- bodies ---------------------------------------------------------------------------------
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of process ``pid`` so far (Linux /proc)."""

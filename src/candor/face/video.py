@@ -252,7 +252,10 @@ def _decode(path: str | os.PathLike, fps: float, max_side: int | None) -> Iterat
                 last_ms = max(last_ms, ms)
                 if ms + 0.5 < next_tick:
                     continue
-                pixels = frame.to_ndarray(format="rgb24", width=width, height=height)
+                # contiguous: a width whose rows FFmpeg pads (970, 854...) gives a strided
+                # view, which dlib's face chips refuse (every search job of it FAILED)
+                pixels = np.ascontiguousarray(
+                    frame.to_ndarray(format="rgb24", width=width, height=height))
                 yield Frame(number, max(ms, 0), pixels)
                 number += 1
                 while next_tick <= ms:
