@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import io
 import json
 import os
 import subprocess
@@ -173,6 +174,38 @@ def test_an_object_key_botocore_cannot_encode(server):
     status, out = server.call(
         "DetectFaces", {"Image": {"S3Object": {"Bucket": "photos", "Name": "biden.jpg"}}})
     assert status == 200 and len(out["FaceDetails"]) == 1, out
+
+
+# -- images -----------------------------------------------------------------------------------
+def scan_bomb(scans: int) -> bytes:
+    """A 9 MP grey progressive JPEG whose last scan is repeated ``scans`` more times (about
+    20 bytes each): libjpeg decodes every block once per scan."""
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    PILImage.new("L", (3000, 3000), 128).save(buf, "JPEG", progressive=True, quality=50)
+    data = buf.getvalue()
+    assert data.endswith(b"\xff\xd9")
+    last = data[data.rindex(b"\xff\xda"):-2]
+    return data[:-2] + last * scans + b"\xff\xd9"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding(server):
+    """Before: a 58 KB progressive JPEG repeating a scan 1,000 times was decoded (about 10 s
+    of CPU; a 5 MB one, half an hour): 200. Now: InvalidImageFormatException, nothing decoded."""
+    blob = base64.b64encode(scan_bomb(1000)).decode()
+    before = cpu_seconds(server.proc.pid)
+    out = refused(server, "DetectFaces", {"Image": {"Bytes": blob}}, "InvalidImageFormatException")
+    assert "scans" in out["Message"]
+    refused(server, "IndexFaces", {"CollectionId": SENTINEL, "Image": {"Bytes": blob}},
+            "InvalidImageFormatException")
+    spent = cpu_seconds(server.proc.pid) - before
+    assert spent < 5, f"the server spent {spent:.1f} s of CPU on two 58 KB images"
+    # an ordinary progressive JPEG (10 scans) is still served
+    status, out = server.call("DetectFaces", {"Image": {"Bytes": base64.b64encode(
+        scan_bomb(0)).decode()}})
+    assert status == 200, out
 
 
 # -- video jobs -----------------------------------------------------------------------------

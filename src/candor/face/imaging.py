@@ -35,6 +35,9 @@ MAX_PIXELS = 50_000_000
 #: most pixels an image is decoded to (a 12 MP phone photo): about 36 MB of RGB and well under
 #: a second to decode; larger JPEGs are decoded reduced, larger PNG and WebP refused
 MAX_DECODED_PIXELS = 12_000_000
+#: most scans a JPEG may have (a progressive one from an encoder has about 10; each scan
+#: costs a pass over every block, so thousands are a CPU bomb in a few kilobytes)
+MAX_JPEG_SCANS = 100
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP")
 
@@ -118,6 +121,7 @@ def decode_image(data: bytes, max_bytes: int = MAX_IMAGE_BYTES, source: str = "<
         pil = PILImage.open(io.BytesIO(data), formats=[fmt])
         width, height = pil.size  # from the header: nothing decoded yet
         check_dimensions(width, height, where)
+        check_scans(data, fmt, where)
         reduce_on_decode(pil, fmt, where)
         pil.load()
     except (ImageTooLarge, InvalidParameter):
@@ -151,6 +155,17 @@ def check_dimensions(width: int, height: int, where: str = "") -> None:
     if width * height > MAX_PIXELS:
         raise ImageTooLarge(f"{where}image is {width}x{height} pixels "
                             f"({width * height / 1e6:.0f} MP); the limit is {MAX_PIXELS / 1e6:.0f} MP")
+
+
+def check_scans(data: bytes, fmt: str, where: str = "") -> None:
+    """Refuse a JPEG of more than :data:`MAX_JPEG_SCANS` scans before decoding: libjpeg
+    decodes every block of the image once per scan, so a small progressive file that repeats
+    a scan thousands of times costs minutes of CPU (encoders write about 10). Entropy-coded
+    data stuffs every 0xFF byte, so each ``FF DA`` is a start-of-scan marker."""
+    scans = data.count(b"\xff\xda") if fmt == "JPEG" else 0
+    if scans > MAX_JPEG_SCANS:
+        raise InvalidImageFormat(f"{where}JPEG image has {scans} scans; candor decodes JPEGs "
+                                 f"of at most {MAX_JPEG_SCANS} (encoders write about 10)")
 
 
 def reduce_on_decode(pil: PILImage.Image, fmt: str, where: str = "") -> None:
