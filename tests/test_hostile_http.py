@@ -15,6 +15,7 @@ import http.client
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -42,12 +43,16 @@ class Server:
     def __init__(self, tmp: Path) -> None:
         self.data_dir = tmp / "data"
         self.port = free_port()
+        bucket = tmp / "photos"  # a photo, and a symlink loop (the operator's folder may hold one)
+        bucket.mkdir()
+        shutil.copy(SAMPLES / "biden" / "biden.jpg", bucket / "biden.jpg")
+        (bucket / "loop").symlink_to(bucket / "loop")
         self.err = tmp / "serve.err"
         out = tmp / "serve.out"
         self.proc = subprocess.Popen(
             [*CANDOR, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
              "--workers", "2", "--retention-interval", "0", "--log-level", "warning",
-             "--bucket", f"photos={SAMPLES / 'biden'}",
+             "--bucket", f"photos={bucket}",
              "--s3-endpoint-url", f"http://127.0.0.1:{free_port()}"],
             stdout=out.open("w"), stderr=self.err.open("w"))
         for _ in range(600):
@@ -148,13 +153,14 @@ def test_an_unsigned_target_cannot_turn_a_captured_read_into_a_delete(server):
 
 # -- S3Object names ---------------------------------------------------------------------------
 #: names no file can have: a NUL, a lone surrogate (not encodable as a path), an over-long part
-IMPOSSIBLE_NAMES = ["biden\x00.jpg", "\ud800", "x" * 300]
+IMPOSSIBLE_NAMES = ["biden\x00.jpg", "\ud800", "x" * 300, "loop/biden.jpg"]
 
 
-@pytest.mark.parametrize("name", IMPOSSIBLE_NAMES, ids=["nul", "surrogate", "too-long"])
+@pytest.mark.parametrize("name", IMPOSSIBLE_NAMES, ids=["nul", "surrogate", "too-long", "loop"])
 def test_impossible_object_names_in_a_local_bucket(server, name):
-    """Before: 500 InternalServerError (ValueError, UnicodeEncodeError or OSError from the
-    path) for an image and for a video. Now: InvalidS3ObjectException."""
+    """Before: 500 InternalServerError (ValueError, UnicodeEncodeError, OSError or, through a
+    symlink loop, RuntimeError from the path) for an image and for a video. Now:
+    InvalidS3ObjectException."""
     refused(server, "DetectFaces", {"Image": {"S3Object": {"Bucket": "photos", "Name": name}}},
             "InvalidS3ObjectException")
     refused(server, "StartFaceDetection",
@@ -261,4 +267,5 @@ def test_zz_the_ledger_verifies_afterwards(server):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Traceback" not in server.err.read_text()
+
 

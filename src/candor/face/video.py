@@ -96,10 +96,10 @@ def bucket_path(buckets: dict[str, Path], bucket: str, name: str) -> Path | None
     if root is None:
         return None
     root = Path(root).resolve()
-    try:  # a NUL, a lone surrogate or an over-long part is a name no file has
+    try:  # a NUL, a lone surrogate, an over-long part or a symlink loop: a name no file has
         path = (root / name).resolve()
         is_file = path.is_file()
-    except (OSError, ValueError):
+    except (OSError, ValueError, RuntimeError):
         raise InvalidS3Object(f"s3://{bucket}/{name!r}: not a valid object name") from None
     if not name or name.startswith("/") or root not in path.parents:
         raise InvalidS3Object(f"s3://{bucket}/{name}: not an object of this bucket")
