@@ -15,7 +15,9 @@ import http.client
 import io
 import json
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -285,6 +287,34 @@ def test_an_unterminated_string_of_escaped_quotes_costs_no_more_than_its_bytes(s
     out = json.loads(payload)
     assert (status, out["__type"]) == (400, "SerializationException"), out
     assert spent < 10, f"the server spent {spent:.1f} s of CPU on one 90 KB body"
+    sentinel_intact(server)
+
+
+def test_connections_that_never_send_their_bodies_block_no_one(server):
+    """Before: requests still receiving their bodies counted as requests in progress, with no
+    time limit, so 66 connections that sent headers and one byte of body (no key needed) made
+    every other caller's request a ThrottlingException for as long as they stayed open. Now
+    a request's body costs only the bytes it has sent: the others are served."""
+    slow = []
+    try:
+        for _ in range(66):  # more than max(64, 16 x workers) requests in progress
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n"
+                         b"X-Amz-Target: RekognitionService.DetectFaces\r\n\r\n{")
+            slow.append(sock)
+        for _ in range(300):  # until the server has taken them in (64 at least are read)
+            _, _, metrics = server.send("GET", "/metrics", b"", {})
+            gauge = re.search(rb"^candor_http_in_flight ([0-9.]+)$", metrics, re.M)
+            if gauge and float(gauge.group(1)) >= 64:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the server did not take the 66 requests in")
+        status, out = server.call("DescribeCollection", {"CollectionId": SENTINEL})
+        assert (status, out.get("FaceCount")) == (200, 1), out
+    finally:
+        for sock in slow:
+            sock.close()
     sentinel_intact(server)
 
 
