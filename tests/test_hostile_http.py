@@ -318,6 +318,36 @@ def test_connections_that_never_send_their_bodies_block_no_one(server):
     sentinel_intact(server)
 
 
+def test_the_body_budget_still_bounds_the_bytes_held():
+    """What replaced "throttled before its body is read": bodies are read under a budget of
+    bytes; a request whose bytes would pass it is throttled and holds nothing afterwards."""
+    import asyncio
+
+    from starlette.requests import Request
+
+    from candor.api.transport import BodyBudget, read_body
+    from candor.errors import InvalidParameter, Throttling
+
+    budget = BodyBudget(10)
+
+    async def send(*chunks: bytes) -> bytes:
+        messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+                    for i, c in enumerate(chunks)]
+
+        async def receive():
+            return messages.pop(0)
+
+        request = Request({"type": "http", "method": "POST", "path": "/", "headers": []}, receive)
+        return await read_body(request, 100, InvalidParameter, budget)
+
+    assert asyncio.run(send(b"12345", b"678")) == b"12345678" and budget.used == 8
+    with pytest.raises(Throttling):
+        asyncio.run(send(b"12", b"345"))
+    assert budget.used == 8  # the refused request released what it had taken
+    budget.release(8)
+    assert asyncio.run(send(b"1234567890")) == b"1234567890"
+
+
 # -- afterwards -------------------------------------------------------------------------------
 def test_zz_the_ledger_verifies_afterwards(server):
     """Last in the module: no attack left the audit chain broken."""
