@@ -330,9 +330,9 @@ def test_the_body_budget_still_bounds_the_bytes_held():
 
     budget = BodyBudget(10)
 
-    async def send(*chunks: bytes) -> bytes:
+    async def send(*chunks: bytes | None) -> bytes:
         messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
-                    for i, c in enumerate(chunks)]
+                    if c is not None else {"type": "http.disconnect"} for i, c in enumerate(chunks)]
 
         async def receive():
             return messages.pop(0)
@@ -346,6 +346,10 @@ def test_the_body_budget_still_bounds_the_bytes_held():
     assert budget.used == 8  # the refused request released what it had taken
     budget.release(8)
     assert asyncio.run(send(b"1234567890")) == b"1234567890"
+    budget.release(10)
+    with pytest.raises(InvalidParameter, match="disconnected"):  # a client that goes away
+        asyncio.run(send(b"123", None))
+    assert budget.used == 0
 
 
 # -- afterwards -------------------------------------------------------------------------------

@@ -78,13 +78,12 @@ async def read_body(request: Request, limit: int, too_large: type[CandorError],
             if len(buf) > limit:
                 raise too_large(f"Request body exceeds the limit of {limit} bytes for this "
                                 "operation (image bytes are limited to 5 MB)")
-    except ClientDisconnect:
+    except BaseException as exc:  # whatever ends the read (a cancellation too) gives back its bytes
         if budget is not None:
             budget.release(len(buf))
-        raise InvalidParameter("the client disconnected before the body was complete") from None
-    except CandorError:
-        if budget is not None:
-            budget.release(len(buf))
+        if isinstance(exc, ClientDisconnect):
+            raise InvalidParameter("the client disconnected before the body was complete") \
+                from None
         raise
     return bytes(buf)
 
