@@ -36,7 +36,7 @@ from candor.api.batching import announced, attach_batcher, share_commits
 from candor.api.keys import ActiveKey, KeyStore
 from candor.api.replay import SeenSignatures
 from candor.api.s3 import S3Images
-from candor.api.transport import DirectApp, RequestIdMiddleware, read_body  # noqa: F401
+from candor.api.transport import BodyBudget, DirectApp, RequestIdMiddleware, read_body  # noqa: F401
 from candor.errors import (  # noqa: F401  (InternalServerError, Throttling re-exported)
     CandorError,
     ImageTooLarge,
@@ -110,10 +110,10 @@ class Gateway:
                                 ["operation", "status"], registry=self.registry)
         self.errors = Counter("candor_http_errors", "Error responses by operation and error code",
                               ["operation", "code"], registry=self.registry)
-        #: requests being read, waiting or running; past ``max_pending`` new ones are throttled
-        #: before their bodies are read, so an overload cannot fill memory with request bodies
+        #: requests queued or running; past ``max_pending`` more are throttled (bodies: below)
         self.pending = 0
         self.max_pending = max(64, 16 * self.workers)
+        self.bodies = BodyBudget(self.max_pending * body_limit(1))  # a slow sender holds none
         self.in_flight = Gauge("candor_http_in_flight", "Requests being read, queued or run",
                                registry=self.registry)
         self.latency = Histogram(
@@ -148,6 +148,8 @@ class Gateway:
         """
         verified, key = self.authenticate(request, body)
         seen["key_id"] = verified.access_key_id
+        if target and "x-amz-target" not in verified.signed_headers:  # else a captured read
+            raise InvalidSignature("'X-Amz-Target' must be a signed header")  # could delete
         if op_model is None:
             raise UnknownOperation(
                 f"Unknown operation {target!r}: expected X-Amz-Target: "
@@ -202,11 +204,9 @@ class Gateway:
 
     def invoke(self, principal, operation: str, params: dict[str, Any], request_id: str,
                authorization_reference: str | None = None) -> dict[str, Any]:
-        """Run one operation for an authenticated principal: the seam governance wraps.
-
-        The gate's policy decides and the call is recorded in the audit ledger; there is no
-        way to run an operation past it.
-        """
+        """Run one operation for an authenticated principal: the seam governance wraps. The
+        gate's policy decides and the call is recorded in the audit ledger; there is no way
+        to run an operation past it."""
         return self.gate.invoke(principal, operation, params, request_id,
                                 authorization_reference=authorization_reference)
 
@@ -336,15 +336,16 @@ async def handle(gateway: Gateway, request: Request) -> Response:
     op_model = protocol.operation_model(operation) if operation else None
     label = operation if op_model is not None else "unknown"
     seen: dict[str, str] = {}
-    gateway.pending += 1  # the event loop is single-threaded: no lock needed
     gateway.in_flight.inc()
+    body, counted = b"", False
     try:
+        images = protocol.image_count(op_model) if op_model is not None else 0
+        body = await read_body(request, body_limit(images),
+                               ImageTooLarge if images else InvalidParameter, gateway.bodies)
+        gateway.pending, counted = gateway.pending + 1, True  # one event loop: no lock needed
         if gateway.pending > gateway.max_pending:
             raise Throttling(f"Too many requests in progress ({gateway.max_pending}); "
                              "slow down and retry")
-        images = protocol.image_count(op_model) if op_model is not None else 0
-        body = await read_body(request, body_limit(images),
-                               ImageTooLarge if images else InvalidParameter)
         payload, headers = await asyncio.get_running_loop().run_in_executor(
             gateway.pool, gateway.admit_and_respond, request, body, target, op_model, seen,
             operation, request_id)
@@ -362,7 +363,8 @@ async def handle(gateway: Gateway, request: Request) -> Response:
         response = _error_response(exc)
         gateway.errors.labels(label, exc.code).inc()
     finally:
-        gateway.pending -= 1
+        gateway.pending -= counted
+        gateway.bodies.release(len(body))
         gateway.in_flight.dec()
     elapsed = time.perf_counter() - started
     gateway.requests.labels(label, str(status)).inc()

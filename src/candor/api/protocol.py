@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import re
 from typing import Any
 
 import numpy as np
@@ -36,7 +35,6 @@ MAX_DEPTH = 64
 service_model = rekognition_model  # the name this module gave it first
 __all__ = ["operation_model", "service_model"]
 
-_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _OPEN = np.zeros(256, np.int8)
 _OPEN[[ord("{"), ord("[")]] = 1
 _OPEN[[ord("}"), ord("]")]] = -1
@@ -50,13 +48,33 @@ def image_count(op: OperationModel) -> int:
 
 
 def nesting_depth(body: bytes) -> int:
-    """How deep ``body``'s objects and arrays nest, without parsing (or recursing): strings
-    are blanked out, then brackets counted. Cheap even on a 7 MB body of base64."""
-    skeleton = _STRINGS.sub(b"", body)
-    if not skeleton:
+    """How deep ``body``'s objects and arrays nest, without parsing (or recursing): brackets
+    inside strings (after an odd number of unescaped quotes) are left out, then the rest
+    counted. Linear in the body, with arrays the size of its brackets, quotes and backslashes:
+    cheap on a 7 MB body of base64, and on one of ``\\"`` with no closing quote (a regular
+    expression blanking out strings took minutes on 256 KB of it, holding the GIL)."""
+    arr = np.frombuffer(body, np.uint8)
+    steps = _OPEN[arr]
+    brackets = np.flatnonzero(steps)
+    if not brackets.size:
         return 0
-    steps = _OPEN[np.frombuffer(skeleton, np.uint8)]
-    return int(np.cumsum(steps, dtype=np.int64).max(initial=0))
+    quotes = np.flatnonzero(arr == ord('"'))
+    if quotes.size:
+        quotes = quotes[~_escaped(arr, quotes)]
+        brackets = brackets[np.searchsorted(quotes, brackets) % 2 == 0]
+    return int(np.cumsum(steps[brackets], dtype=np.int64).max(initial=0))
+
+
+def _escaped(arr: np.ndarray, quotes: np.ndarray) -> np.ndarray:
+    """Whether each quote at ``quotes`` is escaped: an odd run of backslashes ends just before."""
+    slashes = np.flatnonzero(arr == ord("\\"))
+    if not slashes.size:
+        return np.zeros(quotes.size, bool)
+    breaks = np.flatnonzero(np.diff(slashes) != 1)  # runs of consecutive backslashes
+    starts = slashes[np.r_[0, breaks + 1]]
+    ends = slashes[np.r_[breaks, slashes.size - 1]]
+    run = np.minimum(np.searchsorted(ends, quotes - 1), ends.size - 1)
+    return (ends[run] == quotes - 1) & ((ends[run] - starts[run]) % 2 == 0)
 
 
 def parse_body(body: bytes) -> dict[str, Any]:

@@ -75,7 +75,8 @@ class S3Images:
                 raise ImageTooLarge(f"S3 object s3://{bucket}/{name} is {size} bytes; the "
                                     f"limit for images in S3 is {MAX_S3_IMAGE_BYTES} (15 MB)")
             data = obj["Body"].read(MAX_S3_IMAGE_BYTES + 1)
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, ValueError) as exc:  # ValueError: a key botocore
+            # cannot encode (a lone surrogate)
             raise InvalidS3Object(
                 "Unable to get object metadata from S3. Check object key, region and/or "
                 f"access permissions. ({exc})") from None
@@ -97,7 +98,7 @@ class S3Images:
             with open(dest, "wb") as out:
                 for chunk in obj["Body"].iter_chunks(1 << 20):
                     out.write(chunk)
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, ValueError) as exc:
             raise InvalidS3Object(
                 "Unable to get object metadata from S3. Check object key, region and/or "
                 f"access permissions. ({exc})") from None

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
-from candor.errors import CandorError, InvalidParameter
+from candor.errors import CandorError, InvalidParameter, Throttling
 
 
 class RequestIdMiddleware:
@@ -37,8 +37,29 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
-async def read_body(request: Request, limit: int, too_large: type[CandorError]) -> bytes:
-    """The body, refused as soon as it is known to exceed ``limit`` (never buffered past it)."""
+class BodyBudget:
+    """The bytes of request bodies held in memory (being received, queued or run), bounded:
+    a request whose next chunk would pass ``limit`` is throttled. Requests still receiving
+    their bodies are bounded by this, not by their number, so clients that open connections
+    and send their bodies slowly or never (slowloris) hold nothing and block no one."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used = limit, 0
+
+    def take(self, n: int) -> None:
+        if self.used + n > self.limit:
+            raise Throttling(f"Request bodies being received exceed {self.limit >> 20} MB; "
+                             "slow down and retry")
+        self.used += n  # the event loop is single-threaded: no lock needed
+
+    def release(self, n: int) -> None:
+        self.used -= n
+
+
+async def read_body(request: Request, limit: int, too_large: type[CandorError],
+                    budget: BodyBudget | None = None) -> bytes:
+    """The body, refused as soon as it is known to exceed ``limit`` (never buffered past it);
+    its bytes are taken from ``budget`` (the caller releases ``len(body)`` when done)."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -51,12 +72,19 @@ async def read_body(request: Request, limit: int, too_large: type[CandorError]) 
     buf = bytearray()
     try:
         async for chunk in request.stream():
+            if budget is not None:
+                budget.take(len(chunk))
             buf += chunk
             if len(buf) > limit:
                 raise too_large(f"Request body exceeds the limit of {limit} bytes for this "
                                 "operation (image bytes are limited to 5 MB)")
-    except ClientDisconnect:
-        raise InvalidParameter("the client disconnected before the body was complete") from None
+    except BaseException as exc:  # whatever ends the read (a cancellation too) gives back its bytes
+        if budget is not None:
+            budget.release(len(buf))
+        if isinstance(exc, ClientDisconnect):
+            raise InvalidParameter("the client disconnected before the body was complete") \
+                from None
+        raise
     return bytes(buf)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,12 @@ MAX_PIXELS = 50_000_000
 #: most pixels an image is decoded to (a 12 MP phone photo): about 36 MB of RGB and well under
 #: a second to decode; larger JPEGs are decoded reduced, larger PNG and WebP refused
 MAX_DECODED_PIXELS = 12_000_000
+#: most scans a JPEG may have (a progressive one from an encoder has about 10; each scan
+#: costs a pass over every block, so thousands are a CPU bomb in a few kilobytes)
+MAX_JPEG_SCANS = 100
+#: most segments an image may have: JPEG markers and fill bytes before the first scan, PNG
+#: chunks (encoders write tens; a 15 MB PNG in 8 KB IDAT chunks, about 2,000)
+MAX_SEGMENTS = 10_000
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP")
 
@@ -51,6 +58,7 @@ _OTHER_FORMATS = {
     b"%PDF": "PDF",
 }
 _WEBP = (b"RIFF", b"WEBP")
+_NOT_FF = re.compile(rb"[^\xff]")
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,7 @@ def decode_image(data: bytes, max_bytes: int = MAX_IMAGE_BYTES, source: str = "<
         raise InvalidImageFormat(f"{where}not a JPEG or PNG image (unrecognised content)")
     if fmt not in SUPPORTED_FORMATS:
         raise InvalidImageFormat(f"{where}{fmt} images are not supported; use JPEG or PNG")
+    check_structure(data, fmt, where)
 
     try:
         # Pillow refuses over twice our cap while parsing the header; between the cap and
@@ -151,6 +160,58 @@ def check_dimensions(width: int, height: int, where: str = "") -> None:
     if width * height > MAX_PIXELS:
         raise ImageTooLarge(f"{where}image is {width}x{height} pixels "
                             f"({width * height / 1e6:.0f} MP); the limit is {MAX_PIXELS / 1e6:.0f} MP")
+
+
+def check_structure(data: bytes, fmt: str, where: str = "") -> None:
+    """Refuse, before Pillow reads it, a JPEG of more than :data:`MAX_JPEG_SCANS` scans
+    (libjpeg decodes every block once per scan: a small file repeating a scan thousands of
+    times costs minutes of CPU) or an image of more than :data:`MAX_SEGMENTS` segments
+    (Pillow reads each JPEG marker or fill byte before the first scan, and each PNG chunk, with
+    a few lines of Python: 5 MB of empty ones cost seconds). Encoders write about 10 scans
+    and tens of segments. Entropy-coded data stuffs every 0xFF byte, so each ``FF DA`` is a
+    start-of-scan marker."""
+    if fmt == "JPEG":
+        scans = data.count(b"\xff\xda")
+        if scans > MAX_JPEG_SCANS:
+            raise InvalidImageFormat(f"{where}JPEG image has {scans} scans; candor decodes "
+                                     f"JPEGs of at most {MAX_JPEG_SCANS} (encoders write about 10)")
+        segments = _jpeg_header_segments(data)
+    elif fmt == "PNG":
+        segments = _png_chunks(data)
+    else:
+        return
+    if segments > MAX_SEGMENTS:
+        raise InvalidImageFormat(f"{where}{fmt} image has more than {MAX_SEGMENTS} markers or "
+                                 "chunks; encoders write tens")
+
+
+def _jpeg_header_segments(data: bytes) -> int:
+    """Markers and fill bytes before the first scan, counted to just past the limit."""
+    i, n = 2, 0
+    while n <= MAX_SEGMENTS and i < len(data) and data[i] == 0xFF:
+        found = _NOT_FF.search(data, i + 1)
+        if found is None:
+            break
+        j = found.start()  # the marker byte, after any fill bytes
+        n += j - i
+        if data[j] == 0xDA:
+            break
+        if data[j] == 0x01 or 0xD0 <= data[j] <= 0xD8:  # markers without a length
+            i = j + 1
+        else:
+            i = j + 1 + int.from_bytes(data[j + 1:j + 3], "big")
+    return n
+
+
+def _png_chunks(data: bytes) -> int:
+    """PNG chunks, counted to just past the limit."""
+    i, n = 8, 0
+    while n <= MAX_SEGMENTS and i + 8 <= len(data):
+        n += 1
+        if data[i + 4:i + 8] == b"IEND":
+            break
+        i += 12 + int.from_bytes(data[i:i + 4], "big")
+    return n
 
 
 def reduce_on_decode(pil: PILImage.Image, fmt: str, where: str = "") -> None:

@@ -96,10 +96,14 @@ def bucket_path(buckets: dict[str, Path], bucket: str, name: str) -> Path | None
     if root is None:
         return None
     root = Path(root).resolve()
-    path = (root / name).resolve()
+    try:  # a NUL, a lone surrogate, an over-long part or a symlink loop: a name no file has
+        path = (root / name).resolve()
+        is_file = path.is_file()
+    except (OSError, ValueError, RuntimeError):
+        raise InvalidS3Object(f"s3://{bucket}/{name!r}: not a valid object name") from None
     if not name or name.startswith("/") or root not in path.parents:
         raise InvalidS3Object(f"s3://{bucket}/{name}: not an object of this bucket")
-    if not path.is_file():
+    if not is_file:
         raise InvalidS3Object(f"Unable to get object metadata from S3: s3://{bucket}/{name} "
                               "does not exist")
     return path
@@ -248,7 +252,10 @@ def _decode(path: str | os.PathLike, fps: float, max_side: int | None) -> Iterat
                 last_ms = max(last_ms, ms)
                 if ms + 0.5 < next_tick:
                     continue
-                pixels = frame.to_ndarray(format="rgb24", width=width, height=height)
+                # contiguous: a width whose rows FFmpeg pads (970, 854...) gives a strided
+                # view, which dlib's face chips refuse (every search job of it FAILED)
+                pixels = np.ascontiguousarray(
+                    frame.to_ndarray(format="rgb24", width=width, height=height))
                 yield Frame(number, max(ms, 0), pixels)
                 number += 1
                 while next_tick <= ms:
