@@ -37,7 +37,7 @@ from candor.cli.common import (
     progress_bar,
     settings,
 )
-from candor.errors import CandorError, InvalidImageFormat
+from candor.errors import CandorError
 from candor.service.caller import Caller
 
 
@@ -107,6 +107,8 @@ def index(
                              "ImageSha256": digest})
     sys.stdout.flush()
 
+    from candor.face.imaging import read_photo
+
     def requests():
         """One IndexFaces request per photo, read as the batch reaches it."""
         for photo in photos:
@@ -116,10 +118,10 @@ def index(
                 params["ExternalImageId"] = external_id(photo, external_id_from)
             if max_faces is not None:
                 params["MaxFaces"] = max_faces
-            try:
-                params["Image"] = {"Bytes": photo.read_bytes()}
-            except OSError as exc:
-                yield photo, InvalidImageFormat(f"cannot read the file: {exc.strerror}")
+            try:  # a folder, FIFO, device, empty or oversized file: that photo's error
+                params["Image"] = {"Bytes": read_photo(photo)}
+            except CandorError as exc:
+                yield photo, exc
                 continue
             yield photo, params
 
@@ -196,14 +198,16 @@ def _not_yet_indexed(service, collection_id: str, photos: list[Path], reindex: b
     """The photos to index, and those skipped (with their SHA-256): already in the collection,
     or the same content as an earlier photo of this run. A file that cannot be read is kept,
     so that indexing reports its error."""
+    from candor.face.imaging import read_photo
+
     if reindex:
         return photos, []
     digests: dict[Path, str] = {}
     for photo in photos:
         try:
-            digests[photo] = hashlib.sha256(photo.read_bytes()).hexdigest()
-        except OSError:
-            pass
+            digests[photo] = hashlib.sha256(read_photo(photo)).hexdigest()
+        except CandorError:
+            pass  # indexing reports it
     with cli_errors():
         seen = service.indexed_image_hashes(collection_id, digests.values(),
                                             Caller(service.principal.org))
