@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -151,3 +150,89 @@ def test_index_refuses_each_bad_path_and_indexes_the_rest(tmp_path, samples, can
     indexed = [d for d in lines if d.get("FaceRecords")]
     assert len(indexed) == 2 and face_count(candor_home, "main") == 2
     assert ledger_ok(candor_home) >= 3
+
+
+# ------------------------------------------------------------------ celebrities import --info
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"name,folder\nBar\xe9,obama\n", ["not UTF-8"]),
+    (b"nom,dossier\nX,obama\n", ["needs a 'name' column"]),
+    (b"name,folder\n\"unterminated,obama\n", ["not a well-formed CSV"]),
+    (b"name,folder\n" + b"A" * 200_000 + b",obama\n", ["not a well-formed CSV", "field limit"]),
+    (b"name,folder\nA,obama,extra\n", ["line 2", "more cells"]),
+    (b"name,folder,urls\n\"=cmd|' /C calc'!A0\",obama,\n", ["line 2", "spreadsheet formula"]),
+    (b"name,folder,urls\nB,obama,=HYPERLINK(\"http://evil\")\n", ["spreadsheet formula"]),
+    (b"name,folder,urls\nB,obama,javascript:alert(1)\n", ["not an http(s) URL"]),
+])
+def test_celebrities_import_refuses_a_bad_info_csv_before_any_work(tmp_path, samples,
+                                                                   candor_home, content, words):
+    gallery = tmp_path / "gallery"
+    (gallery / "obama").mkdir(parents=True)
+    (gallery / "obama" / "1.jpg").write_bytes((samples / "edge" / "obama_small.jpg").read_bytes())
+    info = tmp_path / "info.csv"
+    info.write_bytes(content)
+    refused(run("celebrities", "import", gallery, "--info", info, "--data-dir", candor_home),
+            "info.csv", *words)
+    listed = json.loads(run("celebrities", "list", "--json", "--data-dir", candor_home).stdout)
+    assert listed["Celebrities"] == []
+
+
+def test_celebrities_import_reads_a_csv_with_a_bom_and_refuses_paths_that_are_not_csvs(
+        tmp_path, samples, candor_home):
+    gallery = tmp_path / "gallery"
+    (gallery / "obama").mkdir(parents=True)
+    (gallery / "obama" / "1.jpg").write_bytes((samples / "edge" / "obama_small.jpg").read_bytes())
+    refused(run("celebrities", "import", gallery, "--info", tmp_path / "none.csv",
+                "--data-dir", candor_home), "none.csv", "no such file")
+    refused(run("celebrities", "import", gallery, "--info", gallery, "--data-dir", candor_home),
+            "not a file")
+    info = tmp_path / "excel.csv"  # what a spreadsheet's "CSV UTF-8" writes: a BOM first
+    info.write_bytes("name,folder,urls\r\nBarack Obama,obama,www.example.org/obama\r\n"
+                     .encode("utf-8-sig"))
+    out = run("celebrities", "import", gallery, "--info", info, "--json", "--data-dir",
+              candor_home)
+    assert out.exit_code == 0, out.output
+    assert [a["Name"] for a in json.loads(out.stdout)["Added"]] == ["Barack Obama"]
+    ledger_ok(candor_home)
+
+
+# ------------------------------------------------------------------ video and redaction
+
+
+def test_a_video_that_is_not_a_video_fails_with_json_too(tmp_path, candor_home):
+    """--json prints the FAILED job and exits non-zero (it exited 0, and at times 134: the
+    process left while the models loaded on their thread)."""
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("not a video\n")
+    proc = candor("video", "detect", fake, "--json", home=candor_home)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert json.loads(proc.stdout)["JobStatus"] == "FAILED"
+    assert "the job failed: NOT_A_VIDEO" in proc.stderr and "terminate" not in proc.stderr
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    refused(run("video", "detect", fifo, "--data-dir", candor_home), "not a regular file")
+
+
+def test_redaction_refuses_outputs_that_would_lose_the_original_or_cannot_be_written(
+        tmp_path, samples, data_dir, candor_home):
+    photo = tmp_path / "p.jpg"
+    original = (samples / "edge" / "obama_small.jpg").read_bytes()
+    photo.write_bytes(original)
+    video = data_dir / "video" / "short_hamilton_clip.mp4"
+    cases = [(("redact", photo, photo), "the source itself"),
+             (("redact", photo, tmp_path), "is a folder"),
+             (("redact", photo, tmp_path / "no" / "o.jpg"), "no such folder"),
+             (("redact", photo, tmp_path / "o.xyz"), "suffix picks its format"),
+             (("video", "redact", video, tmp_path / "o.xyz"), ".mp4"),
+             (("video", "redact", video, tmp_path), "is a folder")]
+    for args, words in cases:
+        refused(run(*args, "--data-dir", candor_home), words)
+    assert photo.read_bytes() == original
+
+
+def test_serve_refuses_a_port_out_of_range_before_it_starts(candor_home):
+    for port in ("-1", "65536", "99999999999999999999"):
+        result = run("serve", "--port", port, "--data-dir", candor_home)
+        assert result.exit_code == 2 and "--port" in result.stderr, result.output
+    assert not (candor_home / "candor.db").exists()  # no key created, nothing started
