@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -78,6 +79,12 @@ def ledger_ok(home: Path) -> int:
     out = run("audit", "verify", "--data-dir", home)
     assert out.exit_code == 0 and "chain intact" in out.output, out.output
     return int(out.output.split("ok: ")[1].split()[0])
+
+
+def listed(home: Path, collection: str) -> list[dict]:
+    out = run("faces", "list", collection, "--json", "--data-dir", home)
+    assert out.exit_code == 0, out.output
+    return json.loads(out.stdout)["Faces"]
 
 
 def face_count(home: Path, collection: str) -> int:
@@ -236,3 +243,41 @@ def test_serve_refuses_a_port_out_of_range_before_it_starts(candor_home):
         result = run("serve", "--port", port, "--data-dir", candor_home)
         assert result.exit_code == 2 and "--port" in result.stderr, result.output
     assert not (candor_home / "candor.db").exists()  # no key created, nothing started
+
+
+# ------------------------------------------------------------------ Ctrl-C in candor index
+
+
+def test_ctrl_c_in_the_middle_of_index_keeps_the_data_consistent(tmp_path, data_dir,
+                                                                 candor_home):
+    """SIGINT once the first photo is stored: exit 130 with one line saying what is kept and
+    how to go on, the ledger verifies, every face printed is stored, and running the same
+    command again indexes each photo exactly once."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for photo in sorted((data_dir / "fairface-val").glob("*.jpg"))[:120]:
+        (folder / photo.name).symlink_to(photo)
+    args = [sys.executable, "-m", "candor.cli", "index", "ff", str(folder), "--create",
+            "--json", "--external-id-from", "file", "--data-dir", str(candor_home)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()  # the first photo's group is committed
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.stdout.read(), proc.stderr.read()  # (communicate() would skip the
+    proc.wait(timeout=120)                                # rest of stdout's buffer)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted: the photos indexed so far are kept" in err
+    assert first.startswith("{"), (first, err)
+    printed = [json.loads(line) for line in (first + rest).splitlines()]
+    assert printed and len(printed) < 120  # it was stopped in the middle
+    ledger_ok(candor_home)
+    ids = {f["FaceId"] for f in listed(candor_home, "ff")}
+    assert {r["Face"]["FaceId"] for d in printed for r in d.get("FaceRecords", [])} <= ids
+
+    again = run("index", "ff", folder, "--external-id-from", "file", "--data-dir", candor_home)
+    assert again.exit_code == 0, again.output
+    records = ledger_ok(candor_home)
+    images: dict[str, set[str]] = {}
+    for face in listed(candor_home, "ff"):
+        images.setdefault(face["ExternalImageId"], set()).add(face["ImageId"])
+    assert len(images) > 100 and all(len(i) == 1 for i in images.values())  # each photo once
+    assert records > len(images)

@@ -14,6 +14,8 @@ import re
 import sys
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -29,6 +31,7 @@ from candor.cli.common import (
     call,
     cli_errors,
     console,
+    err_console,
     expand_images,
     fail,
     make_service,
@@ -134,7 +137,7 @@ def index(
     # the photos go through the pipeline (decoded and detected ahead, embedded in batches) and
     # are stored in groups, each group's faces and audit records in one transaction; a photo
     # comes back (and is printed) in order, only after its group is committed
-    with progress, cli_errors():
+    with progress, cli_errors(), _interrupted():
         task = progress.add_task("indexing", total=len(photos), faces=0)
         for one in service.index_faces_many(requests()):
             photo, exc, response = one.item, one.error, one.response
@@ -178,6 +181,21 @@ def index(
                           highlight=False)
     if errors:
         raise typer.Exit(2)
+
+
+@contextmanager
+def _interrupted() -> Iterator[None]:
+    """Ctrl-C: one line saying what is kept (each group of photos is committed whole, with its
+    audit records, or not at all) and how to go on, and exit 130 like any interrupted
+    command."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        err_console.print("[red]interrupted:[/red] the photos indexed so far are kept, with "
+                          "their audit records; run the same command again to index the rest "
+                          "(photos already indexed are skipped)", highlight=False,
+                          soft_wrap=True)
+        raise typer.Exit(130) from None
 
 
 def _warm_models(backend: str) -> None:
