@@ -281,3 +281,28 @@ def test_ctrl_c_in_the_middle_of_index_keeps_the_data_consistent(tmp_path, data_
         images.setdefault(face["ExternalImageId"], set()).add(face["ImageId"])
     assert len(images) > 100 and all(len(i) == 1 for i in images.values())  # each photo once
     assert records > len(images)
+
+
+# ------------------------------------------------------------------ numbers out of range
+
+
+def test_huge_counts_are_refused_as_options_not_as_database_overflows(tmp_path, candor_home):
+    huge = "99999999999999999999"
+    for args in (("audit", "tail", "-n", huge), ("audit", "search", "--limit", huge),
+                 ("serve", "--workers", huge), ("db", "start", "--data-dir", tmp_path,
+                                                "--port", huge)):
+        result = run(*args, "--data-dir", candor_home) if args[0] != "db" else run(*args)
+        assert result.exit_code == 2 and "Invalid value" in result.stderr, (args, result.output)
+        assert "Traceback" not in result.output
+
+
+def test_eval_verification_with_only_same_person_pairs_prints_no_auc(tmp_path, samples):
+    """One class of pairs has no AUC (None): the table said so by crashing."""
+    photos = sorted((samples / "identities" / "obama").iterdir())[:3]
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("image_a,image_b,same\n" + "".join(
+        f"{photos[0].name},{p.name},1\n" for p in photos[1:]))
+    result = run("eval", "verification", "--pairs", pairs, "--images", photos[0].parent,
+                 "--listed-only")
+    assert result.exit_code == 0, result.output
+    assert "AUC n/a" in result.stdout
