@@ -306,3 +306,27 @@ def test_eval_verification_with_only_same_person_pairs_prints_no_auc(tmp_path, s
                  "--listed-only")
     assert result.exit_code == 0, result.output
     assert "AUC n/a" in result.stdout
+
+
+# ------------------------------------------------------------------ help that teaches
+
+
+@pytest.mark.parametrize("command", [("index",), ("search",), ("celebrities", "import"),
+                                     ("video", "detect"), ("video", "redact")])
+def test_help_of_the_commands_users_start_with_shows_examples_that_parse(command):
+    """Each example line in --help is a real command line: its options exist on it."""
+    import typer
+
+    shown = run(*command, "--help")
+    assert shown.exit_code == 0
+    examples = [line.split("(")[0].split(">")[0].split()
+                for line in shown.stdout.splitlines() if line.strip().startswith("candor ")]
+    assert examples, shown.stdout
+    group = typer.main.get_command(__import__("candor.cli", fromlist=["app"]).app)
+    cmd = group
+    for name in command:
+        cmd = cmd.commands[name]
+    options = {o for p in cmd.params if p.param_type_name == "option" for o in p.opts}
+    for words in examples:
+        assert words[1:1 + len(command)] == list(command), words
+        assert {w for w in words if w.startswith("--")} <= options, words

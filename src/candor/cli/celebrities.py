@@ -73,7 +73,11 @@ def import_(
     json_output: JsonOption = False, backend: BackendOption = None,
     detector: DetectorOption = None, data_dir: DataDirOption = None,
 ) -> None:
-    """Add a folder per person to the gallery (the largest face of each photo)."""
+    """Add a folder per person to the gallery (the largest face of each photo).
+
+    \b
+    Example (people.csv, UTF-8: name,folder,urls,known_gender):
+      candor celebrities import gallery/ --info people.csv"""
     from candor.errors import CandorError
     from candor.face.engine import FACE_MODEL_VERSION, Engine
     from candor.scoring.similarity import Scoring

@@ -82,7 +82,14 @@ def index(
     folder name as each face's ExternalImageId.
 
     Photos whose faces are already in the collection (same file content) are skipped, so
-    re-running on a folder indexes only the new photos; --reindex indexes them again."""
+    re-running on a folder indexes only the new photos (also after Ctrl-C); --reindex indexes
+    them again.
+
+    \b
+    Examples:
+      candor index staff photos/ --create          (photos/<person>/<photo>.jpg)
+      candor index staff new.jpg --external-id-from file --max-faces 1
+      candor index staff photos/ --json > indexed.jsonl"""
     if external_id_from not in ("folder", "file", "none"):
         fail("--external-id-from must be folder, file or none")
     photos = expand_images(paths)

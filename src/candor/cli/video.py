@@ -147,7 +147,11 @@ def _ms(value: int) -> str:
 def detect(file: FileArg, fps: FpsOption = None, json_output: JsonOption = False,
            data_dir: DataDirOption = None, backend: BackendOption = None,
            detector: DetectorOption = None) -> None:
-    """Find the faces in a video (StartFaceDetection), at the sampled frames."""
+    """Find the faces in a video (StartFaceDetection), at the sampled frames.
+
+    \b
+    Example:
+      candor video detect clip.mp4 --fps 2 --json > faces.json"""
     with cli_errors():
         resp = run_job("StartFaceDetection", "GetFaceDetection", {}, file, data_dir, backend,
                        detector, fps, json_output)
@@ -259,7 +263,12 @@ def redact_video(
         style: RedactStyle = "blur", keep: KeepOption = None, fps: FpsOption = None,
         data_dir: DataDirOption = None, backend: BackendOption = None,
         detector: DetectorOption = None) -> None:
-    """Blur or pixelate every face in a video (or every face not in --keep); audio is copied."""
+    """Blur or pixelate every face in a video (or every face not in --keep); audio is copied.
+    The output's suffix picks its container; it must not be the source.
+
+    \b
+    Example:
+      candor video redact clip.mp4 clip-redacted.mp4 --style pixelate"""
     from candor.face.redaction import redact_video as run
 
     with cli_errors():
