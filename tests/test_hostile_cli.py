@@ -330,3 +330,16 @@ def test_help_of_the_commands_users_start_with_shows_examples_that_parse(command
     for words in examples:
         assert words[1:1 + len(command)] == list(command), words
         assert {w for w in words if w.startswith("--")} <= options, words
+
+
+def test_retention_and_erase_refuse_values_that_mean_nothing(candor_home):
+    """A retention of 10^20 days overflowed the store (a traceback), '²' passed isdigit();
+    an erase of the empty ExternalImageId wrote a receipt for erasing nothing."""
+    assert run("collection", "create", "kept", "--data-dir", candor_home).exit_code == 0
+    before = ledger_ok(candor_home)
+    for days in ("99999999999999999999", "²", "1e3"):
+        refused(run("retention", "set", "kept", days, "--data-dir", candor_home), "36500")
+    for flag in ("--external-image-id", "--user-id"):
+        refused(run("erase", flag, " ", "--data-dir", candor_home), "empty")
+    assert ledger_ok(candor_home) == before
+    assert run("retention", "set", "kept", "30", "--data-dir", candor_home).exit_code == 0
