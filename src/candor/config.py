@@ -157,8 +157,15 @@ class Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def ensure_data_dir(self) -> Path:
-        """The data directory, created (private to its owner) if missing."""
-        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        """The data directory, created (private to its owner) if missing; one that cannot be
+        (a file, under a file, no permission) is a typed error, not an OSError."""
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            reason = "a file is in the way" if isinstance(exc, FileExistsError) else exc.strerror
+            raise InvalidParameter(f"cannot use {self.data_dir} as the data dir: "
+                                   f"{reason or exc}; give a writable folder with "
+                                   "--data-dir or CANDOR_DATA_DIR") from None
         return self.data_dir
 
 

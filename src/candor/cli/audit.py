@@ -233,7 +233,7 @@ def _print_records(records: list[dict[str, Any]], title: str, json_output: bool)
 
 
 @audit_app.command("tail")
-def audit_tail(n: Annotated[int, typer.Option("-n", "--lines", min=1,
+def audit_tail(n: Annotated[int, typer.Option("-n", "--lines", min=1, max=1_000_000,
                                               help="How many records.")] = 20,
                data_dir: DataDirOption = None, json_output: JsonOption = False) -> None:
     """The newest records (JSON lines with --json)."""
@@ -271,7 +271,8 @@ def audit_search(
         help="Records whose input images include this SHA-256.")] = None,
     face_id: Annotated[str | None, typer.Option(
         help="Records whose matches include this FaceId or UserId.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, oldest first.")] = 100,
+    limit: Annotated[int, typer.Option(min=1, max=1_000_000,
+                                       help="At most this many, oldest first.")] = 100,
     data_dir: DataDirOption = None, json_output: JsonOption = False,
 ) -> None:
     """Records matching every filter given."""

@@ -73,11 +73,21 @@ def import_(
     json_output: JsonOption = False, backend: BackendOption = None,
     detector: DetectorOption = None, data_dir: DataDirOption = None,
 ) -> None:
-    """Add a folder per person to the gallery (the largest face of each photo)."""
+    """Add a folder per person to the gallery (the largest face of each photo).
+
+    \b
+    Example (people.csv, UTF-8: name,folder,urls,known_gender):
+      candor celebrities import gallery/ --info people.csv"""
     from candor.errors import CandorError
     from candor.face.engine import FACE_MODEL_VERSION, Engine
     from candor.scoring.similarity import Scoring
-    from candor.service.celebrities import PersonInfo, embed_people, gallery_photos, read_info
+    from candor.service.celebrities import (
+        FORMULA_STARTS,
+        PersonInfo,
+        embed_people,
+        gallery_photos,
+        read_info,
+    )
 
     with cli_errors():
         store, ledger, s = _store_and_ledger(data_dir)
@@ -91,6 +101,11 @@ def import_(
     added, skipped, version = [], [], store.gallery_version()
     for name, (vectors, shas) in embedded.items():
         person = rows.get(name) or PersonInfo(name, name.replace("_", " "))
+        if person.name.startswith(FORMULA_STARTS):
+            skipped.append({"Folder": name, "Reason": "the name starts with "
+                            f"{person.name[0]!r}, a spreadsheet formula: name the person "
+                            "in --info"})
+            continue
         if not vectors:
             skipped.append({"Folder": name, "Reason": "no face found in any photo"})
             continue

@@ -238,7 +238,12 @@ def search(
     json_output: JsonOption = False, backend: BackendOption = None,
     detector: DetectorOption = None, data_dir: DataDirOption = None,
 ) -> None:
-    """Search a collection for the faces that match a photo's largest face (or a FaceId)."""
+    """Search a collection for the faces that match a photo's largest face (or a FaceId).
+
+    \b
+    Examples:
+      candor search staff visitor.jpg
+      candor search staff visitor.jpg --threshold 95 --max-faces 5 --json"""
     service = make_service(data_dir, backend, detector)
     params: dict = {"CollectionId": collection_id}
     if threshold is not None:

@@ -26,7 +26,8 @@ ServerDirOption = Annotated[Path, typer.Option(
 def start(
     data_dir: ServerDirOption,
     port: Annotated[int | None, typer.Option(
-        "--port", help="TCP port on 127.0.0.1 [default: a free port, kept for the next start].")]
+        "--port", min=1, max=65535,
+        help="TCP port on 127.0.0.1 [default: a free port, kept for the next start].")]
     = None,
 ) -> None:
     """Start (creating it on first use) a PostgreSQL server in DATA_DIR, listening on 127.0.0.1

@@ -331,7 +331,8 @@ def _print_verification(d: dict) -> None:
             continue
         b = d[name]
         table = Table(title=f"{name.replace('_', ' ')}: {b['genuine_pairs']:,} same, "
-                            f"{b['impostor_pairs']:,} different; AUC {b['auc']:.4f}, "
+                            f"{b['impostor_pairs']:,} different; AUC "
+                            f"{'n/a' if b['auc'] is None else format(b['auc'], '.4f')}, "
                             f"EER {_pct(b['eer']['eer'])}")
         for col in ("Similarity", "FMR", "false matches", "FNMR"):
             table.add_column(col, justify="right")

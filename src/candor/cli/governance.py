@@ -115,6 +115,8 @@ def erase(
 
     if (external_image_id is None) == (user_id is None):
         fail("give exactly one of --external-image-id or --user-id")
+    if not (external_image_id or user_id or "").strip():
+        fail("the --external-image-id or --user-id to erase is empty")
     with cli_errors(), working("erasing"):
         store = _store(data_dir)
         principal = _operator(as_org)
@@ -151,6 +153,10 @@ def retention_show(data_dir: DataDirOption = None, json_output: JsonOption = Fal
         console.print(f"{coll}: {days} days")
 
 
+#: the longest retention period ``retention set`` takes
+MAX_RETENTION_DAYS = 36500
+
+
 @retention_app.command("set")
 def retention_set(
     collection: Annotated[str, typer.Argument(help="Collection id.")],
@@ -161,8 +167,10 @@ def retention_set(
     from candor.governance.erasure import set_retention
     from candor.governance.ledger import Ledger
 
-    if days.lower() != "none" and not days.isdigit():
-        fail("days must be a whole number or 'none'")
+    # ASCII digits only ('²'.isdigit() is true) and at most 100 years (the store's integer)
+    if days.lower() != "none" and not (days.isascii() and days.isdigit()
+                                       and int(days) <= MAX_RETENTION_DAYS):
+        fail(f"days must be a whole number up to {MAX_RETENTION_DAYS} (100 years) or 'none'")
     period = None if days.lower() == "none" else int(days)
     with cli_errors():
         store = _store(data_dir)

@@ -14,6 +14,8 @@ import re
 import sys
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -29,6 +31,7 @@ from candor.cli.common import (
     call,
     cli_errors,
     console,
+    err_console,
     expand_images,
     fail,
     make_service,
@@ -37,7 +40,7 @@ from candor.cli.common import (
     progress_bar,
     settings,
 )
-from candor.errors import CandorError, InvalidImageFormat
+from candor.errors import CandorError
 from candor.service.caller import Caller
 
 
@@ -79,7 +82,14 @@ def index(
     folder name as each face's ExternalImageId.
 
     Photos whose faces are already in the collection (same file content) are skipped, so
-    re-running on a folder indexes only the new photos; --reindex indexes them again."""
+    re-running on a folder indexes only the new photos (also after Ctrl-C); --reindex indexes
+    them again.
+
+    \b
+    Examples:
+      candor index staff photos/ --create          (photos/<person>/<photo>.jpg)
+      candor index staff new.jpg --external-id-from file --max-faces 1
+      candor index staff photos/ --json > indexed.jsonl"""
     if external_id_from not in ("folder", "file", "none"):
         fail("--external-id-from must be folder, file or none")
     photos = expand_images(paths)
@@ -107,6 +117,8 @@ def index(
                              "ImageSha256": digest})
     sys.stdout.flush()
 
+    from candor.face.imaging import read_photo
+
     def requests():
         """One IndexFaces request per photo, read as the batch reaches it."""
         for photo in photos:
@@ -116,10 +128,10 @@ def index(
                 params["ExternalImageId"] = external_id(photo, external_id_from)
             if max_faces is not None:
                 params["MaxFaces"] = max_faces
-            try:
-                params["Image"] = {"Bytes": photo.read_bytes()}
-            except OSError as exc:
-                yield photo, InvalidImageFormat(f"cannot read the file: {exc.strerror}")
+            try:  # a folder, FIFO, device, empty or oversized file: that photo's error
+                params["Image"] = {"Bytes": read_photo(photo)}
+            except CandorError as exc:
+                yield photo, exc
                 continue
             yield photo, params
 
@@ -132,7 +144,7 @@ def index(
     # the photos go through the pipeline (decoded and detected ahead, embedded in batches) and
     # are stored in groups, each group's faces and audit records in one transaction; a photo
     # comes back (and is printed) in order, only after its group is committed
-    with progress, cli_errors():
+    with progress, cli_errors(), _interrupted():
         task = progress.add_task("indexing", total=len(photos), faces=0)
         for one in service.index_faces_many(requests()):
             photo, exc, response = one.item, one.error, one.response
@@ -178,6 +190,21 @@ def index(
         raise typer.Exit(2)
 
 
+@contextmanager
+def _interrupted() -> Iterator[None]:
+    """Ctrl-C: one line saying what is kept (each group of photos is committed whole, with its
+    audit records, or not at all) and how to go on, and exit 130 like any interrupted
+    command."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        err_console.print("[red]interrupted:[/red] the photos indexed so far are kept, with "
+                          "their audit records; run the same command again to index the rest "
+                          "(photos already indexed are skipped)", highlight=False,
+                          soft_wrap=True)
+        raise typer.Exit(130) from None
+
+
 def _warm_models(backend: str) -> None:
     """Load the backend's models now (the first photo would wait for them otherwise)."""
     from candor.face.pipeline import EMBED_THREADS
@@ -196,14 +223,16 @@ def _not_yet_indexed(service, collection_id: str, photos: list[Path], reindex: b
     """The photos to index, and those skipped (with their SHA-256): already in the collection,
     or the same content as an earlier photo of this run. A file that cannot be read is kept,
     so that indexing reports its error."""
+    from candor.face.imaging import read_photo
+
     if reindex:
         return photos, []
     digests: dict[Path, str] = {}
     for photo in photos:
         try:
-            digests[photo] = hashlib.sha256(photo.read_bytes()).hexdigest()
-        except OSError:
-            pass
+            digests[photo] = hashlib.sha256(read_photo(photo)).hexdigest()
+        except CandorError:
+            pass  # indexing reports it
     with cli_errors():
         seen = service.indexed_image_hashes(collection_id, digests.values(),
                                             Caller(service.principal.org))

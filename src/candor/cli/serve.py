@@ -35,10 +35,10 @@ def _key_lines(key_id: str, secret: str) -> str:
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")]
     = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    port: Annotated[int, typer.Option(help="TCP port (0: any free port).", min=0, max=65535)] = 8080,
     data_dir: DataDirOption = None,
     workers: Annotated[int | None, typer.Option(
-        "--workers", min=1,
+        "--workers", min=1, max=1024,
         help="Operations run in parallel (worker threads) [default: 4 per core, at most 32: "
              "enough that images are detected while others' faces are embedded].")] = None,
     s3_endpoint_url: Annotated[str | None, typer.Option(

@@ -50,25 +50,46 @@ def _service(data_dir, backend, detector, fps, folder: Path):
     return service, governed(service)
 
 
-def _warm_in_background(service) -> None:
+def _warm_in_background(service):
     """Load the job's models on a thread while the job opens the video and decodes its first
-    frames (the first embedding would otherwise wait for its ONNX Runtime session)."""
+    frames (the first embedding would otherwise wait for its ONNX Runtime session). The
+    caller joins the thread before the process exits: a process that exits while native code
+    is loading a model aborts ("terminate called without an active exception", exit 134)."""
     import threading
 
     from candor.face import tracking
 
-    threading.Thread(target=tracking.warm, args=(service.engine,), name="candor-warm",
-                     daemon=True).start()
+    thread = threading.Thread(target=tracking.warm, args=(service.engine,), name="candor-warm",
+                              daemon=True)
+    thread.start()
+    return thread
+
+
+def _regular_file(file: Path) -> None:
+    """A video the job can read: a regular file (not a FIFO that would block or a device)."""
+    if not file.is_file():
+        from candor.errors import InvalidParameter
+
+        raise InvalidParameter(f"{file}: not a regular file")
 
 
 def run_job(start: str, get: str, params: dict[str, Any], file: Path, data_dir, backend,
             detector, fps, quiet: bool) -> dict:
     """Start a job on ``file``, show its progress, and return the whole Get* response."""
+    _regular_file(file)
+    service, gate = _service(data_dir, backend, detector, fps, file.parent)
+    warming = _warm_in_background(service)
+    try:
+        return _run(start, get, params, file, service, gate, quiet)
+    finally:
+        warming.join()
+
+
+def _run(start: str, get: str, params: dict[str, Any], file: Path, service, gate,
+         quiet: bool) -> dict:
     from candor.service.common import store_of
     from candor.service.jobs import runner_of
 
-    service, gate = _service(data_dir, backend, detector, fps, file.parent)
-    _warm_in_background(service)
     params = {**params, "Video": {"S3Object": {"Bucket": LOCAL_BUCKET, "Name": file.name}}}
     job_id = gate.call(start, params)["JobId"]
     runner = runner_of(service)
@@ -96,17 +117,17 @@ def run_job(start: str, get: str, params: dict[str, Any], file: Path, data_dir, 
 
 
 def _wants_table(resp: dict, json_output: bool) -> bool:
-    """Print ``--json`` output (and say no table is wanted), or stop on a failed job."""
+    """Print ``--json`` output (and say no table is wanted), or stop on a failed job: with
+    ``--json`` too, a failed job exits non-zero (after its JSON), so scripts see it."""
     if json_output:
         print_json(resp)
-        return False
     if resp.get("JobStatus") != "SUCCEEDED":
         from rich.markup import escape
 
         from candor.cli.common import fail
 
         fail(escape(f"the job failed: {resp.get('StatusMessage')}"))
-    return True
+    return not json_output
 
 
 def _print_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -126,7 +147,11 @@ def _ms(value: int) -> str:
 def detect(file: FileArg, fps: FpsOption = None, json_output: JsonOption = False,
            data_dir: DataDirOption = None, backend: BackendOption = None,
            detector: DetectorOption = None) -> None:
-    """Find the faces in a video (StartFaceDetection), at the sampled frames."""
+    """Find the faces in a video (StartFaceDetection), at the sampled frames.
+
+    \b
+    Example:
+      candor video detect clip.mp4 --fps 2 --json > faces.json"""
     with cli_errors():
         resp = run_job("StartFaceDetection", "GetFaceDetection", {}, file, data_dir, backend,
                        detector, fps, json_output)
@@ -238,10 +263,16 @@ def redact_video(
         style: RedactStyle = "blur", keep: KeepOption = None, fps: FpsOption = None,
         data_dir: DataDirOption = None, backend: BackendOption = None,
         detector: DetectorOption = None) -> None:
-    """Blur or pixelate every face in a video (or every face not in --keep); audio is copied."""
+    """Blur or pixelate every face in a video (or every face not in --keep); audio is copied.
+    The output's suffix picks its container; it must not be the source.
+
+    \b
+    Example:
+      candor video redact clip.mp4 clip-redacted.mp4 --style pixelate"""
     from candor.face.redaction import redact_video as run
 
     with cli_errors():
+        _writable_output(source, out, VIDEO_SUFFIXES)
         service, gate = _service(data_dir, backend, detector, fps, source.parent)
         operation = "StartFaceSearch" if keep else "StartFaceDetection"
         decision = gate.gate.decide(gate.principal, operation,
@@ -259,6 +290,33 @@ def redact_video(
         _record_redaction(gate, operation, decision, source, keep, stats)
     console.print(f"wrote {out}: {stats['frames']} frames, {stats['faces']} face(s) redacted, "
                   f"{stats['kept']} kept")
+
+
+#: the containers ``video redact`` writes (the output's suffix picks the container)
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
+
+
+def _writable_output(source: Path, out: Path, suffixes: tuple[str, ...] | None = None) -> None:
+    """Refuse, before any work, an output that would overwrite the source (the original is
+    what redaction must leave alone), is a folder, lies in a folder that does not exist, or
+    has a suffix that names no format candor writes (``suffixes``; photos: Pillow's)."""
+    from candor.errors import InvalidParameter
+
+    if out.exists() and out.resolve() == source.resolve():
+        raise InvalidParameter(f"{out} is the source itself: write the redacted copy to "
+                               "another file")
+    if out.is_dir():
+        raise InvalidParameter(f"{out} is a folder: give the output file's name")
+    if not out.resolve().parent.is_dir():
+        raise InvalidParameter(f"{out.parent}: no such folder for the output")
+    shown = ", ".join(suffixes or (".jpg", ".png", ".webp"))
+    if suffixes is None:
+        from PIL import Image as PILImage
+
+        suffixes = tuple(e for e, f in PILImage.registered_extensions().items()
+                         if f in PILImage.SAVE)
+    if out.suffix.lower() not in suffixes:
+        raise InvalidParameter(f"{out}: the output's suffix picks its format; use {shown}")
 
 
 def _record_redaction(gate, operation: str, decision, source: Path, keep: str | None,
@@ -308,6 +366,7 @@ def redact_image(
         return [f["BoundingBox"] for f in resp["FaceDetails"]]
 
     with cli_errors():
+        _writable_output(source, out)
         _, gate = _service(data_dir, backend, detector, None, source.parent)
         n = redact_photo(detect, source, out, style=style)
     console.print(f"wrote {out}: {n} face(s) redacted")

@@ -94,6 +94,13 @@ def load_image(source: Image | bytes | bytearray | memoryview | str | os.PathLik
 
 def read_image(path: str | os.PathLike, max_bytes: int = MAX_IMAGE_BYTES) -> Image:
     """Read and decode the image file at ``path``; its size is checked before it is read."""
+    return decode_image(read_photo(path, max_bytes), max_bytes=max_bytes, source=str(path))
+
+
+def read_photo(path: str | os.PathLike, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+    """The bytes of the photo file at ``path``, checked before they are read: a regular file
+    (not a folder, a FIFO that would block or a device such as /dev/zero that never ends), not
+    empty, at most ``max_bytes``; each refusal a typed error naming the file."""
     p = Path(path)
     if not p.exists():
         raise InvalidParameter(f"{p}: no such file")
@@ -103,7 +110,14 @@ def read_image(path: str | os.PathLike, max_bytes: int = MAX_IMAGE_BYTES) -> Ima
     if size > max_bytes:
         raise ImageTooLarge(f"{p}: {_mb(size)} is over the {_mb(max_bytes)} limit; "
                             "resize or recompress the photo")
-    return decode_image(p.read_bytes(), max_bytes=max_bytes, source=str(p))
+    try:
+        with open(p, "rb") as fh:
+            data = fh.read(max_bytes + 1)  # bounded even if the file grows meanwhile
+    except OSError as exc:
+        raise InvalidParameter(f"{p}: cannot read the file: {exc.strerror or exc}") from None
+    if not data:
+        raise InvalidParameter(f"{p}: the image is empty (0 bytes)")
+    return data
 
 
 def decode_image(data: bytes, max_bytes: int = MAX_IMAGE_BYTES, source: str = "<bytes>") -> Image:

@@ -220,30 +220,66 @@ class PersonInfo:
     known_gender: str | None = None
 
 
+#: a cell starting with one of these is a formula to a spreadsheet (CSV injection): a name or
+#: URL the gallery hands back to clients and operators must not be one
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: the longest --info CSV read (a person's row is a few hundred bytes)
+MAX_INFO_BYTES = 10 * 1024 * 1024
+
+
 def read_info(path: str | Path) -> dict[str, PersonInfo]:
     """The ``--info`` CSV by folder name: columns ``name`` (required), ``folder`` (default:
     the name), ``urls`` (separated by spaces or ``;``) and ``known_gender`` (Male, Female,
-    Nonbinary or Unlisted, as the person publicly states it; empty when unknown)."""
+    Nonbinary or Unlisted, as the person publicly states it; empty when unknown). UTF-8, with
+    or without the byte-order mark spreadsheets write; every refusal (not a readable file,
+    not UTF-8, a broken or oversized row, a cell that is a spreadsheet formula, a URL that is
+    not http(s)) is an InvalidParameter naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidParameter(f"{path}: no such file" if not path.exists() else
+                               f"{path}: not a file (the --info CSV)")
+    if path.stat().st_size > MAX_INFO_BYTES:
+        raise InvalidParameter(f"{path}: over {MAX_INFO_BYTES // 2**20} MB: not a gallery's CSV")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            return _info_rows(path, csv.DictReader(fh, strict=True))
+    except UnicodeDecodeError as exc:
+        raise InvalidParameter(f"{path}: not UTF-8 text (byte {exc.start}); save the CSV as "
+                               "UTF-8") from None
+    except csv.Error as exc:
+        raise InvalidParameter(f"{path}: not a well-formed CSV ({exc})") from None
+
+
+def _info_rows(path: Path, reader: csv.DictReader) -> dict[str, PersonInfo]:
     out: dict[str, PersonInfo] = {}
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        fields = {f.strip().lower() for f in reader.fieldnames or []}
-        if "name" not in fields:
-            raise InvalidParameter(f"{path}: the CSV needs a 'name' column (and optionally "
-                                   "folder, urls, known_gender)")
-        for line, row in enumerate(reader, 2):
-            row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-            if not row.get("name"):
-                raise InvalidParameter(f"{path} line {line}: empty name")
-            gender = row.get("known_gender") or None
-            if gender is not None:
-                gender = next((g for g in KNOWN_GENDERS if g.lower() == gender.lower()), None)
-                if gender is None:
-                    raise InvalidParameter(f"{path} line {line}: known_gender must be one of "
-                                           f"{', '.join(KNOWN_GENDERS)} or empty")
-            urls = [u for u in re.split(r"[;\s]+", row.get("urls", "")) if u]
-            folder = row.get("folder") or row["name"]
-            out[folder] = PersonInfo(folder, row["name"], urls, gender)
+    fields = {f.strip().lower() for f in reader.fieldnames or []}
+    if "name" not in fields:
+        raise InvalidParameter(f"{path}: the CSV needs a 'name' column (and optionally "
+                               "folder, urls, known_gender)")
+    for row in reader:
+        line = reader.line_num
+        if None in row:
+            raise InvalidParameter(f"{path} line {line}: more cells than the header has columns")
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
+        if not row.get("name"):
+            raise InvalidParameter(f"{path} line {line}: empty name")
+        gender = row.get("known_gender") or None
+        if gender is not None:
+            gender = next((g for g in KNOWN_GENDERS if g.lower() == gender.lower()), None)
+            if gender is None:
+                raise InvalidParameter(f"{path} line {line}: known_gender must be one of "
+                                       f"{', '.join(KNOWN_GENDERS)} or empty")
+        urls = [u for u in re.split(r"[;\s]+", row.get("urls", "")) if u]
+        for cell in (row["name"], row.get("folder", ""), *urls):
+            if cell.startswith(FORMULA_STARTS):
+                raise InvalidParameter(f"{path} line {line}: {cell[:40]!r} starts with "
+                                       f"{cell[0]!r}, a spreadsheet formula; remove it")
+        for url in urls:
+            scheme = url.split(":", 1)[0].lower() if re.match(r"^[a-zA-Z][\w+.-]*:", url) else ""
+            if scheme not in ("", "http", "https"):
+                raise InvalidParameter(f"{path} line {line}: {url[:40]!r} is not an http(s) URL")
+        folder = row.get("folder") or row["name"]
+        out[folder] = PersonInfo(folder, row["name"], urls, gender)
     return out
 
 

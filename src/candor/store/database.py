@@ -144,6 +144,31 @@ def configure_postgres(engine: Engine) -> None:
         return None
 
 
+def _shown(url: str) -> str:
+    """``url`` as an error message may show it: without its password."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - unparseable: show none of it (it may hold a password)
+        return "(unparseable)"
+
+
+def _engine(url: str, **kwargs) -> Engine:
+    """``create_engine``, with a URL that cannot be parsed or whose driver is not installed
+    as a typed error (the URL comes from ``--database``), never SQLAlchemy's own."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    from candor.errors import InvalidParameter
+
+    try:
+        return create_engine(url, **kwargs)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise InvalidParameter(f"cannot use the database URL {_shown(url)}: {exc}; give a "
+                               "SQLAlchemy URL such as postgresql://user@host/db or "
+                               "sqlite:////path/candor.db") from None
+
+
 class Database:
     """One SQL database, migrated to the latest schema, with read and write transactions."""
 
@@ -151,10 +176,10 @@ class Database:
         self.url = url = normalise_url(url)
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
-            self.engine = create_engine(url)
+            self.engine = _engine(url)
             configure_sqlite(self.engine)
         else:
-            self.engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=24)
+            self.engine = _engine(url, pool_pre_ping=True, pool_size=8, max_overflow=24)
             if self.engine.dialect.name == "postgresql":
                 configure_postgres(self.engine)
         self.is_postgres = self.engine.dialect.name == "postgresql"
@@ -165,7 +190,7 @@ class Database:
                 from candor.errors import InvalidParameter
 
                 raise InvalidParameter("a read replica needs a PostgreSQL database")
-            self.replica = create_engine(normalise_url(replica_url), pool_pre_ping=True,
+            self.replica = _engine(normalise_url(replica_url), pool_pre_ping=True,
                                          pool_size=8, max_overflow=24,
                                          connect_args={"application_name": "candor-replica"})
             configure_postgres(self.replica)
@@ -174,7 +199,10 @@ class Database:
         #: reads the replica served, and reads that went to the primary instead (it lagged)
         self.replica_reads = self.replica_fallbacks = 0
         self.writer = self.engine.execution_options(candor_write=True)
-        self.schema_version = migrate(self.writer)
+        try:
+            self.schema_version = migrate(self.writer)
+        except OperationalError as exc:  # SQLite's file cannot be opened (PostgreSQL's: above)
+            raise ServiceUnavailable(f"cannot open the database {_shown(url)}: {exc.orig}") from None
         #: how long a checkpoint after an erasure waits for other connections' transactions
         self.checkpoint_wait_ms = CHECKPOINT_WAIT_MS
         self._owed = False  # a checkpoint after an erasure could not complete yet
