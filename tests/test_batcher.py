@@ -132,42 +132,6 @@ def test_max_faces_bounds_a_batch() -> None:
     assert sum(sizes) == 8 and max(sizes) <= 3 + 1  # a caller's chips are never split
 
 
-def test_others_busy_counts_callers_still_at_work_after_their_embedding() -> None:
-    """The embedder leaves the other cores to other requests (one ONNX thread) while any caller
-    beside its batch is at work, whether still detecting or storing after its own embedding; a
-    lone caller gets every core."""
-    seen: list[bool] = []
-    batcher: EmbedBatcher
-
-    def embed(chips: np.ndarray) -> np.ndarray:
-        seen.append(batcher.others_busy)
-        return np.zeros((len(chips), 128), np.float32)
-
-    batcher = EmbedBatcher(embed, wait=0)
-    chips = np.zeros((1, 150, 150, 3), np.uint8)
-    with batcher.caller():  # alone
-        batcher.embed(chips)
-    storing, stored = threading.Event(), threading.Event()
-
-    def first() -> None:
-        with batcher.caller():
-            batcher.embed(chips)
-            storing.set()
-            stored.wait(60)  # embedded, still at work (storing, answering)
-
-    worker = threading.Thread(target=first)
-    worker.start()
-    assert storing.wait(60)
-    with batcher.caller():  # the first caller is still inside its request
-        batcher.embed(chips)
-    stored.set()
-    worker.join(60)
-    with batcher.caller():  # alone again
-        batcher.embed(chips)
-    batcher.close()
-    assert seen == [False, False, True, False]
-
-
 # ------------------------------------------------------------------ only the work asked for
 
 

@@ -29,13 +29,12 @@ def attach_batcher(service, registry: CollectorRegistry):
     engine = service.engine
 
     def embed_chips(chips):
-        # While other requests are at work beside this batch (still detecting, or storing and
-        # answering) the other cores have work, and ONNX Runtime on one intra-op thread spends
-        # less CPU per chip than on all of them (same numbers: see Engine.embed_chips): its
-        # calling thread spin-waits for a helper thread that the busy cores schedule late
-        # (bench/http_server_cpu.py: ~4 ms of server CPU per IndexFaces). A lone request
-        # keeps every core for its latency.
-        if batcher.others_busy:
+        # While other requests are still detecting (announced, not yet handed in chips) the
+        # other cores have work, and ONNX Runtime on one intra-op thread spends ~15% less CPU
+        # per chip than on all of them (same numbers: see Engine.embed_chips); a lone request
+        # keeps every core for its latency. (Also one thread while requests that have embedded
+        # are still storing and answering: no gain measured, see docs/engine.md.)
+        if batcher.announced > 0:
             one_thread[0] += 1
             return engine.embed_chips(chips, threads=1)
         return engine.embed_chips(chips)
@@ -48,7 +47,7 @@ def attach_batcher(service, registry: CollectorRegistry):
     Gauge("candor_embed_faces", "Faces embedded for HTTP requests",
           registry=registry).set_function(lambda: batcher.faces)
     Gauge("candor_embed_batches_one_thread", "Embedding calls run on one thread because "
-          "other requests kept the other cores busy", registry=registry).set_function(
+          "other requests were still detecting", registry=registry).set_function(
         lambda: one_thread[0])
     return batcher
 

@@ -40,10 +40,8 @@ class EmbedBatcher:
         self.wait = max(0.0, wait)
         self.max_faces = max(1, max_faces)
         self._cond = threading.Condition()
-        self._queue: list[tuple[np.ndarray, Future, bool]] = []  # chips, result, caller active
+        self._queue: list[tuple[np.ndarray, Future]] = []
         self._announced = 0  # callers that may still submit chips
-        self._active = 0  # callers inside :meth:`caller`, whatever stage they are at
-        self._batch_active = 0  # of them, those whose chips are in the batch being embedded
         self._local = threading.local()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -59,14 +57,6 @@ class EmbedBatcher:
         with self._cond:
             return self._announced
 
-    @property
-    def others_busy(self) -> bool:
-        """Whether, beside the callers of the batch being embedded, other callers are at work
-        (still detecting, or storing and answering after their embedding): then the other
-        cores have work, and the embedder should not take them."""
-        with self._cond:
-            return self._announced > 0 or self._active > self._batch_active
-
     @contextmanager
     def caller(self) -> Iterator[None]:
         """Announce a caller (an HTTP request that may embed) for the length of the block, so
@@ -77,14 +67,11 @@ class EmbedBatcher:
             return
         with self._cond:
             self._announced += 1
-            self._active += 1
         self._local.active = self._local.counted = True
         try:
             yield
         finally:
             self._local.active = False
-            with self._cond:
-                self._active -= 1
             if self._local.counted:  # it never embedded: nobody waits for it any more
                 self._local.counted = False
                 self._withdraw()
@@ -98,7 +85,7 @@ class EmbedBatcher:
         with self._cond:
             if self._closed:
                 raise RuntimeError("the embedding batcher is closed")
-            self._queue.append((chips, future, bool(getattr(self._local, "active", False))))
+            self._queue.append((chips, future))
             self._start()
             if getattr(self._local, "counted", False):
                 self._local.counted = False  # its chips are in: nobody waits for it now
@@ -137,19 +124,17 @@ class EmbedBatcher:
                     return None
                 self._cond.wait()
             deadline = time.monotonic() + self.wait
-            while (self._announced > 0 and sum(len(c) for c, *_ in self._queue) < self.max_faces
+            while (self._announced > 0 and sum(len(c) for c, _ in self._queue) < self.max_faces
                    and not self._closed):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._cond.wait(left)
-            batch, faces, active = [], 0, 0
+            batch, faces = [], 0
             while self._queue and (not batch or faces + len(self._queue[0][0]) <= self.max_faces):
-                chips, future, was_active = self._queue.pop(0)
+                chips, future = self._queue.pop(0)
                 batch.append((chips, future))
                 faces += len(chips)
-                active += was_active
-            self._batch_active = active
             return batch
 
     def _run(self) -> None:
