@@ -248,6 +248,14 @@ def test_serve_refuses_a_port_out_of_range_before_it_starts(candor_home):
 # ------------------------------------------------------------------ Ctrl-C in candor index
 
 
+def _ctrl_c_as_at_a_terminal() -> None:
+    """In the child, SIGINT as a terminal user's command gets it (default, not blocked): a
+    runner that ignores or blocks it (a background job, some CI shells) passes that on, and
+    the command would never see the Ctrl-C this test sends."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_in_the_middle_of_index_keeps_the_data_consistent(tmp_path, data_dir,
                                                                  candor_home):
     """SIGINT once the first photo is stored: exit 130 with one line saying what is kept and
@@ -259,7 +267,8 @@ def test_ctrl_c_in_the_middle_of_index_keeps_the_data_consistent(tmp_path, data_
         (folder / photo.name).symlink_to(photo)
     args = [sys.executable, "-m", "candor.cli", "index", "ff", str(folder), "--create",
             "--json", "--external-id-from", "file", "--data-dir", str(candor_home)]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ctrl_c_as_at_a_terminal)
     first = proc.stdout.readline()  # the first photo's group is committed
     proc.send_signal(signal.SIGINT)
     rest, err = proc.stdout.read(), proc.stderr.read()  # (communicate() would skip the
